@@ -1,0 +1,149 @@
+"""Every AWS client comes from here: one shared botocore session, per-target credentials, call recording."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+from typing import Any, Protocol
+
+import boto3
+import botocore.session
+from botocore.config import Config as BotoConfig
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    CredentialProvider,
+    CredentialResolver,
+    Credentials,
+    DeferredRefreshableCredentials,
+)
+
+from exporter import __version__
+from exporter.aws import errors
+from exporter.config import AwsConfig, TargetConfig
+
+log = logging.getLogger(__name__)
+
+_ROLE_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/")
+
+
+class ApiRecorder(Protocol):
+    """Told about every AWS call once it has finished (after botocore's own retries)."""
+
+    def record_call(self, account_id: str, region: str, operation: str, outcome: str, retries: int) -> None: ...
+
+
+class _FixedProvider(CredentialProvider):  # type: ignore[misc]
+    METHOD = "assume-role"
+
+    def __init__(self, credentials: Credentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> Credentials:
+        return self._credentials
+
+
+class AwsClients:
+    """Creates and caches clients per (service, target, region) from one shared botocore session.
+
+    Role targets get a light child session that shares the root session's model loader (the memory-heavy part)
+    and holds refreshable assume-role credentials, so keys are renewed before they expire.
+    """
+
+    def __init__(
+        self,
+        aws: AwsConfig,
+        recorder: ApiRecorder | None = None,
+        static_credentials: tuple[str, str] | None = None,
+    ) -> None:
+        self._root = botocore.session.get_session()
+        if static_credentials is not None:
+            self._root.set_credentials(*static_credentials)
+        self._recorder = recorder
+        self._lock = threading.Lock()
+        self._account_lock = threading.Lock()
+        self._clients: dict[tuple[str, str, str, str], Any] = {}
+        self._sessions: dict[str, botocore.session.Session] = {}
+        self._accounts: dict[str, str] = {}
+        self._config = BotoConfig(
+            retries={"mode": aws.retry_mode, "max_attempts": aws.max_attempts},
+            connect_timeout=aws.connect_timeout,
+            read_timeout=aws.read_timeout,
+            max_pool_connections=max(10, aws.max_concurrent_requests),
+            user_agent_extra=f"bedrock-batch-exporter/{__version__}",
+        )
+
+    def client(self, service: str, target: TargetConfig, region: str, account_id: str = "") -> Any:
+        """A client for `service` in `region` with the target's credentials and endpoint (thread-safe)."""
+        key = (service, target.label, region, target.endpoint_url or "")
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                session = boto3.session.Session(botocore_session=self._session_for(target))
+                client = session.client(
+                    service, region_name=region, endpoint_url=target.endpoint_url, config=self._config
+                )
+                if self._recorder is not None:
+                    self._watch(client, account_id or target.account_id or "", region)
+                self._clients[key] = client
+            return client
+
+    def account_id(self, target: TargetConfig) -> str:
+        """The target's account: from config, from its role ARN, or asked of STS once and cached."""
+        if target.account_id:
+            return target.account_id
+        if target.role_arn and (match := _ROLE_ACCOUNT.match(target.role_arn)):
+            return match.group(1)
+        with self._account_lock:  # one STS call per target, even when its regions start together
+            cached = self._accounts.get(target.label)
+            if cached is None:
+                sts = self.client("sts", target, target.regions[0])
+                cached = str(sts.get_caller_identity()["Account"])
+                self._accounts[target.label] = cached
+            return cached
+
+    def _session_for(self, target: TargetConfig) -> botocore.session.Session:
+        if not target.role_arn:
+            return self._root
+        session = self._sessions.get(target.label)
+        if session is None:
+            session = botocore.session.Session()
+            session.register_component("data_loader", self._root.get_component("data_loader"))
+            extra: dict[str, str] = {"RoleSessionName": "bedrock-batch-exporter"}
+            if target.external_id:
+                extra["ExternalId"] = target.external_id
+            creator = functools.partial(
+                self._root.create_client,
+                region_name=target.regions[0],
+                endpoint_url=target.endpoint_url,
+                config=self._config,
+            )
+            fetcher = AssumeRoleCredentialFetcher(
+                client_creator=creator,
+                source_credentials=self._root.get_credentials(),
+                role_arn=target.role_arn,
+                extra_args=extra,
+            )
+            credentials = DeferredRefreshableCredentials(refresh_using=fetcher.fetch_credentials, method="assume-role")
+            session.register_component("credential_provider", CredentialResolver([_FixedProvider(credentials)]))
+            self._sessions[target.label] = session
+        return session
+
+    def _watch(self, client: Any, account_id: str, region: str) -> None:
+        recorder = self._recorder
+        assert recorder is not None
+
+        def after_call(http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+            status = int(getattr(http_response, "status_code", 0) or 0)
+            code = str(parsed.get("Error", {}).get("Code", "")) if isinstance(parsed, dict) else ""
+            outcome = errors.SUCCESS if status < 300 else errors.classify_code(code, status)
+            retries = int(parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
+            recorder.record_call(account_id, region, model.name, outcome, retries)
+
+        def after_call_error(exception: BaseException, model: Any, **_: Any) -> None:
+            recorder.record_call(account_id, region, model.name, errors.classify(exception), 0)
+
+        client.meta.events.register("after-call", after_call)
+        client.meta.events.register("after-call-error", after_call_error)

@@ -1,0 +1,407 @@
+"""YAML configuration: parsed into validated, immutable models whose errors name the field path."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+BEDROCK_BATCH_NAMESPACE = "AWS/Bedrock/Batch"
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_PERCENTILE_RE = re.compile(r"^p(\d{1,2}(\.\d{1,2})?|100)$")
+_BASIC_STATISTICS = ("Sum", "Average", "Minimum", "Maximum", "SampleCount")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `problems` holds one line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = tuple(problems)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `90`, `90s`, `5m`, `1h`, `500ms` or `1d`."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 60s, 5m, 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f"invalid duration {value!r}: use a number of seconds or a string like 60s, 5m, 1h")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$"},
+            ],
+            "description": "seconds, or a string like 500ms, 60s, 5m, 1h, 1d",
+        }
+    ),
+]
+
+
+def _check_statistics(value: tuple[str, ...]) -> tuple[str, ...]:
+    for stat in value:
+        if stat not in _BASIC_STATISTICS and not _PERCENTILE_RE.match(stat):
+            raise ValueError(f"unknown statistic {stat!r}: use one of {', '.join(_BASIC_STATISTICS)} or pNN")
+    if len(set(value)) != len(value):
+        raise ValueError("statistics are listed more than once")
+    return value
+
+
+class MissingData(StrEnum):
+    """What a discovered series shows when CloudWatch returns no datapoint in the window."""
+
+    NAN = "nan"
+    ZERO = "zero"
+    DROP = "drop"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetricConfig(_Model):
+    """One CloudWatch metric and how to ask for it; unset fields inherit the namespace's values."""
+
+    name: str = Field(min_length=1, max_length=255, description="CloudWatch MetricName")
+    statistics: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="Sum, Average, Minimum, Maximum, SampleCount or a percentile like p99",
+    )
+    period: Duration | None = None
+    length: Duration | None = None
+    delay: Duration | None = None
+    missing_data: MissingData | None = None
+
+    @field_validator("statistics")
+    @classmethod
+    def _known_statistics(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else _check_statistics(value)
+
+
+class DiscoveryConfig(_Model):
+    """How the dimension sets of a namespace's metrics are found."""
+
+    mode: Literal["list_metrics", "static"] = "list_metrics"
+    refresh_interval: Duration = Field(default=600.0, description="how long ListMetrics results are reused")
+    recently_active: bool = Field(
+        default=True, description="ask ListMetrics only for metrics with data in the last 3 hours"
+    )
+    dimension_filters: dict[str, str] = Field(
+        default_factory=dict, description="dimension name -> regular expression its value must match"
+    )
+    static: tuple[dict[str, str], ...] = Field(
+        default=(), description="dimension sets to query in static mode, e.g. [{ModelId: my-model}]"
+    )
+
+    @field_validator("dimension_filters")
+    @classmethod
+    def _valid_regexes(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"dimension filter for {name!r} is not a valid regex: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _static_needs_sets(self) -> DiscoveryConfig:
+        if self.mode == "static" and not self.static:
+            raise ValueError("mode static needs at least one dimension set under 'static'")
+        if self.mode == "list_metrics" and self.static:
+            raise ValueError("'static' dimension sets are only used with mode: static")
+        return self
+
+
+@dataclass(frozen=True)
+class ResolvedMetric:
+    """A metric with every setting filled in from its namespace and the defaults."""
+
+    name: str
+    statistics: tuple[str, ...]
+    period: int
+    length: int
+    delay: int
+    missing_data: MissingData
+
+
+# Why these defaults: the pending metrics are gauges of a backlog, so Maximum (worst point in the period, what
+# alerts want) and Average (smoothed) are useful; the per-minute throughput metrics are rates, so Average is the
+# rate CloudWatch reports and Sum totals all datapoints in the period (they differ when several jobs publish).
+# Bedrock publishes these only while batch work exists, so no datapoint means nothing pending or processed: zero.
+BEDROCK_DEFAULT_METRICS: tuple[MetricConfig, ...] = (
+    MetricConfig(name="NumberOfRecordsPendingProcessing", statistics=("Maximum", "Average")),
+    MetricConfig(name="NumberOfTokensPendingProcessing", statistics=("Maximum", "Average")),
+    MetricConfig(name="NumberOfInputTokensProcessedPerMinute", statistics=("Sum", "Average")),
+    MetricConfig(name="NumberOfOutputTokensProcessedPerMinute", statistics=("Sum", "Average")),
+)
+
+
+class NamespaceConfig(_Model):
+    """A CloudWatch namespace to poll, with its schedule and metrics."""
+
+    namespace: str = Field(min_length=1, max_length=255)
+    interval: Duration = Field(default=60.0, description="how often this namespace is polled")
+    period: Duration = Field(default=60.0, description="CloudWatch aggregation period")
+    length: Duration = Field(default=300.0, description="lookback window; the newest datapoint in it is kept")
+    delay: Duration = Field(default=60.0, description="shift the window back to skip still-filling periods")
+    statistics: tuple[str, ...] = Field(default=("Average",), min_length=1)
+    missing_data: MissingData | None = Field(
+        default=None,
+        description="default for the metrics: zero for AWS/Bedrock/Batch, nan elsewhere (as YACE)",
+    )
+    add_cloudwatch_timestamp: bool = Field(
+        default=False, description="attach the datapoint's CloudWatch timestamp to each sample"
+    )
+    discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
+    metrics: tuple[MetricConfig, ...] | None = Field(
+        default=None, description="defaults to the four Bedrock batch metrics for AWS/Bedrock/Batch"
+    )
+
+    @field_validator("statistics")
+    @classmethod
+    def _known_statistics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_statistics(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> NamespaceConfig:
+        if self.metrics is None and self.namespace != BEDROCK_BATCH_NAMESPACE:
+            raise ValueError(f"'metrics' is required for namespace {self.namespace!r}")
+        names = [m.name for m in self.metrics or ()]
+        if len(set(names)) != len(names):
+            raise ValueError("a metric is listed more than once")
+        for metric in self.resolved_metrics():
+            _check_window(metric)
+        if self.interval < 1:
+            raise ValueError("interval must be at least 1s")
+        return self
+
+    def resolved_metrics(self) -> tuple[ResolvedMetric, ...]:
+        default_missing = self.missing_data or (
+            MissingData.ZERO if self.namespace == BEDROCK_BATCH_NAMESPACE else MissingData.NAN
+        )
+        metrics = self.metrics if self.metrics is not None else BEDROCK_DEFAULT_METRICS
+        return tuple(
+            ResolvedMetric(
+                name=m.name,
+                statistics=m.statistics or self.statistics,
+                period=int(m.period if m.period is not None else self.period),
+                length=int(m.length if m.length is not None else self.length),
+                delay=int(m.delay if m.delay is not None else self.delay),
+                missing_data=m.missing_data or default_missing,
+            )
+            for m in metrics
+        )
+
+
+def _check_window(metric: ResolvedMetric) -> None:
+    if metric.period not in (1, 5, 10, 30) and (metric.period < 60 or metric.period % 60):
+        raise ValueError(
+            f"metric {metric.name}: period must be 1, 5, 10, 30 or a multiple of 60 seconds, got {metric.period}s"
+        )
+    if metric.length < metric.period:
+        raise ValueError(f"metric {metric.name}: length ({metric.length}s) is shorter than period")
+
+
+class TargetConfig(_Model):
+    """Where to poll: one AWS account (optionally through an assumed role) and its regions."""
+
+    name: str | None = Field(default=None, description="a label for logs; defaults to the account")
+    account_id: str | None = Field(
+        default=None, pattern=r"^\d{12}$", description="skip the STS lookup and use this account id"
+    )
+    regions: tuple[str, ...] = Field(min_length=1)
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+    external_id: str | None = Field(default=None, min_length=2, max_length=1224)
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    namespaces: tuple[str, ...] | None = Field(
+        default=None, description="restrict this target to these namespaces (default: all)"
+    )
+
+    @field_validator("regions")
+    @classmethod
+    def _valid_regions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for region in value:
+            if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$", region):
+                raise ValueError(f"{region!r} is not an AWS region name like us-east-1")
+        if len(set(value)) != len(value):
+            raise ValueError("a region is listed more than once")
+        return value
+
+    @model_validator(mode="after")
+    def _external_id_needs_role(self) -> TargetConfig:
+        if self.external_id and not self.role_arn:
+            raise ValueError("external_id is only used together with role_arn")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.account_id or (self.role_arn or "default")
+
+
+class AwsConfig(_Model):
+    """How AWS is called: botocore retry mode, timeouts and concurrency."""
+
+    retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    connect_timeout: Duration = 5.0
+    read_timeout: Duration = 15.0
+    max_concurrent_requests: int = Field(default=8, ge=1, le=64, description="GetMetricData calls in flight")
+    max_queries_per_call: int = Field(default=500, ge=1, le=500, description="CloudWatch allows 500")
+
+
+class ServerConfig(_Model):
+    """The HTTP endpoint Prometheus scrapes."""
+
+    listen_address: str = Field(default="0.0.0.0:9816", pattern=r"^(\[[0-9a-fA-F:]+\]|[^\s:]*):\d{1,5}$")
+    metrics_path: str = Field(default="/metrics", pattern=r"^/[\w./-]*$")
+
+
+class Config(_Model):
+    """The whole configuration file."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    aws: AwsConfig = Field(default_factory=AwsConfig)
+    targets: tuple[TargetConfig, ...] = Field(min_length=1)
+    namespaces: tuple[NamespaceConfig, ...] = Field(
+        default_factory=lambda: (NamespaceConfig(namespace=BEDROCK_BATCH_NAMESPACE),),
+        min_length=1,
+    )
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        names = [n.namespace for n in self.namespaces]
+        if len(set(names)) != len(names):
+            raise ValueError("a namespace is listed more than once")
+        for i, target in enumerate(self.targets):
+            for ns in target.namespaces or ():
+                if ns not in names:
+                    raise ValueError(f"targets[{i}].namespaces: {ns!r} is not configured under 'namespaces'")
+        return self
+
+    def namespaces_for(self, target: TargetConfig) -> tuple[NamespaceConfig, ...]:
+        if target.namespaces is None:
+            return self.namespaces
+        return tuple(n for n in self.namespaces if n.namespace in target.namespaces)
+
+
+def _expand_env(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in strings, so secrets and per-pod values stay out of the file."""
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path or '<root>'}: environment variable {name} is not set")
+            return ""
+
+        return _ENV_RE.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, env, _join(path, str(k)), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def format_location(loc: Sequence[int | str]) -> str:
+    """('targets', 1, 'regions', 0) -> 'targets[1].regions[0]'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out = _join(out, part)
+    return out or "<root>"
+
+
+def _validation_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        # Pydantic adds the validator kind ("function-after[...]") to model-level locations; users need the field.
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{format_location(loc)}: {message}")
+    return problems
+
+
+def load_config_text(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    """Parse and validate YAML text; raises ConfigError with one line per problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{where}: invalid YAML: {problem}"]) from None
+    if raw is None:
+        raise ConfigError([f"{source}: the file is empty; at least 'targets' is required"])
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping, not {type(raw).__name__}"])
+    problems: list[str] = []
+    expanded = _expand_env(raw, os.environ if env is None else env, "", problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return Config.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(_validation_problems(exc)) from None
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; raises ConfigError with one line per problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: config file is not UTF-8 text"]) from None
+    return load_config_text(text, str(path), env)
+
+
+def json_schema() -> str:
+    """The JSON Schema of the config file, as committed in docs/config.schema.json."""
+    schema = Config.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "bedrock-batch-exporter configuration"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,101 @@
+"""`bedrock-batch-exporter demo`: the exporter polling an embedded, simulated AWS with a live Bedrock workload."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from exporter.config import Config, load_config_text
+
+log = logging.getLogger(__name__)
+
+DEMO_CREDENTIALS = ("demo-access-key", "demo-secret-key")  # moto accepts any key; these never leave loopback
+PUBLISH_EVERY = 2.0
+KEEP_HISTORY = 3600.0
+
+# High-resolution 10s periods keep the demo lively; real Bedrock batch metrics arrive once a minute (see
+# config.example.yaml for production settings).
+DEMO_CONFIG = """
+targets:
+  - name: demo
+    endpoint_url: {endpoint}
+    regions: [us-east-1, us-west-2]
+namespaces:
+  - namespace: AWS/Bedrock/Batch
+    interval: 5s
+    period: 10s
+    length: 60s
+    delay: 0s
+    discovery:
+      refresh_interval: 30s
+"""
+
+
+def demo_config(endpoint: str) -> Config:
+    return load_config_text(DEMO_CONFIG.format(endpoint=endpoint), "<demo config>")
+
+
+def _prune(region: str, cutoff: datetime) -> None:
+    """Forget simulated datapoints older than `cutoff`, so a long-running demo keeps flat memory."""
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+
+    backend = cloudwatch_backends[DEFAULT_ACCOUNT_ID][region]
+    backend.metric_data[:] = [m for m in backend.metric_data if m.timestamp >= cutoff]
+
+
+def run_demo(listen_address: str, stop: threading.Event, max_seconds: float | None = None) -> int:
+    """Serve the demo until `stop` is set (or `max_seconds` pass); returns an exit code."""
+    try:
+        import boto3
+
+        from exporter.app import Exporter
+        from exporter.demo.server import SimulatedAws
+        from exporter.demo.workload import Workload, default_models
+    except ImportError as exc:
+        log.error("the demo needs moto: pip install 'bedrock-batch-exporter[demo]' (%s)", exc)
+        return 2
+    aws = SimulatedAws().start()
+    exporter: Exporter | None = None
+    try:
+        models = default_models()
+        clients: dict[str, Any] = {
+            region: boto3.client(
+                "cloudwatch",
+                region_name=region,
+                endpoint_url=aws.url,
+                aws_access_key_id=DEMO_CREDENTIALS[0],
+                aws_secret_access_key=DEMO_CREDENTIALS[1],
+            )
+            for region in models
+        }
+        workload = Workload(clients, models)
+        start = datetime.now(UTC)
+        for back in range(30, 0, -1):  # a minute of history, so the first poll already finds data
+            workload.publish(PUBLISH_EVERY, start - timedelta(seconds=back * PUBLISH_EVERY))
+        exporter = Exporter(demo_config(aws.url), static_credentials=DEMO_CREDENTIALS)
+        try:
+            url = exporter.start(listen_address)
+        except (OSError, ValueError) as exc:
+            log.error("cannot listen on %s: %s", listen_address, exc)
+            return 2
+        log.info("demo running: simulated AWS at %s; open %s/metrics (Ctrl-C stops)", aws.url, url)
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        last_prune = time.monotonic()
+        while not stop.wait(PUBLISH_EVERY):
+            workload.publish(PUBLISH_EVERY)
+            if time.monotonic() - last_prune > 60:
+                cutoff = datetime.now(UTC) - timedelta(seconds=KEEP_HISTORY)
+                for region in models:
+                    _prune(region, cutoff)
+                last_prune = time.monotonic()
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        return 0
+    finally:
+        if exporter is not None:
+            exporter.stop()
+        aws.stop()

@@ -1,0 +1,93 @@
+"""A simulated AWS on loopback: moto's server over HTTP, with a log of the calls it served and a delay knob."""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+_SMITHY_PATH = re.compile(r"^/service/[^/]+/operation/([A-Za-z]+)$")
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+MAX_FORM_BODY = 1 << 20
+
+StartResponse = Callable[..., Any]
+
+
+def operation_of(environ: dict[str, Any]) -> tuple[str, str, str]:
+    """(service, region, operation) of a signed AWS request, for the smithy-rpcv2, JSON and query protocols."""
+    scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    service, region = (scope.group(2), scope.group(1)) if scope else ("", "")
+    if match := _SMITHY_PATH.match(environ.get("PATH_INFO", "")):
+        return service, region, match.group(1)
+    if target := environ.get("HTTP_X_AMZ_TARGET"):
+        return service, region, target.rsplit(".", 1)[-1]
+    if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        length = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_FORM_BODY)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+        return service, region, action
+    return service, region, f"{environ.get('REQUEST_METHOD', '')} {environ.get('PATH_INFO', '')}"
+
+
+class SimulatedAws:
+    """moto's AWS (CloudWatch, STS, ...) served on 127.0.0.1 by a threaded werkzeug server.
+
+    `calls` counts the requests served by (service, region, operation), so tests measure API calls on the server
+    side; `delay` makes every request wait first, to simulate a slow or hanging AWS.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        self._moto = DomainDispatcherApplication(create_backend_app)
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        self.calls: Counter[tuple[str, str, str]] = Counter()
+        self.delay = 0.0
+        self._server = make_server(host, port, self._app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
+
+    def count(self, operation: str, region: str | None = None) -> int:
+        """Requests served for `operation` (in `region`, if given)."""
+        with self._lock:
+            return sum(n for (_, r, op), n in self.calls.items() if op == operation and region in (None, r))
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.calls.clear()
+
+    def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        key = operation_of(environ)
+        with self._lock:
+            self.calls[key] += 1
+        if self.delay > 0:
+            self._released.wait(self.delay)
+        result: Iterable[bytes] = self._moto(environ, start_response)
+        return result
+
+    def start(self) -> SimulatedAws:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="simulated-aws", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._released.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)

@@ -1,0 +1,155 @@
+"""The exporter's own metrics: AWS calls and their cost, cycles, health and data age per task."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.snapshot import Store
+
+PREFIX = "bedrock_batch_exporter"
+
+# CloudWatch list prices (us-east-1, checked 2026): GetMetricData is billed per metric requested and is never in
+# the free tier; other API requests are billed per 1,000 requests after 1 million free requests a month. We count
+# every request as paid, so the estimate is an upper bound.
+PRICE_PER_METRIC_REQUESTED = 0.01 / 1000
+PRICE_PER_REQUEST = 0.01 / 1000
+_BILLED_PER_REQUEST = {"ListMetrics", "GetMetricStatistics"}
+
+_TASK_LABELS = ("account_id", "region", "namespace")
+
+
+class SelfMetrics:
+    """Owns the registry of the exporter's own metrics; its counters are fed by the AWS layer and the poller."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        disable_created_metrics()  # `_created` series double the exposition for no use here
+        self.registry = CollectorRegistry(auto_describe=False)
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        self.api_requests = Counter(
+            f"{PREFIX}_aws_api_requests",
+            "AWS API calls by operation and outcome (after botocore retries).",
+            ["account_id", "region", "operation", "outcome"],
+            registry=self.registry,
+        )
+        self.api_retries = Counter(
+            f"{PREFIX}_aws_api_retries",
+            "Retries botocore made inside AWS API calls.",
+            ["account_id", "region", "operation"],
+            registry=self.registry,
+        )
+        self.metrics_requested = Counter(
+            f"{PREFIX}_cloudwatch_metrics_requested",
+            "Metrics requested through GetMetricData (what CloudWatch bills).",
+            ["account_id", "region"],
+            registry=self.registry,
+        )
+        self.api_cost = Counter(
+            f"{PREFIX}_cloudwatch_api_cost_dollars",
+            "Estimated CloudWatch API spend in US dollars at list prices (upper bound: ignores the free tier).",
+            ["account_id", "region"],
+            registry=self.registry,
+        )
+        self.cycle_duration = Histogram(
+            f"{PREFIX}_cycle_duration_seconds",
+            "Duration of one poll cycle of a namespace in a region.",
+            _TASK_LABELS,
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
+            registry=self.registry,
+        )
+        self.cycles = Counter(
+            f"{PREFIX}_cycles",
+            "Poll cycles by outcome (success or error).",
+            (*_TASK_LABELS, "outcome"),
+            registry=self.registry,
+        )
+        self.cycles_overrun = Counter(
+            f"{PREFIX}_cycles_overrun",
+            "Poll cycles that took longer than their interval, so the next one started late.",
+            _TASK_LABELS,
+            registry=self.registry,
+        )
+        self.discovery_errors = Counter(
+            f"{PREFIX}_discovery_errors",
+            "ListMetrics refreshes that failed; the previous discovery stays in use.",
+            _TASK_LABELS,
+            registry=self.registry,
+        )
+        build = Gauge(
+            f"{PREFIX}_build_info",
+            "Build information; always 1.",
+            ["version", "python_version"],
+            registry=self.registry,
+        )
+        build.labels(__version__, platform.python_version()).set(1)
+        self.registry.register(_HealthCollector(store, clock))
+
+    def record_call(self, account_id: str, region: str, operation: str, outcome: str, retries: int) -> None:
+        self.api_requests.labels(account_id, region, operation, outcome).inc()
+        if retries:
+            self.api_retries.labels(account_id, region, operation).inc(retries)
+        if operation in _BILLED_PER_REQUEST:
+            self.api_cost.labels(account_id, region).inc(PRICE_PER_REQUEST * (1 + retries))
+
+    def record_metrics_requested(self, account_id: str, region: str, count: int) -> None:
+        self.metrics_requested.labels(account_id, region).inc(count)
+        self.api_cost.labels(account_id, region).inc(PRICE_PER_METRIC_REQUESTED * count)
+
+
+class _HealthCollector(Collector):
+    """Per-task health and freshness, computed from the Snapshot at scrape time (ages keep rising while AWS hangs)."""
+
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._clock()
+        snapshot = self._store.snapshot
+        up = GaugeMetricFamily(f"{PREFIX}_up", "1 if the last poll cycle succeeded.", labels=_TASK_LABELS)
+        last = GaugeMetricFamily(
+            f"{PREFIX}_last_success_timestamp_seconds",
+            "When the last poll cycle succeeded (Unix time).",
+            labels=_TASK_LABELS,
+        )
+        age = GaugeMetricFamily(
+            f"{PREFIX}_data_age_seconds",
+            "Seconds since the exported values were last refreshed from AWS.",
+            labels=_TASK_LABELS,
+        )
+        newest = GaugeMetricFamily(
+            f"{PREFIX}_newest_datapoint_age_seconds",
+            "Seconds since the newest CloudWatch datapoint of the group (rises naturally while idle).",
+            labels=_TASK_LABELS,
+        )
+        series = GaugeMetricFamily(f"{PREFIX}_series", "CloudWatch series currently exported.", labels=_TASK_LABELS)
+        failures = GaugeMetricFamily(
+            f"{PREFIX}_consecutive_failures", "Poll cycles failed in a row.", labels=_TASK_LABELS
+        )
+        for key, state in snapshot.tasks.items():
+            labels = [state.account_id, key.region, key.namespace]
+            up.add_metric(labels, 1.0 if state.up else 0.0)
+            series.add_metric(labels, float(len(state.samples)))
+            failures.add_metric(labels, float(state.consecutive_failures))
+            if state.last_success is not None:
+                last.add_metric(labels, state.last_success)
+                age.add_metric(labels, max(0.0, now - state.last_success))
+            if state.newest_datapoint is not None:
+                newest.add_metric(labels, max(0.0, now - state.newest_datapoint))
+        yield from (up, last, age, newest, series, failures)

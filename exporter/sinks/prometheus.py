@@ -1,0 +1,208 @@
+"""The Prometheus sink: a Collector over the Store, rendered once per Snapshot, served over HTTP."""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.snapshot import Snapshot, Store
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
+_GZIP_LEVEL = 6
+
+
+class SnapshotCollector(Collector):
+    """Yields the CloudWatch series of one Snapshot as gauge families (no AWS calls, no other work)."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for sample in self._snapshot.samples():
+            family = families.get(sample.name)
+            if family is None:
+                family = families[sample.name] = Metric(sample.name, sample.documentation, "gauge")
+            family.add_sample(sample.name, dict(sample.labels), sample.value, sample.timestamp)
+        yield from families.values()
+
+
+@dataclass(frozen=True)
+class RenderedSnapshot:
+    """The exposition body of one Snapshot, plain and as the start of a gzip stream."""
+
+    version: int
+    body: bytes
+    deflated: bytes  # raw deflate blocks ending in a sync flush, so more blocks can follow
+    crc: int
+
+
+def render(snapshot: Snapshot) -> RenderedSnapshot:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot))
+    body = generate_latest(registry)
+    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    deflated = compressor.compress(body) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return RenderedSnapshot(snapshot.version, body, deflated, zlib.crc32(body))
+
+
+def gzip_concat(rendered: RenderedSnapshot, tail: bytes) -> bytes:
+    """One gzip member holding rendered.body + tail, compressing only the (small) tail now."""
+    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    deflated_tail = compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
+    crc = zlib.crc32(tail, rendered.crc)
+    size = (len(rendered.body) + len(tail)) & 0xFFFFFFFF
+    return _GZIP_HEADER + rendered.deflated + deflated_tail + struct.pack("<II", crc, size)
+
+
+class Exposition:
+    """Keeps the rendering of the newest Snapshot; renders in the publishing thread, never in a scrape."""
+
+    def __init__(self, store: Store, self_registry: CollectorRegistry) -> None:
+        self._lock = threading.Lock()
+        self._rendered = RenderedSnapshot(-1, b"", b"", 0)
+        self._self_registry = self_registry
+        self._store = store
+        store.add_listener(self._on_snapshot)
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        rendered = render(snapshot)
+        with self._lock:
+            if rendered.version > self._rendered.version:
+                self._rendered = rendered
+
+    def body(self, gzip: bool = False) -> bytes:
+        """The full /metrics body: the cached CloudWatch series, then the self-metrics rendered now."""
+        rendered = self._rendered
+        tail = generate_latest(self._self_registry)
+        if gzip:
+            return gzip_concat(rendered, tail)
+        return rendered.body + tail
+
+
+_LANDING = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>bedrock-batch-exporter</title></head>
+<body><h1>bedrock-batch-exporter {version}</h1>
+<ul><li><a href="{metrics}">{metrics}</a></li><li><a href="/healthz">/healthz</a></li>
+<li><a href="/readyz">/readyz</a></li></ul></body></html>
+"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: MetricsServer
+    protocol_version = "HTTP/1.1"
+    timeout = 30
+    server_version = f"bedrock-batch-exporter/{__version__}"
+    sys_version = ""
+    allowed: ClassVar[str] = "GET, HEAD"
+
+    def do_GET(self) -> None:
+        self._dispatch(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._dispatch(send_body=False)
+
+    def _method_not_allowed(self) -> None:
+        self._reply(405, b"method not allowed\n", "text/plain; charset=utf-8", True, {"Allow": self.allowed})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
+
+    def _dispatch(self, send_body: bool) -> None:
+        path = self.path.split("?", 1)[0]
+        srv = self.server
+        if path == srv.metrics_path:
+            gzip = "gzip" in self.headers.get("Accept-Encoding", "").lower()
+            extra = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzip else {}
+            self._reply(200, srv.exposition.body(gzip=gzip), CONTENT_TYPE, send_body, extra)
+        elif path == "/healthz":
+            self._reply(200, b"ok\n", "text/plain; charset=utf-8", send_body)
+        elif path == "/readyz":
+            if srv.store.snapshot.ready:
+                self._reply(200, b"ready\n", "text/plain; charset=utf-8", send_body)
+            else:
+                self._reply(503, b"not ready: no successful poll cycle yet\n", "text/plain; charset=utf-8", send_body)
+        elif path == "/":
+            page = _LANDING.format(version=html.escape(__version__), metrics=html.escape(srv.metrics_path))
+            self._reply(200, page.encode(), "text/html; charset=utf-8", send_body)
+        else:
+            self._reply(404, b"not found\n", "text/plain; charset=utf-8", send_body)
+
+    def _reply(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        send_body: bool,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class MetricsServer(ThreadingHTTPServer):
+    """HTTP server for /metrics, /healthz, /readyz; each request on its own daemon thread."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(
+        self, address: tuple[str, int], store: Store, exposition: Exposition, metrics_path: str = "/metrics"
+    ) -> None:
+        self.store = store
+        self.exposition = exposition
+        self.metrics_path = metrics_path
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        text = host.decode() if isinstance(host, bytes) else str(host)
+        shown = f"[{text}]" if ":" in text else text
+        return f"http://{shown}:{port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """`host:port`, `:port` or `[v6]:port` -> (host, port); an empty host means all interfaces."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"listen address {value!r} is not HOST:PORT")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an exporter listens on all interfaces by default
+    return host, int(port_text)
