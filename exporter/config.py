@@ -250,6 +250,11 @@ class TargetConfig(_Model):
         default=None, description="restrict this target to these namespaces (default: all)"
     )
 
+    @field_validator("account_id", "role_arn", "external_id", "endpoint_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("regions")
     @classmethod
     def _valid_regions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -354,13 +359,18 @@ def format_location(loc: Sequence[int | str]) -> str:
 
 
 def _validation_problems(exc: ValidationError) -> list[str]:
+    errors = exc.errors(include_url=False)
+    # Pydantic adds the validator kind ("function-after[...]") to model-level locations; users need the field.
+    locs = [tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p)) for err in errors]
     problems = []
-    for err in exc.errors(include_url=False):
-        # Pydantic adds the validator kind ("function-after[...]") to model-level locations; users need the field.
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]
+    for err, loc in zip(errors, locs, strict=True):
+        if err["type"] == "too_short" and any(len(o) > len(loc) and o[: len(loc)] == loc for o in locs):
+            continue  # "too few items" only because items failed: the item errors say more
         message = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
+        elif err["type"] == "too_short":
+            message = f"needs at least {err.get('ctx', {}).get('min_length', 1)} item(s)"
         problems.append(f"{format_location(loc)}: {message}")
     return problems
 

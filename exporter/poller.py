@@ -238,6 +238,8 @@ class Poller:
             state = task.run(self._clock(), previous)
             outcome = "success"
         except Exception as exc:
+            if self._stop.is_set():
+                return  # shutting down: the pools refuse new calls; nothing to report
             outcome = "error"
             message = errors.describe(exc)
             if previous is None or previous.up or previous.last_error != message:

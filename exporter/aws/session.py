@@ -142,8 +142,9 @@ class AwsClients:
             retries = int(parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
             recorder.record_call(account_id, region, model.name, outcome, retries)
 
-        def after_call_error(exception: BaseException, model: Any, **_: Any) -> None:
-            recorder.record_call(account_id, region, model.name, errors.classify(exception), 0)
+        def after_call_error(exception: BaseException, event_name: str, **_: Any) -> None:
+            operation = event_name.rsplit(".", 1)[-1]  # botocore sends no operation model with this event
+            recorder.record_call(account_id, region, operation, errors.classify(exception), 0)
 
         client.meta.events.register("after-call", after_call)
         client.meta.events.register("after-call-error", after_call_error)

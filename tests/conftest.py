@@ -1,0 +1,110 @@
+"""Shared fixtures: a simulated AWS (moto over HTTP on 127.0.0.1) and helpers to poll with deadlines."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from exporter.demo.server import SimulatedAws
+
+# Fake credentials for moto only; set before any client is made, so no test can reach a real account.
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}.items():
+    os.environ[_name] = _value
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDWATCH", "AWS_CONFIG_FILE"):
+    os.environ.pop(_name, None)
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+
+@pytest.fixture(scope="session")
+def aws() -> Iterator[SimulatedAws]:
+    server = SimulatedAws().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_aws(aws: SimulatedAws) -> Iterator[SimulatedAws]:
+    """The shared simulated AWS with moto's state and the call counts cleared."""
+    _reset_moto()
+    aws.reset_counts()
+    aws.delay = 0.0
+    yield aws
+    aws.delay = 0.0
+    _reset_moto()
+
+
+def _reset_moto() -> None:
+    from moto.backends import get_backend
+
+    for region_backends in get_backend("cloudwatch").values():
+        for backend in region_backends.values():
+            backend.metric_data.clear()
+            backend.paged_metric_data.clear()
+
+
+def cloudwatch(aws: SimulatedAws, region: str = "us-east-1") -> Any:
+    return boto3.client("cloudwatch", region_name=region, endpoint_url=aws.url)
+
+
+def put_values(
+    aws: SimulatedAws,
+    values: dict[tuple[str, str], float],
+    region: str = "us-east-1",
+    namespace: str = "AWS/Bedrock/Batch",
+    when: datetime | None = None,
+) -> None:
+    """Publish one datapoint per (metric, ModelId), 500 per call."""
+    client = cloudwatch(aws, region)
+    stamp = when or datetime.now(UTC)
+    data = [
+        {"MetricName": metric, "Dimensions": [{"Name": "ModelId", "Value": model}], "Value": value, "Timestamp": stamp}
+        for (metric, model), value in values.items()
+    ]
+    for i in range(0, len(data), 500):
+        client.put_metric_data(Namespace=namespace, MetricData=data[i : i + 500])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Any:
+    """Run `python -m exporter ARGS` as a user would; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )

@@ -1,0 +1,151 @@
+"""The command line as a user meets it: exit codes, one-line errors, clean shutdown, the demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import free_port, run_cli, wait_for
+
+BAD_CONFIGS = {
+    "unknown key": ("targets:\n  - regions: [us-east-1]\n    regoins: [x]\n", "targets[0].regoins: unknown key"),
+    "bad region": ("targets:\n  - regions: [us-east-1, moon-1]\n", "targets[0].regions: 'moon-1'"),
+    "bad duration": (
+        "targets:\n  - regions: [us-east-1]\nnamespaces:\n  - namespace: AWS/Bedrock/Batch\n    interval: often\n",
+        "namespaces[0].interval: invalid duration",
+    ),
+    "bad yaml": ("targets: [\n", "invalid YAML"),
+    "no targets": ("server: {}\n", "targets: Field required"),
+    "wrong type": ("targets: 5\n", "targets: Input should be a valid tuple"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+def test_bad_config_exits_2_with_one_line_naming_the_field(name: str, tmp_path: Path) -> None:
+    text, expected = BAD_CONFIGS[name]
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    for args in (("check-config", str(path)), ("once", "--config", str(path)), ("run", "--config", str(path))):
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert expected in lines[0] and lines[0].startswith("config error: ")
+        assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_and_bad_flags(tmp_path: Path) -> None:
+    result = run_cli("check-config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2 and "cannot read config file" in result.stderr
+    result = run_cli("run")
+    assert result.returncode == 2 and "--config" in result.stderr
+    result = run_cli("demo", "--log-format", "xml")
+    assert result.returncode == 2 and "--log-format" in result.stderr
+
+
+def test_check_config_accepts_the_example() -> None:
+    result = run_cli("check-config", str(Path(__file__).resolve().parents[2] / "config.example.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+def test_schema_command_prints_json_schema() -> None:
+    result = run_cli("schema")
+    assert result.returncode == 0 and '"targets"' in result.stdout
+
+
+def _start(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "exporter", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _body(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""
+
+
+def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "c.yaml"
+    # an unreachable endpoint: calls fail fast, the daemon keeps serving
+    config.write_text(
+        "aws: {max_attempts: 1, connect_timeout: 1s}\n"
+        "targets:\n  - endpoint_url: http://127.0.0.1:9\n    regions: [us-east-1]\n    account_id: '000000000000'\n"
+    )
+    proc = _start(["run", "--config", str(config), "--listen-address", f"127.0.0.1:{port}", "--log-format", "json"])
+    try:
+        wait_for(lambda: "bedrock_batch_exporter_up" in _body(f"http://127.0.0.1:{port}/metrics"), timeout=20)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
+        assert time.monotonic() - started < 2.0
+        assert proc.returncode == 0
+        stderr = proc.stderr.read() if proc.stderr else ""
+        assert "Traceback" not in stderr
+        assert '"level": "info"' in stderr  # --log-format json
+    finally:
+        proc.kill()
+
+
+def test_run_refuses_a_taken_port(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("targets:\n  - regions: [us-east-1]\n    account_id: '000000000000'\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = run_cli("run", "--config", str(config), "--listen-address", f"127.0.0.1:{port}", timeout=20)
+    assert result.returncode == 2
+    assert "cannot listen on" in result.stderr and "Traceback" not in result.stderr
+
+
+def _demo_values(url: str) -> dict[tuple[str, str, str], float]:
+    values = {}
+    for family in text_string_to_metric_families(_body(url)):
+        for s in family.samples:
+            if s.name.startswith("aws_bedrock_batch_"):
+                values[(s.name, s.labels["region"], s.labels["dimension_ModelId"])] = s.value
+    return values
+
+
+def test_demo_serves_live_changing_bedrock_metrics() -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    proc = _start(["demo", "--listen-address", f"127.0.0.1:{port}", "--duration", "120"])
+    try:
+        first = wait_for(lambda: len({k[2] for k in _demo_values(url)}) >= 5 and _demo_values(url), timeout=30)
+        models = {k[2] for k in first}
+        assert {"anthropic.claude-3-5-sonnet-20240620-v1:0", "amazon.nova-pro-v1:0"} <= models
+        assert {k[1] for k in first} == {"us-east-1", "us-west-2"}
+        assert any("tokens_pending" in k[0] and k[2].startswith("anthropic.") for k in first)
+        assert not any("tokens_pending" in k[0] and not k[2].startswith("anthropic.") for k in first)
+        pending = {k: v for k, v in first.items() if "records_pending_processing_maximum" in k[0]}
+        assert all(v > 0 for v in pending.values())
+        wait_for(lambda: any(_demo_values(url).get(k) != v for k, v in pending.items()), timeout=30, interval=1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        proc.kill()
+        if proc.stderr:
+            assert "Traceback" not in proc.stderr.read()
+
+
+def test_python_m_and_console_script_agree() -> None:
+    script = Path(sys.executable).with_name("bedrock-batch-exporter")
+    if not script.exists():
+        pytest.skip("console script not installed in this environment")
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False, env=os.environ)
+    assert out.returncode == 0 and out.stdout.startswith("bedrock-batch-exporter ")

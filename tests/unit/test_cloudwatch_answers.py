@@ -1,0 +1,96 @@
+"""The CloudWatch answer parser, fed with answers shaped like botocore's parsed responses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from exporter.aws.cloudwatch import Datapoint, get_metric_data, merge_results, parse_list_metrics_page
+from exporter.aws.errors import BadAnswerError
+from exporter.config import MissingData
+from exporter.planner import Batch, Query, SeriesKey
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+T1 = datetime(2026, 1, 1, 12, 1, tzinfo=UTC)
+KEY = SeriesKey.of("NS", "M", {"ModelId": "m"})
+
+
+def batch(n: int) -> Batch:
+    return Batch(0, 60, tuple(Query(f"q{i}", KEY, "Average", 60, MissingData.ZERO) for i in range(n)))
+
+
+def test_newest_datapoint_wins_regardless_of_order() -> None:
+    newest: dict[str, Datapoint] = {}
+    merge_results(newest, [{"Id": "q0", "Timestamps": [T0, T1], "Values": [1.0, 2.0]}], {"q0"})
+    assert newest["q0"] == Datapoint(2.0, T1.timestamp())
+    merge_results(newest, [{"Id": "q0", "Timestamps": [T0], "Values": [9.0]}], {"q0"})
+    assert newest["q0"].value == 2.0
+
+
+@pytest.mark.parametrize(
+    "results",
+    [
+        None,
+        [{"Id": "zz", "Timestamps": [], "Values": []}],
+        [{"Id": "q0", "Timestamps": [T0], "Values": []}],
+        [{"Id": "q0", "Timestamps": ["yesterday"], "Values": [1.0]}],
+        ["not a dict"],
+    ],
+)
+def test_malformed_answers_are_clean_errors(results: Any) -> None:
+    with pytest.raises(BadAnswerError):
+        merge_results({}, results, {"q0"})
+
+
+class PagingClient:
+    """Answers GetMetricData in pages, the way CloudWatch does for large results (moto never paginates)."""
+
+    def __init__(self, pages: list[dict[str, Any]]) -> None:
+        self.pages = pages
+        self.requests: list[dict[str, Any]] = []
+
+    def get_metric_data(self, **kwargs: Any) -> dict[str, Any]:
+        self.requests.append(kwargs)
+        return self.pages[len(self.requests) - 1]
+
+
+def test_next_token_is_followed_to_the_end() -> None:
+    client = PagingClient(
+        [
+            {
+                "MetricDataResults": [{"Id": "q0", "Timestamps": [T0], "Values": [1.0], "StatusCode": "PartialData"}],
+                "NextToken": "a",
+            },
+            {"MetricDataResults": [{"Id": "q0", "Timestamps": [T1], "Values": [5.0]}], "NextToken": "b"},
+            {"MetricDataResults": [{"Id": "q1", "Timestamps": [T0], "Values": [3.0]}]},
+        ]
+    )
+    pages: list[int] = []
+    result = get_metric_data(client, batch(2), pages.append)
+    assert result == {"q0": Datapoint(5.0, T1.timestamp()), "q1": Datapoint(3.0, T0.timestamp())}
+    assert [r.get("NextToken") for r in client.requests] == [None, "a", "b"]
+    assert pages == [2, 2, 2]
+    assert client.requests[0]["ScanBy"] == "TimestampDescending"
+    assert client.requests[0]["StartTime"] == datetime.fromtimestamp(0, UTC)
+
+
+def test_a_repeating_next_token_stops_with_an_error() -> None:
+    page = {"MetricDataResults": [], "NextToken": "same"}
+    with pytest.raises(BadAnswerError, match="same NextToken"):
+        get_metric_data(PagingClient([page, page, page]), batch(1))
+
+
+def test_list_metrics_pages_skip_broken_entries() -> None:
+    page = {
+        "Metrics": [
+            {"Namespace": "NS", "MetricName": "M", "Dimensions": [{"Name": "ModelId", "Value": "m"}]},
+            {"Namespace": "NS", "Dimensions": []},
+            {"Namespace": "Other", "MetricName": "M"},
+            {"Namespace": "NS", "MetricName": "M", "Dimensions": [{"Name": "ModelId"}]},
+        ]
+    }
+    assert parse_list_metrics_page(page, "NS") == [KEY]
+    with pytest.raises(BadAnswerError):
+        parse_list_metrics_page({}, "NS")
