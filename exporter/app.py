@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from exporter.aws.session import AwsClients
 from exporter.config import Config
+from exporter.jobs import price_samples
 from exporter.poller import Poller
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.prometheus import Exposition, MetricsServer, parse_listen_address
@@ -24,12 +25,13 @@ class Exporter:
         config: Config,
         static_credentials: tuple[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.config = config
-        self.store = Store(clock)
+        self.store = Store(clock, static=price_samples(config.pricing))
         self.metrics = SelfMetrics(self.store, clock)
         self.clients = AwsClients(config.aws, self.metrics, static_credentials)
-        self.poller = Poller(config, self.clients, self.store, self.metrics, clock)
+        self.poller = Poller(config, self.clients, self.store, self.metrics, clock, shard)
         self.exposition = Exposition(self.store, self.metrics.registry)
         self.server: MetricsServer | None = None
 

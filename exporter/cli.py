@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="run the exporter daemon")
     run.add_argument("--config", required=True, help="path to the YAML config file")
     run.add_argument("--listen-address", help="HOST:PORT to serve on (overrides server.listen_address)")
+    run.add_argument("--shard-index", type=int, default=0, help="this replica's shard, 0..shard-count-1")
+    run.add_argument("--shard-count", type=int, default=1, help="replicas splitting the targets x regions (default 1)")
     once = sub.add_parser("once", parents=[common], help="poll once and print the metrics to stdout")
     once.add_argument("--config", required=True, help="path to the YAML config file")
     check = sub.add_parser("check-config", parents=[common], help="validate a config file")
@@ -70,11 +72,11 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _run(config: Config, listen_address: str | None) -> int:
+def _run(config: Config, listen_address: str | None, shard: tuple[int, int]) -> int:
     from exporter.app import Exporter
 
     stop = _stop_on_signals()
-    exporter = Exporter(config)
+    exporter = Exporter(config, shard=shard)
     try:
         exporter.start(listen_address)
     except (OSError, ValueError) as exc:
@@ -110,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.demo import run_demo
 
         return run_demo(args.listen_address, _stop_on_signals(), args.duration)
+    if args.command == "run" and not (args.shard_count >= 1 and 0 <= args.shard_index < args.shard_count):
+        print("error: --shard-index must be 0..--shard-count-1 and --shard-count at least 1", file=sys.stderr)
+        return EXIT_USAGE
     config = _load(args.config)
     if config is None:
         return EXIT_USAGE
@@ -118,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "once":
         return _once(config)
-    return _run(config, args.listen_address)
+    return _run(config, args.listen_address, (args.shard_index, args.shard_count))
 
 
 def entrypoint() -> None:

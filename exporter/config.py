@@ -287,6 +287,76 @@ class AwsConfig(_Model):
     max_queries_per_call: int = Field(default=500, ge=1, le=500, description="CloudWatch allows 500")
 
 
+class JobsConfig(_Model):
+    """The Bedrock batch-job collector (ListModelInvocationJobs) and job-aware polling of AWS/Bedrock/Batch."""
+
+    enabled: bool = True
+    interval: Duration = Field(default=60.0, description="how often jobs are listed in each region")
+    retention: Duration = Field(
+        default=86400.0, description="finished jobs stay exported this long after they end, then are dropped"
+    )
+    lookback: Duration = Field(
+        default=14 * 86400.0,
+        description="list jobs submitted this long ago or later; must exceed the 7-day maximum job timeout plus "
+        "queueing plus retention, so every unfinished job is seen",
+    )
+    page_size: int = Field(default=1000, ge=1, le=1000, description="maxResults per ListModelInvocationJobs page")
+    pause_idle_metrics: bool = Field(
+        default=True,
+        description="skip GetMetricData for AWS/Bedrock/Batch in a region while it has no unfinished job",
+    )
+    idle_heartbeat: Duration = Field(
+        default=0.0, description="while paused, still poll CloudWatch this often (0 = never)"
+    )
+
+    @model_validator(mode="after")
+    def _lookback_covers_jobs(self) -> JobsConfig:
+        if self.interval < 1:
+            raise ValueError("interval must be at least 1s")
+        if self.lookback < 7 * 86400 + self.retention:
+            raise ValueError("lookback must be at least 7 days (the longest job timeout) plus retention")
+        return self
+
+
+class ModelPrice(_Model):
+    """On-demand list prices of one model in US dollars per million tokens."""
+
+    input: float = Field(ge=0, description="dollars per million input tokens, on demand")
+    output: float = Field(ge=0, description="dollars per million output tokens, on demand")
+
+
+# On-demand us-east-1 list prices in USD per million tokens as published by AWS in 2025. They change and differ by
+# region: check the Amazon Bedrock price list and override them under `pricing.models`.
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "anthropic.claude-3-5-sonnet-20240620-v1:0": ModelPrice(input=3.0, output=15.0),
+    "anthropic.claude-3-5-sonnet-20241022-v2:0": ModelPrice(input=3.0, output=15.0),
+    "anthropic.claude-3-5-haiku-20241022-v1:0": ModelPrice(input=0.8, output=4.0),
+    "anthropic.claude-3-haiku-20240307-v1:0": ModelPrice(input=0.25, output=1.25),
+    "amazon.nova-pro-v1:0": ModelPrice(input=0.8, output=3.2),
+    "amazon.nova-lite-v1:0": ModelPrice(input=0.06, output=0.24),
+    "amazon.nova-micro-v1:0": ModelPrice(input=0.035, output=0.14),
+    "meta.llama3-1-70b-instruct-v1:0": ModelPrice(input=0.72, output=0.72),
+    "meta.llama3-1-8b-instruct-v1:0": ModelPrice(input=0.22, output=0.22),
+    "amazon.titan-embed-text-v2:0": ModelPrice(input=0.02, output=0.0),
+}
+
+
+class PricingConfig(_Model):
+    """Token prices exported as series, so spend per model is one PromQL join away."""
+
+    batch_discount: float = Field(
+        default=0.5, ge=0, le=1, description="batch price = on-demand price x (1 - batch_discount)"
+    )
+    include_defaults: bool = Field(default=True, description="start from the shipped price table")
+    models: dict[str, ModelPrice] = Field(default_factory=dict, description="model id -> on-demand prices")
+
+    def batch_prices(self) -> dict[str, ModelPrice]:
+        """Batch prices per model id: the shipped table (if included) overridden by `models`, discounted."""
+        table = {**(DEFAULT_PRICES if self.include_defaults else {}), **self.models}
+        keep = 1.0 - self.batch_discount
+        return {m: ModelPrice(input=p.input * keep, output=p.output * keep) for m, p in sorted(table.items())}
+
+
 class ServerConfig(_Model):
     """The HTTP endpoint Prometheus scrapes."""
 
@@ -299,6 +369,8 @@ class Config(_Model):
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
     targets: tuple[TargetConfig, ...] = Field(min_length=1)
     namespaces: tuple[NamespaceConfig, ...] = Field(
         default_factory=lambda: (NamespaceConfig(namespace=BEDROCK_BATCH_NAMESPACE),),
@@ -310,6 +382,10 @@ class Config(_Model):
         names = [n.namespace for n in self.namespaces]
         if len(set(names)) != len(names):
             raise ValueError("a namespace is listed more than once")
+        labels = [t.label for t in self.targets]
+        for i, label in enumerate(labels):
+            if label in labels[:i]:
+                raise ValueError(f"targets[{i}]: another target is also called {label!r}; give each a distinct name")
         for i, target in enumerate(self.targets):
             for ns in target.namespaces or ():
                 if ns not in names:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
@@ -10,11 +11,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Protocol
 
 from exporter.aws import errors
+from exporter.aws.bedrock import list_jobs
 from exporter.aws.cloudwatch import Datapoint, get_metric_data, list_series
 from exporter.aws.session import AwsClients
-from exporter.config import Config, MissingData, NamespaceConfig, TargetConfig
+from exporter.config import BEDROCK_BATCH_NAMESPACE, Config, JobsConfig, MissingData, NamespaceConfig, TargetConfig
+from exporter.jobs import JobTracker, job_samples, retained
 from exporter.naming import dimension_label, metric_name
 from exporter.planner import Batch, SeriesKey, plan, select_series
 from exporter.selfmetrics import SelfMetrics
@@ -24,6 +28,53 @@ log = logging.getLogger(__name__)
 
 MAX_TASK_THREADS = 16
 BACKOFF_FACTOR_CAP = 4  # a failing task waits at most 4 intervals, so data returns soon after a fault clears
+JOBS_NAMESPACE = "bedrock:jobs"  # the `namespace` label of the job collector's health series
+
+
+def in_shard(target_label: str, region: str, shard_index: int, shard_count: int) -> bool:
+    """Whether (target, region) belongs to this shard: a stable hash, so N replicas cover each exactly once."""
+    digest = hashlib.sha256(f"{target_label}\x00{region}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shard_count == shard_index
+
+
+class ActivityBoard:
+    """What the job collector knows per (target, region): unfinished jobs (True), none (False) or unknown (None).
+
+    Unknown (never listed, or the job API failing) counts as active: a missing permission never hides metrics.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[tuple[str, str], bool | None] = {}
+        self._on_wake: list[Callable[[str, str], None]] = []
+
+    def on_wake(self, callback: Callable[[str, str], None]) -> None:
+        self._on_wake.append(callback)
+
+    def report(self, target: str, region: str, active: bool | None) -> None:
+        with self._lock:
+            was_paused = self._active.get((target, region)) is False
+            self._active[(target, region)] = active
+        if was_paused and active is not False:
+            for callback in self._on_wake:
+                callback(target, region)
+
+    def paused(self, target: str, region: str) -> bool:
+        with self._lock:
+            return self._active.get((target, region)) is False
+
+
+class Task(Protocol):
+    """A unit of polling the Poller schedules."""
+
+    key: TaskKey
+    target: TargetConfig
+    region: str
+
+    @property
+    def interval(self) -> float: ...
+
+    def run(self, now: float, previous: TaskState | None) -> TaskState: ...
 
 
 class NamespaceTask:
@@ -38,6 +89,8 @@ class NamespaceTask:
         metrics: SelfMetrics,
         call_pool: ThreadPoolExecutor,
         max_queries_per_call: int,
+        board: ActivityBoard | None = None,
+        idle_heartbeat: float = 0.0,
     ) -> None:
         self.key = TaskKey(target.label, region, namespace.namespace)
         self.target = target
@@ -50,6 +103,10 @@ class NamespaceTask:
         self._max_queries = max_queries_per_call
         self._discovered: list[SeriesKey] | None = None
         self._discovered_at = -math.inf
+        # Only AWS/Bedrock/Batch follows the job collector; other namespaces always poll.
+        self._board = board if namespace.namespace == BEDROCK_BATCH_NAMESPACE else None
+        self._idle_heartbeat = idle_heartbeat
+        self._last_polled = -math.inf
 
     @property
     def interval(self) -> float:
@@ -58,9 +115,12 @@ class NamespaceTask:
     def run(self, now: float, previous: TaskState | None) -> TaskState:
         """One cycle: discover (when due), query, and build the new state; raises when the cycle fails."""
         account_id = self._clients.account_id(self.target)
+        if self._paused(now):
+            return self._idle_state(account_id, now, previous)
         client = self._clients.client("cloudwatch", self.target, self.region, account_id)
         series = self._series(client, account_id, now)
         batches = plan(series, self.resolved, now, self._max_queries)
+        self._last_polled = now
         futures = [self._call_pool.submit(self._run_batch, client, account_id, b) for b in batches]
         wait(futures)
         results: list[tuple[Batch, dict[str, Datapoint]]] = []
@@ -78,6 +138,29 @@ class NamespaceTask:
             last_error=previous.last_error if previous else None,
             last_error_time=previous.last_error_time if previous else None,
             consecutive_failures=0,
+        )
+
+    def _paused(self, now: float) -> bool:
+        if self._board is None or not self._board.paused(self.target.label, self.region):
+            return False
+        return not (self._idle_heartbeat > 0 and now - self._last_polled >= self._idle_heartbeat)
+
+    def _idle_state(self, account_id: str, now: float, previous: TaskState | None) -> TaskState:
+        """No unfinished job in the region: known series show their missing-data value, and AWS is not called."""
+        known = select_series(self._discovered or (), self.resolved, self.namespace.discovery.dimension_filters)
+        batches = plan(known, self.resolved, now, self._max_queries)
+        samples, _ = self._samples(account_id, [(b, {}) for b in batches])
+        return TaskState(
+            key=self.key,
+            account_id=account_id,
+            samples=tuple(samples),
+            up=True,
+            last_attempt=now,
+            last_success=now,
+            newest_datapoint=previous.newest_datapoint if previous else None,
+            last_error=previous.last_error if previous else None,
+            last_error_time=previous.last_error_time if previous else None,
+            polling_active=False,
         )
 
     def _series(self, client: object, account_id: str, now: float) -> list[SeriesKey]:
@@ -146,9 +229,56 @@ class NamespaceTask:
         return samples, newest
 
 
+class JobTask:
+    """Lists one region's Bedrock batch jobs, exports them, and tells the ActivityBoard whether work exists."""
+
+    def __init__(
+        self,
+        target: TargetConfig,
+        region: str,
+        config: JobsConfig,
+        clients: AwsClients,
+        board: ActivityBoard,
+        started: float,
+    ) -> None:
+        self.key = TaskKey(target.label, region, JOBS_NAMESPACE)
+        self.target = target
+        self.region = region
+        self._config = config
+        self._clients = clients
+        self._board = board
+        self._tracker = JobTracker(started)
+
+    @property
+    def interval(self) -> float:
+        return self._config.interval
+
+    def run(self, now: float, previous: TaskState | None) -> TaskState:
+        try:
+            account_id = self._clients.account_id(self.target)
+            client = self._clients.client("bedrock", self.target, self.region, account_id)
+            jobs = list_jobs(client, now - self._config.lookback, self._config.page_size)
+        except Exception:
+            self._board.report(self.target.label, self.region, None)  # fail open: metrics keep flowing
+            raise
+        self._tracker.observe(jobs)
+        self._board.report(self.target.label, self.region, any(not j.finished for j in jobs))
+        kept = retained(jobs, now, self._config.retention)
+        return TaskState(
+            key=self.key,
+            account_id=account_id,
+            samples=tuple(job_samples(kept, account_id, self.region, self._tracker)),
+            up=True,
+            last_attempt=now,
+            last_success=now,
+            last_error=previous.last_error if previous else None,
+            last_error_time=previous.last_error_time if previous else None,
+        )
+
+
 @dataclass
 class _Slot:
-    task: NamespaceTask
+    task: Task
     next_due: float = 0.0
     running: bool = False
 
@@ -163,17 +293,38 @@ class Poller:
         store: Store,
         metrics: SelfMetrics,
         clock: Callable[[], float] = time.time,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._clock = clock
         self._call_pool = ThreadPoolExecutor(config.aws.max_concurrent_requests, thread_name_prefix="aws-call")
-        tasks = [
-            NamespaceTask(target, region, ns, clients, metrics, self._call_pool, config.aws.max_queries_per_call)
-            for target in config.targets
-            for region in target.regions
-            for ns in config.namespaces_for(target)
-        ]
+        self.board = ActivityBoard()
+        self.board.on_wake(self._wake_metrics)
+        jobs = config.jobs
+        board = self.board if jobs.enabled and jobs.pause_idle_metrics else None
+        tasks: list[Task] = []
+        for target in config.targets:
+            namespaces = config.namespaces_for(target)
+            for region in target.regions:
+                if not in_shard(target.label, region, *shard):
+                    continue
+                tasks.extend(
+                    NamespaceTask(
+                        target,
+                        region,
+                        ns,
+                        clients,
+                        metrics,
+                        self._call_pool,
+                        config.aws.max_queries_per_call,
+                        board,
+                        jobs.idle_heartbeat,
+                    )
+                    for ns in namespaces
+                )
+                if jobs.enabled and any(ns.namespace == BEDROCK_BATCH_NAMESPACE for ns in namespaces):
+                    tasks.append(JobTask(target, region, jobs, clients, self.board, clock()))
         self._slots = [_Slot(task) for task in tasks]
         self._task_pool = ThreadPoolExecutor(min(len(tasks), MAX_TASK_THREADS) or 1, thread_name_prefix="poll-task")
         self._stop = threading.Event()
@@ -181,13 +332,22 @@ class Poller:
         self._thread: threading.Thread | None = None
 
     @property
-    def tasks(self) -> list[NamespaceTask]:
+    def tasks(self) -> list[Task]:
         return [slot.task for slot in self._slots]
 
+    def _wake_metrics(self, target: str, region: str) -> None:
+        """A job appeared: poll that region's Bedrock metrics now rather than at the next interval."""
+        for slot in self._slots:
+            if slot.task.key == TaskKey(target, region, BEDROCK_BATCH_NAMESPACE):
+                slot.next_due = 0.0
+        self._wake.set()
+
     def run_once(self) -> int:
-        """Run every task once, in parallel, and wait; returns how many succeeded."""
-        futures = [self._task_pool.submit(self._run, slot) for slot in self._slots]
-        wait(futures)
+        """Run every task once and wait (jobs first, so pausing applies); returns how many succeeded."""
+        job_slots = [slot for slot in self._slots if isinstance(slot.task, JobTask)]
+        other_slots = [slot for slot in self._slots if not isinstance(slot.task, JobTask)]
+        for group in (job_slots, other_slots):
+            wait([self._task_pool.submit(self._run, slot) for slot in group])
         return sum(1 for slot in self._slots if (state := self._store.state(slot.task.key)) is not None and state.up)
 
     def start(self) -> None:

@@ -142,14 +142,20 @@ class _HealthCollector(Collector):
         failures = GaugeMetricFamily(
             f"{PREFIX}_consecutive_failures", "Poll cycles failed in a row.", labels=_TASK_LABELS
         )
+        active = GaugeMetricFamily(
+            f"{PREFIX}_polling_active",
+            "0 while job-aware polling skips CloudWatch because the region has no unfinished batch job.",
+            labels=_TASK_LABELS,
+        )
         for key, state in snapshot.tasks.items():
             labels = [state.account_id, key.region, key.namespace]
             up.add_metric(labels, 1.0 if state.up else 0.0)
             series.add_metric(labels, float(len(state.samples)))
             failures.add_metric(labels, float(state.consecutive_failures))
+            active.add_metric(labels, 1.0 if state.polling_active else 0.0)
             if state.last_success is not None:
                 last.add_metric(labels, state.last_success)
                 age.add_metric(labels, max(0.0, now - state.last_success))
             if state.newest_datapoint is not None:
                 newest.add_metric(labels, max(0.0, now - state.newest_datapoint))
-        yield from (up, last, age, newest, series, failures)
+        yield from (up, last, age, newest, series, failures, active)

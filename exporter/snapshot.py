@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -19,13 +20,17 @@ class TaskKey:
 
 @dataclass(frozen=True)
 class Sample:
-    """One exported value; `timestamp` is the CloudWatch datapoint time (epoch seconds) when there was one."""
+    """One exported value; `timestamp` is the CloudWatch datapoint time (epoch seconds) when there was one.
+
+    `name` is the family name; a counter's sample is exposed as `<name>_total`.
+    """
 
     name: str
     documentation: str
     labels: tuple[tuple[str, str], ...]
     value: float
     timestamp: float | None = None
+    kind: Literal["gauge", "counter"] = "gauge"
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class TaskState:
     last_error: str | None = None
     last_error_time: float | None = None
     consecutive_failures: int = 0
+    polling_active: bool = True
 
     def failed(self, error: str, now: float) -> TaskState:
         """The same samples (last good data stays served), marked down with the error."""
@@ -62,13 +68,14 @@ class Snapshot:
     version: int
     created: float
     tasks: Mapping[TaskKey, TaskState] = field(default_factory=lambda: MappingProxyType({}))
+    static: tuple[Sample, ...] = ()  # samples that come from the config, e.g. prices
 
     @property
     def ready(self) -> bool:
         return any(state.last_success is not None for state in self.tasks.values())
 
     def samples(self) -> list[Sample]:
-        return [sample for state in self.tasks.values() for sample in state.samples]
+        return [*self.static, *(sample for state in self.tasks.values() for sample in state.samples)]
 
 
 Listener = Callable[[Snapshot], None]
@@ -77,11 +84,12 @@ Listener = Callable[[Snapshot], None]
 class Store:
     """Holds the current Snapshot; writers publish task states, readers take `snapshot` without locking."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], static: tuple[Sample, ...] = ()) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._tasks: dict[TaskKey, TaskState] = {}
-        self._snapshot = Snapshot(version=0, created=clock())
+        self._static = static
+        self._snapshot = Snapshot(version=0, created=clock(), static=static)
         self._listeners: list[Listener] = []
 
     @property
@@ -105,6 +113,7 @@ class Store:
                 version=self._snapshot.version + 1,
                 created=self._clock(),
                 tasks=MappingProxyType(dict(self._tasks)),
+                static=self._static,
             )
             self._snapshot = snapshot
             listeners = list(self._listeners)

@@ -37,10 +37,14 @@ def aws() -> Iterator[SimulatedAws]:
 def fresh_aws(aws: SimulatedAws) -> Iterator[SimulatedAws]:
     """The shared simulated AWS with moto's state and the call counts cleared."""
     _reset_moto()
+    aws.jobs.clear()
+    aws.broken_regions.clear()
     aws.reset_counts()
     aws.delay = 0.0
     yield aws
     aws.delay = 0.0
+    aws.broken_regions.clear()
+    aws.jobs.clear()
     _reset_moto()
 
 
@@ -73,6 +77,13 @@ def put_values(
     ]
     for i in range(0, len(data), 500):
         client.put_metric_data(Namespace=namespace, MetricData=data[i : i + 500])
+
+
+def start_job(aws: SimulatedAws, model: str = "m", region: str = "us-east-1", account_id: str | None = None) -> str:
+    """Submit an unfinished batch job to the simulated job API (so job-aware polling reads CloudWatch); its ARN."""
+    extra = {"account_id": account_id} if account_id else {}
+    job = aws.jobs.submit(f"job-{model}".replace(":", "-").replace(".", "-"), model, 100, region, **extra)
+    return str(job["jobArn"])
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:

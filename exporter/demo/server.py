@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+from exporter.demo.jobs import handles
+
 _SMITHY_PATH = re.compile(r"^/service/[^/]+/operation/([A-Za-z]+)$")
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 MAX_FORM_BODY = 1 << 20
@@ -37,8 +39,10 @@ def operation_of(environ: dict[str, Any]) -> tuple[str, str, str]:
 class SimulatedAws:
     """moto's AWS (CloudWatch, STS, ...) served on 127.0.0.1 by a threaded werkzeug server.
 
-    `calls` counts the requests served by (service, region, operation), so tests measure API calls on the server
-    side; `delay` makes every request wait first, to simulate a slow or hanging AWS.
+    Bedrock's batch-job API, which moto lacks, is served by the faithful fake in `exporter.demo.jobs` (`jobs` is its
+    store). `calls` counts the requests served by (service, region, operation), so tests measure API calls on the
+    server side; `delay` makes every request wait first (a slow or hanging AWS); requests signed for a region in
+    `broken_regions` get 503 (a regional outage).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -49,7 +53,12 @@ class SimulatedAws:
         )
         from werkzeug.serving import make_server
 
+        from exporter.demo.jobs import JobsApp, JobStore
+
         self._moto = DomainDispatcherApplication(create_backend_app)
+        self.jobs = JobStore(seed=1)
+        self._jobs_app = JobsApp(self.jobs)
+        self.broken_regions: set[str] = set()
         self._lock = threading.Lock()
         self._released = threading.Event()
         self.calls: Counter[tuple[str, str, str]] = Counter()
@@ -77,6 +86,11 @@ class SimulatedAws:
             self.calls[key] += 1
         if self.delay > 0:
             self._released.wait(self.delay)
+        if key[1] in self.broken_regions:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Content-Length", "20")])
+            return [b"region unavailable\r\n"]
+        if handles(environ):
+            return self._jobs_app(environ, start_response)
         result: Iterable[bytes] = self._moto(environ, start_response)
         return result
 

@@ -38,8 +38,9 @@ class SnapshotCollector(Collector):
         for sample in self._snapshot.samples():
             family = families.get(sample.name)
             if family is None:
-                family = families[sample.name] = Metric(sample.name, sample.documentation, "gauge")
-            family.add_sample(sample.name, dict(sample.labels), sample.value, sample.timestamp)
+                family = families[sample.name] = Metric(sample.name, sample.documentation, sample.kind)
+            name = f"{sample.name}_total" if sample.kind == "counter" else sample.name
+            family.add_sample(name, dict(sample.labels), sample.value, sample.timestamp)
         yield from families.values()
 
 

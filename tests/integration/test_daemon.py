@@ -54,6 +54,7 @@ def daemon(fresh_aws: SimulatedAws) -> Iterator[tuple[Exporter, str]]:
     config = load_config_text(
         f"""
 aws: {{max_attempts: 1, read_timeout: 1s, connect_timeout: 1s}}
+jobs: {{enabled: false}}
 targets:
   - endpoint_url: {fresh_aws.url}
     regions: [us-east-1]

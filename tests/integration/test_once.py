@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.demo.server import SimulatedAws
 from exporter.planner import window
-from tests.conftest import put_values, run_cli
+from tests.conftest import put_values, run_cli, start_job
 
 PENDING = "NumberOfRecordsPendingProcessing"
 TOKENS = "NumberOfInputTokensProcessedPerMinute"
@@ -43,6 +43,7 @@ def test_more_than_1000_queries_take_ceil_q_over_500_calls(fresh_aws: SimulatedA
     values = {(PENDING, m): float(i) for i, m in enumerate(models)}
     values |= {(TOKENS, m): 1000.0 + i for i, m in enumerate(models)}
     put_values(fresh_aws, values, when=in_window())
+    start_job(fresh_aws)  # an unfinished job: job-aware polling reads CloudWatch in this region
     fresh_aws.reset_counts()
     config = write_config(
         tmp_path,
@@ -54,6 +55,7 @@ def test_more_than_1000_queries_take_ceil_q_over_500_calls(fresh_aws: SimulatedA
     assert fresh_aws.count("GetMetricData") == 3
     assert fresh_aws.count("ListMetrics") == 2
     assert fresh_aws.count("GetCallerIdentity") == 1
+    assert fresh_aws.count("ListModelInvocationJobs") == 1
     got = parse(result.stdout)
     for i, model in enumerate(models):
         for stat in ("maximum", "average"):
@@ -101,6 +103,7 @@ namespaces:
 
 def test_static_dimensions_need_no_list_metrics(fresh_aws: SimulatedAws, tmp_path: Path) -> None:
     put_values(fresh_aws, {(PENDING, "a"): 7.0, (PENDING, "b"): 8.0}, region="eu-west-1", when=in_window())
+    start_job(fresh_aws, region="eu-west-1")
     config = write_config(
         tmp_path,
         f"""
