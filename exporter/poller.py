@@ -297,6 +297,7 @@ class Poller:
     ) -> None:
         self._store = store
         self._metrics = metrics
+        self._clients = clients
         self._clock = clock
         self._call_pool = ThreadPoolExecutor(config.aws.max_concurrent_requests, thread_name_prefix="aws-call")
         self.board = ActivityBoard()
@@ -390,7 +391,7 @@ class Poller:
         task = slot.task
         previous = self._store.state(task.key)
         labels = (
-            previous.account_id if previous else task.target.account_id or "",
+            previous.account_id if previous else self._clients.known_account_id(task.target),
             task.region,
             task.key.namespace,
         )

@@ -90,12 +90,18 @@ class AwsClients:
                 self._clients[key] = client
             return client
 
-    def account_id(self, target: TargetConfig) -> str:
-        """The target's account: from config, from its role ARN, or asked of STS once and cached."""
+    def known_account_id(self, target: TargetConfig) -> str:
+        """The target's account if known without calling AWS (config, role ARN, earlier lookup), else ''."""
         if target.account_id:
             return target.account_id
         if target.role_arn and (match := _ROLE_ACCOUNT.match(target.role_arn)):
             return match.group(1)
+        return self._accounts.get(target.label, "")
+
+    def account_id(self, target: TargetConfig) -> str:
+        """The target's account: from config, from its role ARN, or asked of STS once and cached."""
+        if known := self.known_account_id(target):
+            return known
         with self._account_lock:  # one STS call per target, even when its regions start together
             cached = self._accounts.get(target.label)
             if cached is None:

@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 DEMO_CREDENTIALS = ("demo-access-key", "demo-secret-key")  # moto accepts any key; these never leave loopback
 PUBLISH_EVERY = 2.0
+HISTORY_STEPS = 45
 KEEP_HISTORY = 3600.0
 
 # High-resolution 10s periods keep the demo lively; real Bedrock batch metrics arrive once a minute (see
@@ -31,6 +32,10 @@ namespaces:
     delay: 0s
     discovery:
       refresh_interval: 30s
+jobs:
+  interval: 5s
+  retention: 10m
+  lookback: 8d
 """
 
 
@@ -72,10 +77,13 @@ def run_demo(listen_address: str, stop: threading.Event, max_seconds: float | No
             )
             for region in models
         }
-        workload = Workload(clients, models)
+        workload = Workload(clients, models, aws.jobs)
         start = datetime.now(UTC)
-        for back in range(30, 0, -1):  # a minute of history, so the first poll already finds data
-            workload.publish(PUBLISH_EVERY, start - timedelta(seconds=back * PUBLISH_EVERY))
+        history = start - timedelta(seconds=HISTORY_STEPS * PUBLISH_EVERY)
+        # One job that has run for almost its whole 24h timeout on a busy model: it expires during the demo.
+        workload.submit(models["us-east-1"][2], (history - timedelta(hours=24, minutes=-6)).timestamp(), 20000, 24)
+        for step in range(HISTORY_STEPS):  # some history, so the first poll already finds data and jobs
+            workload.step(PUBLISH_EVERY, history + timedelta(seconds=step * PUBLISH_EVERY))
         exporter = Exporter(demo_config(aws.url), static_credentials=DEMO_CREDENTIALS)
         try:
             url = exporter.start(listen_address)
@@ -86,11 +94,12 @@ def run_demo(listen_address: str, stop: threading.Event, max_seconds: float | No
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         last_prune = time.monotonic()
         while not stop.wait(PUBLISH_EVERY):
-            workload.publish(PUBLISH_EVERY)
+            workload.step(PUBLISH_EVERY)
             if time.monotonic() - last_prune > 60:
                 cutoff = datetime.now(UTC) - timedelta(seconds=KEEP_HISTORY)
                 for region in models:
                     _prune(region, cutoff)
+                aws.jobs.prune(cutoff)
                 last_prune = time.monotonic()
             if deadline is not None and time.monotonic() >= deadline:
                 break

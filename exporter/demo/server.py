@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 from exporter.demo.jobs import handles
 
 _SMITHY_PATH = re.compile(r"^/service/[^/]+/operation/([A-Za-z]+)$")
-_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+_CREDENTIAL_SCOPE = re.compile(r"Credential=([^/]+)/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 MAX_FORM_BODY = 1 << 20
 
 StartResponse = Callable[..., Any]
@@ -22,7 +22,7 @@ StartResponse = Callable[..., Any]
 def operation_of(environ: dict[str, Any]) -> tuple[str, str, str]:
     """(service, region, operation) of a signed AWS request, for the smithy-rpcv2, JSON and query protocols."""
     scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-    service, region = (scope.group(2), scope.group(1)) if scope else ("", "")
+    service, region = (scope.group(3), scope.group(2)) if scope else ("", "")
     if match := _SMITHY_PATH.match(environ.get("PATH_INFO", "")):
         return service, region, match.group(1)
     if target := environ.get("HTTP_X_AMZ_TARGET"):
@@ -33,7 +33,20 @@ def operation_of(environ: dict[str, Any]) -> tuple[str, str, str]:
         environ["wsgi.input"] = io.BytesIO(body)
         action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
         return service, region, action
-    return service, region, f"{environ.get('REQUEST_METHOD', '')} {environ.get('PATH_INFO', '')}"
+    path = environ.get("PATH_INFO", "")
+    if path == "/model-invocation-jobs":
+        return service, region, "ListModelInvocationJobs"
+    if path.startswith("/model-invocation-job/"):
+        return service, region, "GetModelInvocationJob"
+    return service, region, f"{environ.get('REQUEST_METHOD', '')} {path}"
+
+
+def _account_of(environ: dict[str, Any]) -> str:
+    """The account moto serves a request from, by its access key (assumed-role keys map to the role's account)."""
+    from moto.iam.models import get_account_id_from
+
+    scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return get_account_id_from(scope.group(1)) if scope else ""
 
 
 class SimulatedAws:
@@ -41,8 +54,8 @@ class SimulatedAws:
 
     Bedrock's batch-job API, which moto lacks, is served by the faithful fake in `exporter.demo.jobs` (`jobs` is its
     store). `calls` counts the requests served by (service, region, operation), so tests measure API calls on the
-    server side; `delay` makes every request wait first (a slow or hanging AWS); requests signed for a region in
-    `broken_regions` get 503 (a regional outage).
+    server side; `delay` makes every request wait first (a slow or hanging AWS); requests for a region named in
+    `broken_regions` ("eu-west-1", or "ACCOUNT:eu-west-1" for one account only) get 503 (a regional outage).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -63,7 +76,12 @@ class SimulatedAws:
         self._released = threading.Event()
         self.calls: Counter[tuple[str, str, str]] = Counter()
         self.delay = 0.0
-        self._server = make_server(host, port, self._app, threaded=True, request_handler=MotoRequestHandler)
+
+        class QuietHandler(MotoRequestHandler):
+            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+                """The request log would drown the exporter's own; `calls` keeps the count."""
+
+        self._server = make_server(host, port, self._app, threaded=True, request_handler=QuietHandler)
         self._thread: threading.Thread | None = None
 
     @property
@@ -86,7 +104,7 @@ class SimulatedAws:
             self.calls[key] += 1
         if self.delay > 0:
             self._released.wait(self.delay)
-        if key[1] in self.broken_regions:
+        if key[1] in self.broken_regions or f"{_account_of(environ)}:{key[1]}" in self.broken_regions:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Content-Length", "20")])
             return [b"region unavailable\r\n"]
         if handles(environ):

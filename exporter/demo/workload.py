@@ -1,4 +1,4 @@
-"""A simulated Bedrock batch workload: per-model backlogs that drain as tokens are processed and refill."""
+"""A simulated Bedrock batch workload: jobs per model whose progress drives the CloudWatch metrics Bedrock publishes."""
 
 from __future__ import annotations
 
@@ -7,93 +7,137 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from exporter.demo.jobs import NON_TERMINAL, JobSimulator, JobStore
+
 NAMESPACE = "AWS/Bedrock/Batch"
 
 
 @dataclass
 class SimulatedModel:
-    """One model's batch backlog; records drain at a wandering rate and new jobs arrive now and then."""
+    """One model's batch capacity: records per minute wander; jobs of a few thousand records arrive now and then."""
 
     model_id: str
     input_tokens_per_record: int
     output_tokens_per_record: int
     records_per_minute: float
     anthropic: bool = False
-    pending_records: float = 0.0
+    job_prefix: str = "batch"
     rng: random.Random = field(default_factory=random.Random)
+    jobs_submitted: int = 0
 
-    def step(self, seconds: float) -> tuple[float, float]:
-        """Advance the simulation; returns (records processed per minute, records that arrived)."""
-        arrived = 0.0
-        if self.pending_records < self.records_per_minute * 2 or self.rng.random() < 0.02:
-            arrived = float(self.rng.randint(2, 12) * 500)
-            self.pending_records += arrived
+    def capacity(self, seconds: float) -> float:
+        """Records this model can process in the next `seconds`."""
         self.records_per_minute = min(max(self.records_per_minute * self.rng.uniform(0.9, 1.1), 50.0), 5000.0)
-        processed = min(self.pending_records, self.records_per_minute * seconds / 60.0)
-        self.pending_records -= processed
-        return processed * 60.0 / seconds if seconds > 0 else 0.0, arrived
+        return self.records_per_minute * seconds / 60.0
 
-    def datapoints(self, rate: float, when: datetime) -> list[dict[str, Any]]:
+    def datapoints(self, pending: float, rate: float, when: datetime) -> list[dict[str, Any]]:
         """The CloudWatch datapoints Bedrock would publish for this model at `when`."""
         dims = [{"Name": "ModelId", "Value": self.model_id}]
-        jitter = self.rng.uniform(0.9, 1.1)
+        jitter = self.rng.uniform(0.95, 1.05)
         values = {
-            "NumberOfRecordsPendingProcessing": round(self.pending_records),
+            "NumberOfRecordsPendingProcessing": round(pending),
             "NumberOfInputTokensProcessedPerMinute": round(rate * self.input_tokens_per_record * jitter),
             "NumberOfOutputTokensProcessedPerMinute": round(rate * self.output_tokens_per_record * jitter),
         }
         if self.anthropic:
             values["NumberOfTokensPendingProcessing"] = round(
-                self.pending_records * (self.input_tokens_per_record + self.output_tokens_per_record)
+                pending * (self.input_tokens_per_record + self.output_tokens_per_record)
             )
         return [
-            {
-                "MetricName": name,
-                "Dimensions": dims,
-                "Value": float(value),
-                "Timestamp": when,
-                "Unit": "Count",
-            }
+            {"MetricName": name, "Dimensions": dims, "Value": float(value), "Timestamp": when, "Unit": "Count"}
             for name, value in values.items()
         ]
 
 
 def default_models(seed: int = 7) -> dict[str, list[SimulatedModel]]:
-    """The demo's models per region: an Anthropic model (with tokens pending) and two others."""
+    """The demo's models per region: an Anthropic model (with tokens pending) and others."""
     rng = random.Random(seed)
 
-    def model(model_id: str, tin: int, tout: int, rpm: float, anthropic: bool = False) -> SimulatedModel:
-        return SimulatedModel(model_id, tin, tout, rpm, anthropic, rng=random.Random(rng.random()))
+    def model(model_id: str, tin: int, tout: int, rpm: float, prefix: str, anthropic: bool = False) -> SimulatedModel:
+        return SimulatedModel(model_id, tin, tout, rpm, anthropic, prefix, rng=random.Random(rng.random()))
 
     return {
         "us-east-1": [
-            model("anthropic.claude-3-5-sonnet-20240620-v1:0", 900, 300, 800, anthropic=True),
-            model("amazon.nova-pro-v1:0", 600, 200, 1500),
-            model("meta.llama3-1-70b-instruct-v1:0", 700, 250, 600),
+            model("anthropic.claude-3-5-sonnet-20240620-v1:0", 900, 300, 800, "contract-review", anthropic=True),
+            model("amazon.nova-pro-v1:0", 600, 200, 1500, "catalog-enrich"),
+            model("meta.llama3-1-70b-instruct-v1:0", 700, 250, 600, "support-summaries"),
         ],
         "us-west-2": [
-            model("anthropic.claude-3-haiku-20240307-v1:0", 500, 150, 2500, anthropic=True),
-            model("amazon.titan-embed-text-v2:0", 300, 0, 4000),
+            model("anthropic.claude-3-haiku-20240307-v1:0", 500, 150, 2500, "ticket-triage", anthropic=True),
+            model("amazon.titan-embed-text-v2:0", 300, 0, 4000, "doc-embeddings"),
         ],
     }
 
 
 class Workload:
-    """Publishes the simulated models' metrics to CloudWatch (the simulated one) through real clients."""
+    """Submits jobs, lets the job simulator process them at each model's capacity, publishes matching metrics.
 
-    def __init__(self, clients: dict[str, Any], models: dict[str, list[SimulatedModel]]) -> None:
-        self._clients = clients
+    NumberOfRecordsPendingProcessing of a model equals the records its unfinished jobs have not processed yet, so
+    the job series and the CloudWatch series of the demo agree.
+    """
+
+    def __init__(
+        self,
+        cloudwatch: dict[str, Any],
+        models: dict[str, list[SimulatedModel]],
+        jobs: JobStore,
+        seed: int = 11,
+    ) -> None:
+        self._cloudwatch = cloudwatch
         self.models = models
+        self.jobs = jobs
+        self.simulator = JobSimulator(jobs, seed, queue_seconds=(3.0, 15.0), failure_rate=0.08)
+        self._rng = random.Random(seed)
+        self._region_of = {m.model_id: region for region, ms in models.items() for m in ms}
 
-    def publish(self, seconds: float, now: datetime | None = None) -> int:
-        """Advance every model by `seconds` and publish one datapoint per metric; returns datapoints sent."""
+    def submit(self, model: SimulatedModel, now: float, records: int | None = None, timeout_hours: int = 72) -> None:
+        model.jobs_submitted += 1
+        self.jobs.submit(
+            f"{model.job_prefix}-{model.jobs_submitted:04d}",
+            model.model_id,
+            records or self._rng.randint(4, 24) * 250,
+            self._region_of[model.model_id],
+            now=now,
+            timeout_hours=timeout_hours,
+            model_invocation_type=self._rng.choice(("InvokeModel", "Converse")),
+        )
+
+    def _by_model(self) -> dict[str, tuple[float, float]]:
+        """Per model: (records not yet processed by unfinished jobs, records processed by all jobs)."""
+        out: dict[str, tuple[float, float]] = {}
+        for job in self.jobs.all():
+            pending, processed = out.get(job["modelId"], (0.0, 0.0))
+            if job["status"] in NON_TERMINAL:
+                pending += job["totalRecordCount"] - job["processedRecordCount"]
+            out[job["modelId"]] = (pending, processed + job["processedRecordCount"])
+        return out
+
+    def step(self, seconds: float, now: datetime | None = None) -> int:
+        """Advance `seconds`: new jobs, processing, an occasional stop; publish metrics. Returns datapoints sent."""
         when = now or datetime.now(UTC)
+        stamp = when.timestamp()
+        before = self._by_model()
+        capacity = {}
+        for models in self.models.values():
+            for model in models:
+                pending = before.get(model.model_id, (0.0, 0.0))[0]
+                if pending < model.records_per_minute * 2 or self._rng.random() < 0.01:
+                    self.submit(model, stamp)
+                capacity[model.model_id] = model.capacity(seconds)
+        running = [j for j in self.jobs.all() if j["status"] == "InProgress"]
+        if running and self._rng.random() < 0.004:
+            self.simulator.stop(self._rng.choice(running)["jobArn"], stamp)
+        self.simulator.advance(stamp, capacity)
+        after = self._by_model()
         sent = 0
         for region, models in self.models.items():
             data = []
             for model in models:
-                rate, _ = model.step(seconds)
-                data.extend(model.datapoints(rate, when))
-            self._clients[region].put_metric_data(Namespace=NAMESPACE, MetricData=data)
-            sent += len(data)
+                pending, processed = after.get(model.model_id, (0.0, 0.0))
+                rate = (processed - before.get(model.model_id, (0.0, 0.0))[1]) * 60.0 / seconds
+                if pending > 0 or rate > 0:  # like Bedrock: metrics exist only while there is batch activity
+                    data.extend(model.datapoints(pending, rate, when))
+            if data:
+                self._cloudwatch[region].put_metric_data(Namespace=NAMESPACE, MetricData=data)
+                sent += len(data)
         return sent

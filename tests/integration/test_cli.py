@@ -118,6 +118,8 @@ def _demo_values(url: str) -> dict[tuple[str, str, str], float]:
         for s in family.samples:
             if s.name.startswith("aws_bedrock_batch_"):
                 values[(s.name, s.labels["region"], s.labels["dimension_ModelId"])] = s.value
+            elif s.name.startswith("bedrock_batch_job"):
+                values[(s.name, s.labels["region"], s.labels.get("job_name") or s.labels["status"])] = s.value
     return values
 
 
@@ -135,6 +137,12 @@ def test_demo_serves_live_changing_bedrock_metrics() -> None:
         pending = {k: v for k, v in first.items() if "records_pending_processing_maximum" in k[0]}
         assert all(v > 0 for v in pending.values())
         wait_for(lambda: any(_demo_values(url).get(k) != v for k, v in pending.items()), timeout=30, interval=1)
+        # the simulated job API is polled too: jobs by status, and per-job progress that moves
+        now = _demo_values(url)
+        assert sum(v for k, v in now.items() if k[0] == "bedrock_batch_jobs" and k[2] == "InProgress") >= 3
+        progress = {k: v for k, v in now.items() if k[0] == "bedrock_batch_job_processed_records"}
+        assert progress
+        wait_for(lambda: any(_demo_values(url).get(k) != v for k, v in progress.items()), timeout=20, interval=1)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=5) == 0
     finally:

@@ -118,8 +118,7 @@ def test_hanging_aws_keeps_last_values_and_scrapes_fast(daemon: tuple[Exporter, 
 
 def test_discovery_is_cached_between_cycles(daemon: tuple[Exporter, str], fresh_aws: SimulatedAws) -> None:
     _, url = daemon
-    wait_for(lambda: fresh_aws.count("GetMetricData") >= 3, timeout=15)
+    wait_for(lambda: scrape(url)[1].get("bedrock_batch_exporter_cycles_total", 0) >= 3, timeout=15)
     # refresh_interval defaults to 10 minutes: one ListMetrics for several cycles
     assert fresh_aws.count("ListMetrics") == 1
-    _, samples, _ = scrape(url)
-    assert samples["bedrock_batch_exporter_cycles_total"] >= 3
+    assert fresh_aws.count("GetMetricData") >= 3

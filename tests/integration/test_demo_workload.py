@@ -1,0 +1,62 @@
+"""The demo's simulated workload: the CloudWatch backlog Bedrock would publish matches the jobs' own progress."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from exporter.demo.jobs import NON_TERMINAL, TERMINAL
+from exporter.demo.server import SimulatedAws
+from exporter.demo.workload import Workload, default_models
+from tests.conftest import cloudwatch
+
+
+def published(aws: SimulatedAws, region: str, model: str, metric: str, when: datetime) -> float | None:
+    answer = cloudwatch(aws, region).get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "q",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/Bedrock/Batch",
+                        "MetricName": metric,
+                        "Dimensions": [{"Name": "ModelId", "Value": model}],
+                    },
+                    "Period": 1,
+                    "Stat": "Maximum",
+                },
+            }
+        ],
+        StartTime=when - timedelta(seconds=1),
+        EndTime=when + timedelta(seconds=1),
+    )
+    values = answer["MetricDataResults"][0]["Values"]
+    return values[0] if values else None
+
+
+def test_pending_records_equal_the_jobs_unprocessed_records(fresh_aws: SimulatedAws) -> None:
+    models = default_models()
+    clients = {region: cloudwatch(fresh_aws, region) for region in models}
+    workload = Workload(clients, models, fresh_aws.jobs)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    statuses: set[str] = set()
+    for step in range(150):
+        when = start + timedelta(seconds=2 * step)
+        workload.step(2.0, when)
+        statuses |= {j["status"] for j in fresh_aws.jobs.all()}
+    jobs = fresh_aws.jobs.all()
+    for region, region_models in models.items():
+        for model in region_models:
+            expected = sum(
+                j["totalRecordCount"] - j["processedRecordCount"]
+                for j in jobs
+                if j["modelId"] == model.model_id and j["status"] in NON_TERMINAL
+            )
+            got = published(fresh_aws, region, model.model_id, "NumberOfRecordsPendingProcessing", when)
+            assert got == expected, (model.model_id, got, expected)
+            tokens = published(fresh_aws, region, model.model_id, "NumberOfTokensPendingProcessing", when)
+            assert (tokens is not None) == model.anthropic
+    for j in jobs:
+        assert j["processedRecordCount"] == j["successRecordCount"] + j["errorRecordCount"] <= j["totalRecordCount"]
+    # five minutes of simulated time: jobs queue, run and finish in more than one way
+    assert {"InProgress", "Completed"} <= statuses
+    assert len(statuses & set(TERMINAL)) >= 2

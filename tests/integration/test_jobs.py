@@ -1,0 +1,229 @@
+"""Job collector, job-aware polling and several accounts/regions, against moto and the job fake over HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.app import Exporter
+from exporter.config import load_config_text
+from exporter.demo.server import SimulatedAws
+from tests.conftest import put_values, start_job, wait_for
+
+PENDING = "NumberOfRecordsPendingProcessing"
+SERIES = "aws_bedrock_batch_number_of_records_pending_processing_maximum"
+ROLE_ARN = "arn:aws:iam::111111111111:role/bedrock-batch-reader"  # a test fixture account
+
+
+def samples(url: str) -> list[tuple[str, dict[str, str], float]]:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return [(s.name, s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples]
+
+
+def value(url: str, name: str, **labels: str) -> float | None:
+    for sample_name, sample_labels, sample_value in samples(url):
+        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items()):
+            return sample_value
+    return None
+
+
+def config_text(aws: SimulatedAws, targets: str | None = None, extra: str = "") -> str:
+    targets = targets or f"  - endpoint_url: {aws.url}\n    regions: [us-east-1]\n"
+    return f"""
+aws: {{max_attempts: 2, read_timeout: 2s, connect_timeout: 1s}}
+targets:
+{targets}
+namespaces:
+  - namespace: AWS/Bedrock/Batch
+    interval: 1s
+    period: 10s
+    length: 2m
+    delay: 0s
+    metrics: [{{name: {PENDING}, statistics: [Maximum]}}]
+jobs:
+  interval: 1s
+  retention: 10m
+  lookback: 8d
+{extra}
+"""
+
+
+@pytest.fixture
+def running() -> Iterator[list[Exporter]]:
+    started: list[Exporter] = []
+    yield started
+    for exporter in started:
+        exporter.stop()
+
+
+def start(running: list[Exporter], text: str) -> str:
+    exporter = Exporter(load_config_text(text, env={}))
+    running.append(exporter)
+    return exporter.start("127.0.0.1:0")
+
+
+def recent() -> datetime:
+    return datetime.now(UTC) - timedelta(seconds=15)
+
+
+def test_job_series_follow_the_job_api(fresh_aws: SimulatedAws, running: list[Exporter]) -> None:
+    jobs = fresh_aws.jobs
+    now = time.time()
+    run = jobs.submit("nightly", "model-a", 1000, "us-east-1", now=now - 60)
+    jobs.update(
+        run["jobArn"], status="InProgress", processedRecordCount=400, successRecordCount=390, errorRecordCount=10
+    )
+    jobs.submit("queued", "model-b", 50, "us-east-1", now=now - 30)
+    old = jobs.submit("last-week", "model-a", 10, "us-east-1", now=now - 5 * 86400)
+    jobs.update(old["jobArn"], status="Completed", endTime=now - 4 * 86400)  # past retention: not exported
+    url = start(running, config_text(fresh_aws))
+    wait_for(lambda: value(url, "bedrock_batch_job_processed_records", job_name="nightly") == 400)
+    assert value(url, "bedrock_batch_job_input_records", job_name="nightly") == 1000
+    assert value(url, "bedrock_batch_job_failed_records", job_name="nightly") == 10
+    assert value(url, "bedrock_batch_job_info", job_name="queued", status="Submitted") == 1
+    assert value(url, "bedrock_batch_job_info", job_name="last-week") is None
+    assert value(url, "bedrock_batch_jobs", model_id="model-a", status="InProgress") == 1
+    assert value(url, "bedrock_batch_jobs", model_id="model-a", status="Expired") == 0
+    assert value(url, "bedrock_batch_jobs", model_id="model-b", status="Submitted") == 1
+    expires = value(url, "bedrock_batch_job_expiration_timestamp_seconds", job_name="nightly")
+    assert expires == pytest.approx(now - 60 + 72 * 3600, abs=1)
+    # the job fails: the status moves, and the transition is counted once
+    jobs.update(run["jobArn"], status="Failed", endTime=time.time())
+    wait_for(lambda: value(url, "bedrock_batch_jobs_finished_total", model_id="model-a", status="Failed") == 1)
+    assert value(url, "bedrock_batch_jobs", model_id="model-a", status="Failed") == 1
+    assert value(url, "bedrock_batch_job_end_timestamp_seconds", job_name="nightly") is not None
+    assert (
+        value(
+            url,
+            "bedrock_batch_model_input_price_dollars_per_million_tokens",
+            model_id="anthropic.claude-3-5-sonnet-20240620-v1:0",
+        )
+        == 1.5
+    )
+
+
+def test_idle_region_costs_no_get_metric_data(fresh_aws: SimulatedAws, running: list[Exporter]) -> None:
+    put_values(fresh_aws, {(PENDING, "model-a"): 42.0}, when=recent())
+    arn = start_job(fresh_aws, "model-a")
+    url = start(running, config_text(fresh_aws))
+    wait_for(lambda: value(url, SERIES, dimension_ModelId="model-a") == 42.0)
+    assert value(url, "bedrock_batch_exporter_polling_active", namespace="AWS/Bedrock/Batch") == 1
+    fresh_aws.jobs.update(arn, status="Completed", endTime=time.time())
+    wait_for(lambda: value(url, "bedrock_batch_exporter_polling_active", namespace="AWS/Bedrock/Batch") == 0)
+    # the series shows its missing-data value (zero), not the stale 42
+    assert value(url, SERIES, dimension_ModelId="model-a") == 0.0
+    calls = fresh_aws.count("GetMetricData"), fresh_aws.count("ListMetrics")
+    job_polls = fresh_aws.count("ListModelInvocationJobs")
+    time.sleep(4.0)  # four metric intervals while idle
+    assert (fresh_aws.count("GetMetricData"), fresh_aws.count("ListMetrics")) == calls
+    assert fresh_aws.count("ListModelInvocationJobs") >= job_polls + 2  # jobs are still watched
+    assert value(url, "bedrock_batch_exporter_up", namespace="AWS/Bedrock/Batch") == 1
+    # a job appears: CloudWatch is read again within about one job interval
+    submitted = time.monotonic()
+    start_job(fresh_aws, "model-b")
+    wait_for(lambda: fresh_aws.count("GetMetricData") > calls[0], timeout=10, interval=0.02)
+    assert time.monotonic() - submitted < 2.5
+    wait_for(lambda: value(url, SERIES, dimension_ModelId="model-a") == 42.0)
+
+
+def test_job_api_failure_fails_open(
+    fresh_aws: SimulatedAws, running: list[Exporter], caplog: pytest.LogCaptureFixture
+) -> None:
+    put_values(fresh_aws, {(PENDING, "model-a"): 5.0}, when=recent())
+    fresh_aws.jobs.throttle_next(10_000)  # every job listing is throttled, even after botocore's retries
+    caplog.set_level(logging.WARNING, logger="exporter.poller")
+    url = start(running, config_text(fresh_aws))
+    wait_for(lambda: value(url, SERIES, dimension_ModelId="model-a") == 5.0)
+    wait_for(lambda: fresh_aws.count("ListModelInvocationJobs") >= 6)
+    assert value(url, "bedrock_batch_exporter_up", namespace="bedrock:jobs") == 0
+    assert value(url, "bedrock_batch_exporter_polling_active", namespace="AWS/Bedrock/Batch") == 1
+    assert (
+        value(
+            url,
+            "bedrock_batch_exporter_aws_api_requests_total",
+            operation="ListModelInvocationJobs",
+            outcome="throttled",
+        )
+        or 0
+    ) >= 2
+    failures = [r for r in caplog.records if "bedrock:jobs" in r.getMessage()]
+    assert len(failures) == 1, [r.getMessage() for r in failures]  # logged once per state change, not per cycle
+    fresh_aws.jobs.throttle_next(0)
+
+
+def test_two_accounts_two_regions_one_broken(fresh_aws: SimulatedAws, running: list[Exporter]) -> None:
+    sts = boto3.client("sts", region_name="us-east-1", endpoint_url=fresh_aws.url)
+    creds = sts.assume_role(RoleArn=ROLE_ARN, RoleSessionName="test")["Credentials"]
+    role_keys = {
+        "aws_access_key_id": creds["AccessKeyId"],
+        "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"],
+    }
+    main_account = sts.get_caller_identity()["Account"]
+    for region in ("us-east-1", "eu-west-1"):
+        put_values(fresh_aws, {(PENDING, f"main-{region}"): 1.0}, region=region, when=recent())
+        client = boto3.client("cloudwatch", region_name=region, endpoint_url=fresh_aws.url, **role_keys)
+        client.put_metric_data(
+            Namespace="AWS/Bedrock/Batch",
+            MetricData=[
+                {
+                    "MetricName": PENDING,
+                    "Dimensions": [{"Name": "ModelId", "Value": f"role-{region}"}],
+                    "Value": 2.0,
+                    "Timestamp": recent(),
+                }
+            ],
+        )
+    fresh_aws.broken_regions.add("111111111111:eu-west-1")
+    targets = (
+        f"  - name: main\n    endpoint_url: {fresh_aws.url}\n    regions: [us-east-1, eu-west-1]\n"
+        f"  - name: data-science\n    endpoint_url: {fresh_aws.url}\n    regions: [us-east-1, eu-west-1]\n"
+        f"    role_arn: {ROLE_ARN}\n    external_id: test-external-id\n"
+    )
+    url = start(running, config_text(fresh_aws, targets, extra="  pause_idle_metrics: false"))
+    expected = {
+        (main_account, "us-east-1", "main-us-east-1"): 1.0,
+        (main_account, "eu-west-1", "main-eu-west-1"): 1.0,
+        ("111111111111", "us-east-1", "role-us-east-1"): 2.0,
+    }
+
+    def flowing() -> bool:
+        got = {
+            (labels["account_id"], labels["region"], labels["dimension_ModelId"]): v
+            for name, labels, v in samples(url)
+            if name == SERIES
+        }
+        return got == expected
+
+    def ups() -> dict[tuple[str, str], float]:
+        return {
+            (labels["account_id"], labels["region"]): v
+            for name, labels, v in samples(url)
+            if name == "bedrock_batch_exporter_up" and labels["namespace"] == "AWS/Bedrock/Batch"
+        }
+
+    expected_ups = {
+        (main_account, "us-east-1"): 1,
+        (main_account, "eu-west-1"): 1,
+        ("111111111111", "us-east-1"): 1,
+        ("111111111111", "eu-west-1"): 0,
+    }
+    # the broken region needs botocore's retries to fail; the other three flow meanwhile
+    wait_for(lambda: flowing() and ups() == expected_ups, timeout=15)
+    assert fresh_aws.count("AssumeRole") >= 1
+    errors = value(
+        url,
+        "bedrock_batch_exporter_aws_api_requests_total",
+        account_id="111111111111",
+        region="eu-west-1",
+        outcome="server_error",
+    )
+    assert errors is not None and errors >= 1

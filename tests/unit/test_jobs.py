@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import pytest
+
+from exporter.aws.bedrock import STATUSES, Job, parse_job
+from exporter.config import ModelPrice, PricingConfig
+from exporter.jobs import JobTracker, job_samples, price_samples, retained
+from exporter.poller import in_shard
+
+
+def job(arn: str, status: str, model: str = "m", end: float | None = None, submit: float = 1000.0) -> Job:
+    return Job(arn, f"name-{arn}", model, status, "InvokeModel", submit, end, submit + 86400, 100, 40, 38, 2)
+
+
+def by_name(samples: list, name: str) -> dict:  # type: ignore[type-arg]
+    return {dict(s.labels).get("status", dict(s.labels).get("job_arn")): s.value for s in samples if s.name == name}
+
+
+def test_every_status_is_present_per_model() -> None:
+    jobs = [job("a", "InProgress"), job("b", "InProgress"), job("c", "Failed", end=2000)]
+    samples = job_samples(jobs, "1", "us-east-1", JobTracker(0))
+    counts = by_name(samples, "bedrock_batch_jobs")
+    assert set(counts) == set(STATUSES)
+    assert counts["InProgress"] == 2 and counts["Failed"] == 1 and counts["Completed"] == 0
+
+
+def test_per_job_series() -> None:
+    samples = job_samples([job("a", "InProgress")], "1", "us-east-1", JobTracker(0))
+    values = {s.name: s.value for s in samples if dict(s.labels).get("job_arn") == "a"}
+    assert values == {
+        "bedrock_batch_job_info": 1.0,
+        "bedrock_batch_job_input_records": 100,
+        "bedrock_batch_job_processed_records": 40,
+        "bedrock_batch_job_succeeded_records": 38,
+        "bedrock_batch_job_failed_records": 2,
+        "bedrock_batch_job_submit_timestamp_seconds": 1000.0,
+        "bedrock_batch_job_expiration_timestamp_seconds": 87400.0,
+    }
+    info = next(s for s in samples if s.name == "bedrock_batch_job_info")
+    assert dict(info.labels)["status"] == "InProgress" and dict(info.labels)["job_name"] == "name-a"
+
+
+def test_retention_drops_old_finished_jobs_only() -> None:
+    jobs = [job("old", "Completed", end=100.0), job("new", "Completed", end=9000.0), job("run", "InProgress")]
+    assert [j.arn for j in retained(jobs, now=10_000.0, retention=3600)] == ["new", "run"]
+
+
+def test_finished_jobs_are_counted_once_when_seen_finishing() -> None:
+    tracker = JobTracker(started=5000.0)
+    tracker.observe([job("a", "InProgress"), job("history", "Completed", end=10.0)])
+    assert not tracker.finished  # a job that ended before we started is history, not news
+    tracker.observe([job("a", "Failed", end=6000.0), job("b", "Expired", end=6001.0)])
+    tracker.observe([job("a", "Failed", end=6000.0), job("b", "Expired", end=6001.0)])
+    assert tracker.finished == {("m", "Failed"): 1, ("m", "Expired"): 1}
+    counter = [s for s in job_samples([], "1", "r", tracker) if s.name == "bedrock_batch_jobs_finished"]
+    assert {dict(s.labels)["status"]: (s.value, s.kind) for s in counter} == {
+        "Failed": (1.0, "counter"),
+        "Expired": (1.0, "counter"),
+    }
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        {},
+        {"jobArn": "a", "modelId": "m", "status": "Dancing", "submitTime": None},
+        {"jobArn": "a", "modelId": "m", "status": "Completed", "submitTime": "yesterday"},
+        {"jobArn": "a", "modelId": "m", "status": "Completed", "submitTime": None},
+    ],
+)
+def test_malformed_job_summaries_are_skipped(summary: dict) -> None:  # type: ignore[type-arg]
+    assert parse_job(summary) is None
+
+
+def test_batch_prices_apply_the_discount_and_overrides() -> None:
+    pricing = PricingConfig(batch_discount=0.5, models={"x": ModelPrice(input=2.0, output=8.0)})
+    prices = pricing.batch_prices()
+    assert prices["x"] == ModelPrice(input=1.0, output=4.0)
+    assert prices["anthropic.claude-3-5-sonnet-20240620-v1:0"] == ModelPrice(input=1.5, output=7.5)
+    only = PricingConfig(include_defaults=False, models={"x": ModelPrice(input=2.0, output=8.0)})
+    names = {(s.name, dict(s.labels)["model_id"]) for s in price_samples(only)}
+    assert names == {
+        ("bedrock_batch_model_input_price_dollars_per_million_tokens", "x"),
+        ("bedrock_batch_model_output_price_dollars_per_million_tokens", "x"),
+    }
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8])
+def test_shards_cover_every_target_region_exactly_once(count: int) -> None:
+    pairs = [(f"t{t}", r) for t in range(12) for r in ("us-east-1", "us-west-2", "eu-west-1", "ap-south-1")]
+    owners = {p: [i for i in range(count) if in_shard(*p, i, count)] for p in pairs}
+    assert all(len(o) == 1 for o in owners.values())
+    if count > 1:  # and the split is not degenerate
+        assert len({o[0] for o in owners.values()}) == count
