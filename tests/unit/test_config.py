@@ -190,3 +190,24 @@ def test_committed_schema_is_current() -> None:
     committed = (ROOT / "docs" / "config.schema.json").read_text()
     assert committed == json_schema(), "run: bedrock-batch-exporter schema > docs/config.schema.json"
     assert json.loads(committed)["additionalProperties"] is False
+
+
+def _option_names(schema: dict, node: dict) -> set[str]:  # type: ignore[type-arg]
+    names: set[str] = set()
+    if "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    for key, sub in node.get("properties", {}).items():
+        names.add(key)
+        names |= _option_names(schema, sub)
+    branches = [*node.get("anyOf", []), node.get("items"), node.get("additionalProperties")]
+    for branch in branches:
+        if isinstance(branch, dict):
+            names |= _option_names(schema, branch)
+    return names
+
+
+def test_example_config_mentions_every_option() -> None:
+    schema = json.loads(json_schema())
+    text = (ROOT / "config.example.yaml").read_text()
+    missing = sorted(n for n in _option_names(schema, schema) if f"{n}:" not in text)
+    assert not missing, f"document these options in config.example.yaml: {missing}"
