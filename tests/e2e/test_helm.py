@@ -1,0 +1,344 @@
+"""The Helm chart (deploy/helm/bedrock-batch-exporter) with a real helm: lint, render, and what the render means."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.k8s_tools import (
+    CHART,
+    NAMESPACE,
+    REPO,
+    SCENARIOS,
+    by_kind,
+    check_config,
+    container,
+    container_env,
+    helm,
+    identical_copies,
+    kinds,
+    one,
+    parse_cli,
+    render,
+    render_scenario,
+    restricted_violations,
+    template_args,
+    workload,
+)
+
+pytestmark = pytest.mark.e2e
+
+FULLNAME = "bbe-bedrock-batch-exporter"
+RULES_SOURCE = REPO / "deploy" / "prometheus" / "bedrock-batch.rules.yaml"
+RULES_COPY = CHART / "files" / "bedrock-batch.rules.yaml"
+DASHBOARDS_COPY = CHART / "files" / "dashboards"
+
+
+def dashboard_sources() -> list[Path]:
+    """The repository's Grafana dashboards: grafana/dashboards/*.json, or grafana/*.json in a flat layout."""
+    nested = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
+    return nested or sorted((REPO / "grafana").glob("*.json"))
+
+
+def config_of(resources: list[dict[str, Any]]) -> str:
+    configmap = next(r for r in by_kind(resources, "ConfigMap") if r["metadata"]["name"] == FULLNAME)
+    text: str = configmap["data"]["config.yaml"]
+    return text
+
+
+def pod_annotations(resources: list[dict[str, Any]]) -> dict[str, str]:
+    annotations: dict[str, str] = workload(resources)["spec"]["template"]["metadata"]["annotations"]
+    return annotations
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_lint_is_clean(scenario: str) -> None:
+    args = ["lint", "--strict", str(CHART)]
+    for path in SCENARIOS[scenario]:
+        args += ["--values", str(CHART / path)]
+    result = helm(*args)
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_rendered_resources_by_scenario() -> None:
+    assert kinds(render_scenario("default")) == [
+        f"ConfigMap/{FULLNAME}",
+        f"Deployment/{FULLNAME}",
+        f"Service/{FULLNAME}",
+        f"ServiceAccount/{FULLNAME}",
+    ]
+    assert kinds(render_scenario("all-features")) == [
+        f"ConfigMap/{FULLNAME}",
+        f"ConfigMap/{FULLNAME}-dashboards",
+        f"Deployment/{FULLNAME}",
+        f"NetworkPolicy/{FULLNAME}",
+        f"PrometheusRule/{FULLNAME}",
+        f"Service/{FULLNAME}",
+        f"ServiceAccount/{FULLNAME}",
+        f"ServiceMonitor/{FULLNAME}",
+    ]
+    assert kinds(render_scenario("sharded")) == [
+        f"ConfigMap/{FULLNAME}",
+        f"NetworkPolicy/{FULLNAME}",
+        f"Service/{FULLNAME}",
+        f"Service/{FULLNAME}-headless",
+        f"ServiceAccount/{FULLNAME}",
+        f"ServiceMonitor/{FULLNAME}",
+        f"StatefulSet/{FULLNAME}",
+    ]
+
+
+def test_values_schema_rejects_unknown_and_wrong_keys() -> None:
+    for bad in ("bogus=1", "serviceMonitor.enbled=true", "sharding.shards=0", "logFormat=xml", "image.digest=latest"):
+        result = helm(*template_args(sets=[bad]), check=False)
+        assert result.returncode != 0, f"--set {bad} was accepted"
+        assert "schema" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_rendered_config_passes_check_config(scenario: str, tmp_path: Path) -> None:
+    resources = render_scenario(scenario)
+    # ${VAR} references are filled from the container's environment, as in the pod.
+    env = container_env(container(workload(resources)["spec"]["template"]["spec"]))
+    assert "ok" in check_config(config_of(resources), tmp_path, env)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_pod_meets_restricted_pod_security(scenario: str) -> None:
+    pod = workload(render_scenario(scenario))["spec"]["template"]["spec"]
+    assert restricted_violations(pod) == []
+    assert pod["securityContext"]["runAsUser"] == container(pod)["securityContext"]["runAsUser"] == 65532
+    assert pod["automountServiceAccountToken"] is False
+    assert container(pod)["resources"]["requests"] and container(pod)["resources"]["limits"]["memory"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_probes_ports_and_arguments_agree(scenario: str) -> None:
+    resources = render_scenario(scenario)
+    pod = workload(resources)["spec"]["template"]["spec"]
+    exporter = container(pod)
+    (port,) = exporter["ports"]
+    assert exporter["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    assert exporter["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+    args = exporter["args"]
+    assert f"--listen-address=:{port['containerPort']}" in args
+    assert "--config=/etc/bedrock-batch-exporter/config.yaml" in args
+    (mount,) = exporter["volumeMounts"]
+    assert mount["mountPath"] == "/etc/bedrock-batch-exporter" and mount["readOnly"] is True
+    (volume,) = pod["volumes"]
+    assert volume["configMap"]["name"] == FULLNAME
+    service = next(s for s in by_kind(resources, "Service") if s["metadata"]["name"] == FULLNAME)
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+    assert service["spec"]["selector"].items() <= pod_labels(resources).items()
+    parse_cli([a.replace("$(SHARD_INDEX)", "0") for a in args])
+
+
+def pod_labels(resources: list[dict[str, Any]]) -> dict[str, str]:
+    labels: dict[str, str] = workload(resources)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def test_config_change_rolls_the_pods() -> None:
+    base = pod_annotations(render())["checksum/config"]
+    assert re.fullmatch(r"[0-9a-f]{64}", base)
+    assert pod_annotations(render())["checksum/config"] == base
+    # Values outside the config leave the pods alone; a config change changes the hash.
+    assert pod_annotations(render(sets=["logLevel=debug"]))["checksum/config"] == base
+    changed = pod_annotations(render(sets=["config.targets[0].regions[0]=eu-west-1"]))["checksum/config"]
+    assert changed != base
+    assert pod_annotations(render(sets=["config.aws.max_attempts=5"]))["checksum/config"] not in {base, changed}
+    sharded = workload(render_scenario("sharded"))
+    assert re.fullmatch(r"[0-9a-f]{64}", sharded["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+
+def test_irsa_role_annotation() -> None:
+    account = one(render(), "ServiceAccount")
+    assert "eks.amazonaws.com/role-arn" not in account["metadata"].get("annotations", {})
+    role = "arn:aws:iam::123456789012:role/bedrock-batch-exporter"
+    account = one(render(sets=[f"serviceAccount.roleArn={role}"]), "ServiceAccount")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role
+    assert account["automountServiceAccountToken"] is False
+    pod = workload(render(sets=[f"serviceAccount.roleArn={role}"]))["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    existing = render(sets=["serviceAccount.create=false", "serviceAccount.name=shared"])
+    assert by_kind(existing, "ServiceAccount") == []
+    assert workload(existing)["spec"]["template"]["spec"]["serviceAccountName"] == "shared"
+
+
+def test_sharded_mode_runs_one_statefulset_pod_per_shard() -> None:
+    shards = yaml.safe_load((CHART / SCENARIOS["sharded"][0]).read_text())["sharding"]["shards"]
+    resources = render_scenario("sharded")
+    assert by_kind(resources, "Deployment") == []
+    statefulset = one(resources, "StatefulSet")
+    spec = statefulset["spec"]
+    assert spec["replicas"] == shards
+    assert spec["podManagementPolicy"] == "Parallel"
+    headless = next(s for s in by_kind(resources, "Service") if s["metadata"]["name"] == spec["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    exporter = container(spec["template"]["spec"])
+    assert "--shard-index=$(SHARD_INDEX)" in exporter["args"]
+    assert f"--shard-count={shards}" in exporter["args"]
+    (shard_env,) = [e for e in exporter["env"] if e["name"] == "SHARD_INDEX"]
+    assert shard_env["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    # Kubernetes expands $(SHARD_INDEX) only from variables defined before use in the same container.
+    assert [e["name"] for e in exporter["env"]].index("SHARD_INDEX") == 0
+    # The ServiceMonitor scrapes every shard once: it selects the ClusterIP Service, not the headless one too.
+    selector = one(resources, "ServiceMonitor")["spec"]["selector"]["matchLabels"]
+    selected = [s["metadata"]["name"] for s in by_kind(resources, "Service") if selector.items() <= labels(s).items()]
+    assert selected == [FULLNAME]
+
+
+def test_every_shard_index_is_accepted_by_the_cli() -> None:
+    args = container(workload(render_scenario("sharded"))["spec"]["template"]["spec"])["args"]
+    count = int(next(a for a in args if a.startswith("--shard-count=")).partition("=")[2])
+    for index in range(count):
+        parsed = parse_cli([a.replace("$(SHARD_INDEX)", str(index)) for a in args])
+        assert (parsed.shard_index, parsed.shard_count) == (index, count)
+
+
+def labels(resource: dict[str, Any]) -> dict[str, str]:
+    found: dict[str, str] = resource["metadata"].get("labels", {})
+    return found
+
+
+def test_service_monitor_scrapes_the_service_as_the_rules_expect() -> None:
+    resources = render_scenario("all-features")
+    monitor = one(resources, "ServiceMonitor")
+    service = one(resources, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels(service).items()
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["path"] == "/metrics"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    # The rules' "exporter down" alert matches a job label; the ServiceMonitor's job comes from jobLabel.
+    job = labels(service)[monitor["spec"]["jobLabel"]]
+    expected_jobs = set(re.findall(r'job="([^"]+)"', RULES_COPY.read_text()))
+    assert expected_jobs <= {job}, f"rules expect job {expected_jobs}, the ServiceMonitor yields job={job!r}"
+    custom = render(SCENARIOS["all-features"], sets=["config.server.metrics_path=/custom"])
+    assert one(custom, "ServiceMonitor")["spec"]["endpoints"][0]["path"] == "/custom"
+
+
+def test_prometheus_rule_carries_the_repository_rules() -> None:
+    rules = yaml.safe_load(RULES_COPY.read_text())
+    rendered = one(render_scenario("all-features"), "PrometheusRule")["spec"]["groups"]
+    assert [g["name"] for g in rendered] == [g["name"] for g in rules["groups"]]
+    extra = yaml.safe_load((CHART / SCENARIOS["all-features"][0]).read_text())["prometheusRule"]
+    for group, source in zip(rendered, rules["groups"], strict=True):
+        for rule, original in zip(group["rules"], source["rules"], strict=True):
+            expected = dict(original)
+            if "alert" in original:
+                expected["labels"] = {**original.get("labels", {}), **extra["additionalRuleLabels"]}
+            assert rule == expected
+    plain = one(render(sets=["prometheusRule.enabled=true"]), "PrometheusRule")["spec"]["groups"]
+    assert plain == rules["groups"]
+
+
+def test_chart_rules_are_a_byte_identical_copy_of_the_repository_rules() -> None:
+    """Helm cannot read files outside the chart, so it carries a copy that must not drift from the source."""
+    if not RULES_SOURCE.exists():
+        pytest.skip(
+            f"comparing {RULES_COPY.relative_to(REPO)} against {RULES_SOURCE.relative_to(REPO)}, "
+            "which does not exist yet: the chart holds a placeholder"
+        )
+    assert list(identical_copies([(RULES_SOURCE, RULES_COPY)])) == []
+
+
+def test_dashboards_configmap_carries_the_repository_dashboards() -> None:
+    sources = dashboard_sources()
+    copies = sorted(DASHBOARDS_COPY.glob("*.json"))
+    assert [p.name for p in copies] == [p.name for p in sources], (
+        f"{DASHBOARDS_COPY.relative_to(REPO)} must hold exactly the repository's dashboards "
+        f"{[str(p.relative_to(REPO)) for p in sources]}"
+    )
+    assert list(identical_copies((source, DASHBOARDS_COPY / source.name) for source in sources)) == []
+    resources = render_scenario("all-features")
+    configmap = next(r for r in by_kind(resources, "ConfigMap") if r["metadata"]["name"].endswith("-dashboards"))
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["namespace"] == "monitoring"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "AWS"}
+    assert sorted(configmap.get("data", {})) == [p.name for p in copies]
+    for path in copies:
+        assert json.loads(configmap["data"][path.name]) == json.loads(path.read_text())
+    # A ConfigMap holds at most 1 MiB.
+    assert sum(len(v.encode()) for v in configmap.get("data", {}).values()) < 1024 * 1024
+
+
+def test_network_policy_allows_scrapes_and_aws() -> None:
+    policy = one(render_scenario("all-features"), "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    (ingress,) = policy["ingress"]
+    assert ingress["ports"] == [{"port": "http-metrics", "protocol": "TCP"}]
+    assert ingress["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    egress_ports = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
+    assert {(53, "UDP"), (53, "TCP"), (443, "TCP"), (80, "TCP"), (4566, "TCP")} <= egress_ports
+    open_egress = one(
+        render(sets=["networkPolicy.enabled=true", "networkPolicy.egress.enabled=false"]), "NetworkPolicy"
+    )
+    assert open_egress["spec"]["policyTypes"] == ["Ingress"] and "egress" not in open_egress["spec"]
+
+
+def test_image_reference() -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert container(workload(render())["spec"]["template"]["spec"])["image"] == f"bedrock-batch-exporter:{app_version}"
+    digest = "sha256:" + "a" * 64
+    image = container(
+        workload(render(sets=["image.repository=r.example/x", f"image.digest={digest}"]))["spec"]["template"]["spec"]
+    )["image"]
+    assert image == f"r.example/x@{digest}"
+
+
+def test_chart_app_version_is_the_project_version() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"] == project["version"]
+
+
+def test_notes_render() -> None:
+    result = helm("install", "bbe", str(CHART), "--dry-run=client", "--namespace", NAMESPACE)
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert f"port-forward svc/{FULLNAME} 9816" in notes
+    assert "EKS Pod Identity" in notes
+
+
+# Documented in one row each: the probes' timing keys are Kubernetes' own.
+WHOLE_VALUES = {"livenessProbe", "readinessProbe"}
+
+
+def schema_leaves(schema: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted value paths: the chart's own (strict) keys are followed down, free-form ones are leaves."""
+    leaves = []
+    for key, sub in schema.get("properties", {}).items():
+        path = f"{prefix}{key}"
+        if sub.get("additionalProperties") is False and path not in WHOLE_VALUES:
+            leaves += schema_leaves(sub, f"{path}.")
+        else:
+            leaves.append(path)
+    return leaves
+
+
+def test_values_schema_and_readme_cover_every_value() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (CHART / "README.md").read_text()
+    leaves = [leaf for leaf in schema_leaves(schema) if leaf != "global"]
+    for leaf in leaves:
+        node: Any = values
+        for part in leaf.split("."):
+            assert isinstance(node, dict) and part in node, f"{leaf} is in values.schema.json, not in values.yaml"
+            node = node[part]
+        assert f"| `{leaf}` |" in readme, f"the chart README's values table misses {leaf}"
+    documented = set(re.findall(r"^\| `([\w.]+)` \|", readme, flags=re.MULTILINE))
+    assert documented == set(leaves), f"README documents unknown values {documented - set(leaves)}"
+
+
+def test_kubernetes_older_than_the_pod_index_label_is_refused() -> None:
+    args = template_args()
+    args[args.index("--kube-version") + 1] = "1.27.9"
+    result = helm(*args, check=False)
+    assert result.returncode != 0 and "kubeVersion" in result.stderr, result.stderr
