@@ -403,6 +403,10 @@ class Poller:
                 return  # shutting down: the pools refuse new calls; nothing to report
             outcome = "error"
             message = errors.describe(exc)
+            if isinstance(exc, errors.BadAnswerError):
+                self._metrics.bad_answers.labels(labels[0], task.region, exc.operation).inc()
+            if errors.classify(exc) == errors.EXPIRED_CREDENTIALS:
+                self._clients.invalidate(task.target)  # new credentials (a fresh assume-role) next cycle
             if previous is None or previous.up or previous.last_error != message:
                 log.warning(
                     "polling %s in %s (%s) failed: %s",

@@ -54,6 +54,12 @@ class SelfMetrics:
             ["account_id", "region", "operation"],
             registry=self.registry,
         )
+        self.bad_answers = Counter(
+            f"{PREFIX}_aws_bad_answers",
+            "AWS answers that arrived but could not be used (malformed, truncated, inconsistent).",
+            ["account_id", "region", "operation"],
+            registry=self.registry,
+        )
         self.metrics_requested = Counter(
             f"{PREFIX}_cloudwatch_metrics_requested",
             "Metrics requested through GetMetricData (what CloudWatch bills).",

@@ -11,6 +11,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 SUCCESS = "success"
 THROTTLED = "throttled"
@@ -56,7 +57,14 @@ _VALIDATION = {
 
 
 class BadAnswerError(Exception):
-    """AWS answered, but with something we cannot use (malformed, inconsistent or endless)."""
+    """AWS answered, but with something we cannot use (malformed, inconsistent or endless).
+
+    Messages start with the operation's name, e.g. "GetMetricData answer has no MetricDataResults list".
+    """
+
+    @property
+    def operation(self) -> str:
+        return str(self).split(" ", 1)[0].rstrip(":")
 
 
 def classify_code(code: str, status: int) -> str:
@@ -86,7 +94,7 @@ def classify(exc: BaseException) -> str:
         return CONNECTION_ERROR
     if isinstance(exc, NoCredentialsError):
         return NO_CREDENTIALS
-    if isinstance(exc, BadAnswerError):
+    if isinstance(exc, BadAnswerError | ResponseParserError):
         return BAD_ANSWER
     if isinstance(exc, BotoCoreError | OSError):
         return CONNECTION_ERROR

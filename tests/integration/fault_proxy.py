@@ -1,0 +1,181 @@
+"""A fault-injecting HTTP proxy for tests: sits between the exporter and the simulated AWS on 127.0.0.1.
+
+Faults are chosen per operation and region: throttling, 500/503, connection resets, answers slower than the read
+timeout, truncated or malformed bodies, GetMetricData PartialData answers split over NextToken pages, AccessDenied
+and expired-token errors. Error bodies follow the awsJson1_0 protocol botocore speaks to CloudWatch here, and the
+restJson1 protocol of the Bedrock job API.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from exporter.demo.server import operation_of
+
+ERRORS = {  # kind -> (HTTP status, error code)
+    "throttle": (400, "ThrottlingException"),
+    "http500": (500, "InternalFailure"),
+    "http503": (503, "ServiceUnavailable"),
+    "access_denied": (400, "AccessDeniedException"),
+    "expired_token": (400, "ExpiredTokenException"),
+}
+KINDS = (*ERRORS, "reset", "slow", "truncated", "malformed", "partial")
+_REST_STATUS = {"throttle": 429, "access_denied": 403, "expired_token": 403}
+
+
+@dataclass
+class Fault:
+    kind: str
+    operation: str | None = None  # None: every operation
+    region: str | None = None  # None: every region
+    seconds: float = 0.0  # for "slow"
+
+
+class FaultProxy:
+    """Forwards every request to `upstream` unless a matching fault says otherwise; counts what it did."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlsplit(upstream)
+        self.faults: list[Fault] = []
+        self.injected: Counter[tuple[str, str]] = Counter()  # (operation, kind) -> times
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                proxy._handle(self)
+
+            do_POST = do_GET
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def set(self, *faults: Fault) -> None:
+        with self._lock:
+            self.faults = list(faults)
+
+    def clear(self) -> None:
+        self.set()
+
+    def _match(self, operation: str, region: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.operation in (None, operation) and fault.region in (None, region):
+                    self.injected[(operation, fault.kind)] += 1
+                    return fault
+        return None
+
+    def _forward(
+        self, handler: BaseHTTPRequestHandler, body: bytes, path: str | None = None, payload: bytes | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "content-length")}
+        data = body if payload is None else payload
+        headers["Content-Length"] = str(len(data))
+        conn.request(handler.command, path or handler.path, body=data, headers=headers)
+        response = conn.getresponse()
+        answer = response.read()
+        result = response.status, dict(response.getheaders()), answer
+        conn.close()
+        return result
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        environ = {
+            "HTTP_AUTHORIZATION": handler.headers.get("Authorization", ""),
+            "HTTP_X_AMZ_TARGET": handler.headers.get("X-Amz-Target", ""),
+            "PATH_INFO": urlsplit(handler.path).path,
+            "REQUEST_METHOD": handler.command,
+            "CONTENT_TYPE": "",
+        }
+        _, region, operation = operation_of(environ)
+        fault = self._match(operation, region)
+        rest = not environ["HTTP_X_AMZ_TARGET"]
+        if fault is None:
+            self._reply(handler, *self._forward(handler, body))
+        elif fault.kind in ERRORS:
+            status, code = ERRORS[fault.kind]
+            if rest:
+                status = _REST_STATUS.get(fault.kind, status)
+            payload = json.dumps({"__type": code, "message": f"injected {fault.kind}"}).encode()
+            headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}
+            self._reply(handler, status, headers, payload)
+        elif fault.kind == "reset":
+            handler.close_connection = True
+            handler.connection.shutdown(2)
+        elif fault.kind == "slow":
+            self._release.wait(fault.seconds)
+            self._reply(handler, *self._forward(handler, body))
+        elif fault.kind == "truncated":
+            status, headers, answer = self._forward(handler, body)
+            headers["Content-Length"] = str(len(answer))
+            self._reply(handler, status, headers, answer[: len(answer) // 2], close=True)
+        elif fault.kind == "malformed":
+            self._reply(handler, 200, {"Content-Type": "application/x-amz-json-1.0"}, b'{"MetricDataResults": [')
+        elif fault.kind == "partial":
+            self._partial(handler, body)
+        else:
+            raise ValueError(f"unknown fault {fault.kind}")
+
+    def _partial(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        """Answer GetMetricData in two pages: half the results marked PartialData with a NextToken, then the rest."""
+        request = json.loads(body)
+        second = request.pop("NextToken", None) == "injected-page-2"
+        status, headers, answer = self._forward(handler, body, payload=json.dumps(request).encode())
+        parsed = json.loads(answer)
+        results = parsed.get("MetricDataResults", [])
+        half = len(results) // 2
+        if second:
+            parsed["MetricDataResults"] = results[half:]
+        else:
+            for result in results[:half]:
+                result["StatusCode"] = "PartialData"
+            parsed["MetricDataResults"] = results[:half]
+            parsed["NextToken"] = "injected-page-2"
+            parsed["Messages"] = [{"Code": "MaxDatapointsExceeded", "Value": "injected partial answer"}]
+        self._reply(handler, status, headers, json.dumps(parsed).encode())
+
+    @staticmethod
+    def _reply(
+        handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes, close: bool = False
+    ) -> None:
+        handler.send_response(status)
+        for name, value in headers.items():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                handler.send_header(name, value)
+        length = headers.get("Content-Length") if close else None
+        handler.send_header("Content-Length", length or str(len(body)))
+        if close:
+            handler.send_header("Connection", "close")
+            handler.close_connection = True
+        handler.end_headers()
+        handler.wfile.write(body)
+        handler.wfile.flush()

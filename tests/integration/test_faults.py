@@ -1,0 +1,219 @@
+"""Faults between the exporter and AWS: the daemon keeps serving its last good data, counts the error, recovers.
+
+Each case here is a row of docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.app import Exporter
+from exporter.config import load_config_text
+from exporter.demo.server import SimulatedAws
+from tests.conftest import put_values, start_job, wait_for
+from tests.integration.fault_proxy import Fault, FaultProxy
+from tests.integration.test_jobs import ROLE_ARN, recent
+
+PENDING = "NumberOfRecordsPendingProcessing"
+SERIES = "aws_bedrock_batch_number_of_records_pending_processing_maximum"
+NS = "AWS/Bedrock/Batch"
+
+# fault kind -> the outcome label it must be counted under, and whether botocore retries it
+CLOUDWATCH_FAULTS = {
+    "throttle": ("throttled", True),
+    "http500": ("server_error", True),
+    "http503": ("server_error", True),
+    "reset": ("connection_error", True),
+    "slow": ("timeout", True),
+    "truncated": ("bad_answer", False),
+    "malformed": ("bad_answer", False),
+    "access_denied": ("access_denied", False),
+    "expired_token": ("expired_credentials", False),
+}
+
+
+@pytest.fixture
+def proxy(fresh_aws: SimulatedAws) -> Iterator[FaultProxy]:
+    server = FaultProxy(fresh_aws.url).start()
+    yield server
+    server.stop()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def get(url: str, name: str, **labels: str) -> float | None:
+    total = None
+    for (sample, sample_labels), value in scrape(url).items():
+        if sample == name and all(dict(sample_labels).get(k) == v for k, v in labels.items()):
+            total = (total or 0.0) + value
+    return total
+
+
+def start_exporter(aws_url: str, extra_target: str = "", jobs: bool = False) -> tuple[Exporter, str]:
+    config = load_config_text(
+        f"""
+aws: {{max_attempts: 2, read_timeout: 1s, connect_timeout: 1s}}
+jobs: {{enabled: {str(jobs).lower()}, interval: 1s, lookback: 8d, retention: 10m}}
+targets:
+  - endpoint_url: {aws_url}
+    regions: [us-east-1]
+{extra_target}
+namespaces:
+  - namespace: {NS}
+    interval: 1s
+    period: 10s
+    length: 2m
+    delay: 0s
+    metrics: [{{name: {PENDING}, statistics: [Maximum]}}]
+""",
+        env={},
+    )
+    exporter = Exporter(config)
+    return exporter, exporter.start("127.0.0.1:0")
+
+
+@pytest.mark.parametrize("kind", sorted(CLOUDWATCH_FAULTS))
+def test_cloudwatch_fault_keeps_last_values_counts_and_recovers(
+    kind: str, fresh_aws: SimulatedAws, proxy: FaultProxy
+) -> None:
+    outcome, retried = CLOUDWATCH_FAULTS[kind]
+    put_values(fresh_aws, {(PENDING, "model-a"): 42.0}, when=recent())
+    exporter, url = start_exporter(proxy.url)
+    try:
+        wait_for(lambda: get(url, SERIES) == 42.0)
+        proxy.set(Fault(kind, operation="GetMetricData", seconds=3.0))
+        wait_for(lambda: get(url, "bedrock_batch_exporter_up", namespace=NS) == 0.0, timeout=20)
+        # the process serves the last good value, with a data age that keeps rising
+        assert get(url, SERIES) == 42.0
+        first_age = get(url, "bedrock_batch_exporter_data_age_seconds", namespace=NS)
+        wait_for(lambda: (get(url, "bedrock_batch_exporter_data_age_seconds", namespace=NS) or 0) > (first_age or 0))
+        if outcome == "bad_answer":  # the HTTP call went through; our answer check refused what came back
+            counted = get(url, "bedrock_batch_exporter_aws_bad_answers_total", operation="GetMetricData")
+        else:
+            counted = get(
+                url, "bedrock_batch_exporter_aws_api_requests_total", operation="GetMetricData", outcome=outcome
+            )
+        assert counted is not None and counted >= 1, scrape(url)
+        if retried and kind not in ("reset", "slow"):  # errors with an answer carry the retry count
+            assert (get(url, "bedrock_batch_exporter_aws_api_retries_total", operation="GetMetricData") or 0) >= 1
+        injected = proxy.injected[("GetMetricData", kind)]
+        assert injected >= (2 if retried else 1)  # botocore's own retries went through the proxy too
+        # the fault clears: data comes back on the next cycle
+        proxy.clear()
+        wait_for(lambda: get(url, "bedrock_batch_exporter_up", namespace=NS) == 1.0, timeout=20)
+        assert (get(url, "bedrock_batch_exporter_data_age_seconds", namespace=NS) or 99) < 5
+    finally:
+        exporter.stop()
+
+
+def test_partial_data_is_followed_across_pages(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
+    values = {(PENDING, f"model-{i}"): float(i) for i in range(6)}
+    put_values(fresh_aws, values, when=recent())
+    proxy.set(Fault("partial", operation="GetMetricData"))
+    exporter, url = start_exporter(proxy.url)
+    try:
+        wait_for(lambda: all(get(url, SERIES, dimension_ModelId=f"model-{i}") == i for i in range(6)))
+        assert get(url, "bedrock_batch_exporter_up", namespace=NS) == 1.0
+        # two pages per cycle, both billed
+        cycles = get(url, "bedrock_batch_exporter_cycles_total", namespace=NS, outcome="success") or 0
+        calls = get(url, "bedrock_batch_exporter_aws_api_requests_total", operation="GetMetricData") or 0
+        assert calls >= 2 * cycles
+    finally:
+        exporter.stop()
+
+
+def test_list_metrics_failure_after_discovery_keeps_polling(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
+    put_values(fresh_aws, {(PENDING, "model-a"): 7.0}, when=recent())
+    exporter, url = start_exporter(proxy.url)
+    try:
+        wait_for(lambda: get(url, SERIES) == 7.0)
+        task = exporter.poller.tasks[0]
+        proxy.set(Fault("http503", operation="ListMetrics"))
+        task._discovered_at = float("-inf")  # force a refresh now instead of in 10 minutes
+        wait_for(lambda: (get(url, "bedrock_batch_exporter_discovery_errors_total") or 0) >= 1, timeout=20)
+        assert get(url, "bedrock_batch_exporter_up", namespace=NS) == 1.0
+        assert get(url, SERIES) == 7.0
+    finally:
+        exporter.stop()
+
+
+@pytest.mark.parametrize("kind", ["throttle", "http500", "access_denied"])
+def test_job_api_faults_fail_open(kind: str, fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
+    put_values(fresh_aws, {(PENDING, "model-a"): 3.0}, when=recent())
+    proxy.set(Fault(kind, operation="ListModelInvocationJobs"))
+    exporter, url = start_exporter(proxy.url, jobs=True)
+    try:
+        # no job is visible, yet metrics flow: fail open
+        wait_for(
+            lambda: get(url, SERIES) == 3.0 and get(url, "bedrock_batch_exporter_up", namespace="bedrock:jobs") == 0
+        )
+        assert get(url, "bedrock_batch_exporter_polling_active", namespace=NS) == 1.0
+        proxy.clear()
+        wait_for(lambda: get(url, "bedrock_batch_exporter_up", namespace="bedrock:jobs") == 1.0, timeout=20)
+        # now the job API answers and no job runs: CloudWatch polling pauses
+        wait_for(lambda: get(url, "bedrock_batch_exporter_polling_active", namespace=NS) == 0.0, timeout=10)
+        start_job(fresh_aws, "model-a")
+        wait_for(lambda: get(url, "bedrock_batch_exporter_polling_active", namespace=NS) == 1.0, timeout=10)
+    finally:
+        exporter.stop()
+
+
+def test_expired_credentials_are_refreshed(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
+    sts = boto3.client("sts", region_name="us-east-1", endpoint_url=fresh_aws.url)
+    creds = sts.assume_role(RoleArn=ROLE_ARN, RoleSessionName="test")["Credentials"]
+    boto3.client(
+        "cloudwatch",
+        region_name="us-east-1",
+        endpoint_url=fresh_aws.url,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    ).put_metric_data(
+        Namespace=NS,
+        MetricData=[
+            {
+                "MetricName": PENDING,
+                "Dimensions": [{"Name": "ModelId", "Value": "m"}],
+                "Value": 9.0,
+                "Timestamp": recent(),
+            }
+        ],
+    )
+    exporter, url = start_exporter(proxy.url, extra_target=f"    role_arn: {ROLE_ARN}\n")
+    try:
+        wait_for(lambda: get(url, SERIES, account_id="111111111111") == 9.0)
+        assumed = fresh_aws.count("AssumeRole")
+        proxy.set(Fault("expired_token", operation="GetMetricData"))
+        wait_for(lambda: get(url, "bedrock_batch_exporter_up", namespace=NS) == 0.0, timeout=20)
+        proxy.clear()
+        wait_for(lambda: get(url, "bedrock_batch_exporter_up", namespace=NS) == 1.0, timeout=20)
+        assert fresh_aws.count("AssumeRole") > assumed  # a fresh assume-role, not the stale keys
+    finally:
+        exporter.stop()
+
+
+def test_backoff_spaces_out_failing_cycles(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
+    put_values(fresh_aws, {(PENDING, "model-a"): 1.0}, when=recent())
+    proxy.set(Fault("access_denied", operation="GetMetricData"))
+    exporter, url = start_exporter(proxy.url)
+    try:
+        started = time.monotonic()
+        wait_for(lambda: (get(url, "bedrock_batch_exporter_consecutive_failures", namespace=NS) or 0) >= 4, timeout=30)
+        # intervals of 1s, then about 2s and up to 4s with jitter: four failures need well over 4 intervals
+        assert time.monotonic() - started > 4.5
+    finally:
+        exporter.stop()
