@@ -57,14 +57,18 @@ def start_demo(workdir: Path, duration: int = 300) -> tuple[Process, str]:
     return Process(args, workdir / "demo.log"), f"127.0.0.1:{port}"
 
 
-def start_prometheus(binary: str, workdir: Path, target: str, rule_files: list[Path]) -> tuple[Process, str]:
+def start_prometheus(
+    binary: str, workdir: Path, target: str, rule_files: list[Path], alertmanager: str | None = None
+) -> tuple[Process, str]:
     port = free_port()
-    config = {
+    config: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "rule_files": [str(p) for p in rule_files],
         # the job name the BedrockBatchExporterDown alert expects
         "scrape_configs": [{"job_name": "bedrock-batch-exporter", "static_configs": [{"targets": [target]}]}],
     }
+    if alertmanager is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     (workdir / "prometheus.yml").write_text(json.dumps(config))
     args = [
         binary,
