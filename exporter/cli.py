@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config", help="path to the YAML config file")
     demo = sub.add_parser("demo", parents=[common], help="run against an embedded simulated AWS")
     demo.add_argument("--listen-address", default="127.0.0.1:9816", help="HOST:PORT (default %(default)s)")
+    demo.add_argument("--otlp-endpoint", metavar="URL", help="also push over OTLP/HTTP, e.g. http://127.0.0.1:4318")
     demo.add_argument("--duration", type=float, help=argparse.SUPPRESS)  # seconds; for tests
     sub.add_parser("schema", parents=[common], help="print the config file's JSON Schema")
     return parser
@@ -76,7 +77,11 @@ def _run(config: Config, listen_address: str | None, shard: tuple[int, int]) -> 
     from exporter.app import Exporter
 
     stop = _stop_on_signals()
-    exporter = Exporter(config, shard=shard)
+    try:
+        exporter = Exporter(config, shard=shard)
+    except ValueError as exc:  # e.g. otlp.protocol grpc without its package
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         exporter.start(listen_address)
     except (OSError, ValueError) as exc:
@@ -93,7 +98,11 @@ def _run(config: Config, listen_address: str | None, shard: tuple[int, int]) -> 
 def _once(config: Config) -> int:
     from exporter.app import Exporter
 
-    exporter = Exporter(config)
+    try:
+        exporter = Exporter(config)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     succeeded = exporter.run_once()
     sys.stdout.buffer.write(exporter.exposition.body())
     sys.stdout.flush()
@@ -111,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from exporter.demo import run_demo
 
-        return run_demo(args.listen_address, _stop_on_signals(), args.duration)
+        return run_demo(args.listen_address, _stop_on_signals(), args.duration, args.otlp_endpoint)
     if args.command == "run" and not (args.shard_count >= 1 and 0 <= args.shard_index < args.shard_count):
         print("error: --shard-index must be 0..--shard-count-1 and --shard-count at least 1", file=sys.stderr)
         return EXIT_USAGE

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -364,9 +365,57 @@ class ServerConfig(_Model):
     metrics_path: str = Field(default="/metrics", pattern=r"^/[\w./-]*$")
 
 
+class OtlpConfig(_Model):
+    """Where and how metrics are pushed over OTLP; unset fields follow the standard OTEL_* environment variables."""
+
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="receiver base URL, e.g. http://collector:4318 (/v1/metrics is appended for http/protobuf); "
+        "unset: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318",
+    )
+    protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        default=None,
+        description="unset: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf",
+    )
+    interval: Duration | None = Field(
+        default=None, description="how often metrics are pushed; unset: OTEL_METRIC_EXPORT_INTERVAL, else 60s"
+    )
+    timeout: Duration | None = Field(
+        default=None,
+        description="limit of one push, retries included; unset: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT or "
+        "OTEL_EXPORTER_OTLP_TIMEOUT, else 10s",
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="extra request headers (e.g. authorization: ${OTLP_TOKEN}), added to OTEL_EXPORTER_OTLP_HEADERS; "
+        "never logged",
+    )
+    compression: Literal["gzip", "none"] | None = Field(
+        default=None, description="unset: OTEL_EXPORTER_OTLP_METRICS_COMPRESSION or OTEL_EXPORTER_OTLP_COMPRESSION"
+    )
+    resource_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="resource attributes over the defaults (service.name, service.version, service.instance.id, "
+        "cloud.provider) and OTEL_RESOURCE_ATTRIBUTES",
+    )
+
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be more than 0s")
+        return value
+
+
 class Config(_Model):
     """The whole configuration file."""
 
+    mode: Literal["prometheus", "otlp", "both"] = Field(
+        default="prometheus",
+        description="prometheus: serve /metrics; otlp: push over OTLP (HTTP serves only /healthz and /readyz); both",
+    )
+    otlp: OtlpConfig = Field(default_factory=OtlpConfig, description="used when mode is otlp or both")
     server: ServerConfig = Field(default_factory=ServerConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)

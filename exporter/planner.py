@@ -11,7 +11,7 @@ from exporter.config import MissingData, ResolvedMetric
 MAX_QUERIES_PER_CALL = 500
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class SeriesKey:
     """One CloudWatch metric with one dimension set (dimensions sorted by name)."""
 
@@ -24,7 +24,7 @@ class SeriesKey:
         return cls(namespace, metric, tuple(sorted(dimensions.items())))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Query:
     """One MetricDataQuery: a series and a statistic; `id` is unique within its batch."""
 

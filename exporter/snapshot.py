@@ -18,7 +18,7 @@ class TaskKey:
     namespace: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One exported value; `timestamp` is the CloudWatch datapoint time (epoch seconds) when there was one.
 

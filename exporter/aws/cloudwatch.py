@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 MAX_PAGES = 1000  # a bound on NextToken chains; CloudWatch never needs nearly this many
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Datapoint:
     """The newest value CloudWatch returned for one query."""
 

@@ -39,8 +39,20 @@ jobs:
 """
 
 
-def demo_config(endpoint: str) -> Config:
-    return load_config_text(DEMO_CONFIG.format(endpoint=endpoint), "<demo config>")
+# With --otlp-endpoint the demo pushes as well as serving /metrics, every 5s so a receiver sees changes quickly.
+DEMO_OTLP_CONFIG = """
+mode: both
+otlp:
+  endpoint: {otlp_endpoint}
+  interval: 5s
+"""
+
+
+def demo_config(endpoint: str, otlp_endpoint: str | None = None) -> Config:
+    text = DEMO_CONFIG.format(endpoint=endpoint)
+    if otlp_endpoint:
+        text += DEMO_OTLP_CONFIG.format(otlp_endpoint=otlp_endpoint)
+    return load_config_text(text, "<demo config>")
 
 
 def _prune(region: str, cutoff: datetime) -> None:
@@ -49,10 +61,15 @@ def _prune(region: str, cutoff: datetime) -> None:
     from moto.core.models import DEFAULT_ACCOUNT_ID
 
     backend = cloudwatch_backends[DEFAULT_ACCOUNT_ID][region]
-    backend.metric_data[:] = [m for m in backend.metric_data if m.timestamp >= cutoff]
+    naive_cutoff = cutoff.astimezone(UTC).replace(tzinfo=None)  # moto keeps some timestamps naive (UTC)
+    backend.metric_data[:] = [
+        m for m in backend.metric_data if m.timestamp >= (cutoff if m.timestamp.tzinfo else naive_cutoff)
+    ]
 
 
-def run_demo(listen_address: str, stop: threading.Event, max_seconds: float | None = None) -> int:
+def run_demo(
+    listen_address: str, stop: threading.Event, max_seconds: float | None = None, otlp_endpoint: str | None = None
+) -> int:
     """Serve the demo until `stop` is set (or `max_seconds` pass); returns an exit code."""
     try:
         import boto3
@@ -84,7 +101,7 @@ def run_demo(listen_address: str, stop: threading.Event, max_seconds: float | No
         workload.submit(models["us-east-1"][2], (history - timedelta(hours=24, minutes=-6)).timestamp(), 20000, 24)
         for step in range(HISTORY_STEPS):  # some history, so the first poll already finds data and jobs
             workload.step(PUBLISH_EVERY, history + timedelta(seconds=step * PUBLISH_EVERY))
-        exporter = Exporter(demo_config(aws.url), static_credentials=DEMO_CREDENTIALS)
+        exporter = Exporter(demo_config(aws.url, otlp_endpoint), static_credentials=DEMO_CREDENTIALS)
         try:
             url = exporter.start(listen_address)
         except (OSError, ValueError) as exc:

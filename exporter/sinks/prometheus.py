@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import html
 import logging
 import socket
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -16,8 +15,10 @@ from typing import ClassVar
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
+from exporter.sinks.status import SECURITY_HEADERS, StatusPage
 from exporter.snapshot import Snapshot, Store
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,33 @@ class RenderedSnapshot:
     crc: int
 
 
+def _escape_label(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def format_text(families: Iterable[Metric]) -> bytes:
+    """The text exposition format (0.0.4) of `families`.
+
+    prometheus-client's generate_latest re-validates every name on every sample, which took 170 ms at 10,000
+    series; our names are valid by construction (exporter.naming), so this does the same formatting in a fraction.
+    """
+    out: list[str] = []
+    for family in families:
+        doc = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {family.name}{'_total' if family.type == 'counter' else ''} {doc}\n")
+        out.append(f"# TYPE {family.name}{'_total' if family.type == 'counter' else ''} {family.type}\n")
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sample.labels.items())
+            line = f"{sample.name}{{{labels}}} " if labels else f"{sample.name} "
+            line += floatToGoString(sample.value)  # type: ignore[no-untyped-call]
+            if sample.timestamp is not None:
+                line += f" {int(float(sample.timestamp) * 1000)}"
+            out.append(line + "\n")
+    return "".join(out).encode("utf-8")
+
+
 def render(snapshot: Snapshot) -> RenderedSnapshot:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshot))
-    body = generate_latest(registry)
+    body = format_text(SnapshotCollector(snapshot).collect())
     compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     deflated = compressor.compress(body) + compressor.flush(zlib.Z_SYNC_FLUSH)
     return RenderedSnapshot(snapshot.version, body, deflated, zlib.crc32(body))
@@ -97,14 +121,6 @@ class Exposition:
         return rendered.body + tail
 
 
-_LANDING = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>bedrock-batch-exporter</title></head>
-<body><h1>bedrock-batch-exporter {version}</h1>
-<ul><li><a href="{metrics}">{metrics}</a></li><li><a href="/healthz">/healthz</a></li>
-<li><a href="/readyz">/readyz</a></li></ul></body></html>
-"""
-
-
 class _Handler(BaseHTTPRequestHandler):
     server: MetricsServer
     protocol_version = "HTTP/1.1"
@@ -112,6 +128,12 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = f"bedrock-batch-exporter/{__version__}"
     sys_version = ""
     allowed: ClassVar[str] = "GET, HEAD"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms per scrape
+        # on keep-alive connections (measured in benchmarks/).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
         self._dispatch(send_body=True)
@@ -138,9 +160,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(200, b"ready\n", "text/plain; charset=utf-8", send_body)
             else:
                 self._reply(503, b"not ready: no successful poll cycle yet\n", "text/plain; charset=utf-8", send_body)
-        elif path == "/":
-            page = _LANDING.format(version=html.escape(__version__), metrics=html.escape(srv.metrics_path))
-            self._reply(200, page.encode(), "text/html; charset=utf-8", send_body)
+        elif srv.status is not None and (page := srv.status.respond(self.path)) is not None:
+            self._reply(page.status, page.body, page.content_type, send_body, dict(page.headers))
         else:
             self._reply(404, b"not found\n", "text/plain; charset=utf-8", send_body)
 
@@ -155,7 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
         for name, value in (extra or {}).items():
             self.send_header(name, value)
         self.end_headers()
@@ -172,6 +194,7 @@ class MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
+    status: StatusPage | None = None  # the status page at / and /api/status; the app sets it
 
     def __init__(
         self, address: tuple[str, int], store: Store, exposition: Exposition, metrics_path: str = "/metrics"

@@ -128,10 +128,14 @@ def test_demo_serves_live_changing_bedrock_metrics() -> None:
     url = f"http://127.0.0.1:{port}/metrics"
     proc = _start(["demo", "--listen-address", f"127.0.0.1:{port}", "--duration", "120"])
     try:
-        first = wait_for(lambda: len({k[2] for k in _demo_values(url)}) >= 5 and _demo_values(url), timeout=30)
-        models = {k[2] for k in first}
+
+        def cloudwatch_models(values: dict[tuple[str, str, str], float]) -> set[str]:
+            return {k[2] for k in values if k[0].startswith("aws_")}
+
+        first = wait_for(lambda: len(cloudwatch_models(v := _demo_values(url))) >= 5 and v, timeout=30)
+        models = cloudwatch_models(first)
         assert {"anthropic.claude-3-5-sonnet-20240620-v1:0", "amazon.nova-pro-v1:0"} <= models
-        assert {k[1] for k in first} == {"us-east-1", "us-west-2"}
+        assert {k[1] for k in first if k[0].startswith("aws_")} == {"us-east-1", "us-west-2"}
         assert any("tokens_pending" in k[0] and k[2].startswith("anthropic.") for k in first)
         assert not any("tokens_pending" in k[0] and not k[2].startswith("anthropic.") for k in first)
         pending = {k: v for k, v in first.items() if "records_pending_processing_maximum" in k[0]}

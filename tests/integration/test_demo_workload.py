@@ -60,3 +60,21 @@ def test_pending_records_equal_the_jobs_unprocessed_records(fresh_aws: Simulated
     # five minutes of simulated time: jobs queue, run and finish in more than one way
     assert {"InProgress", "Completed"} <= statuses
     assert len(statuses & set(TERMINAL)) >= 2
+
+
+def test_old_datapoints_are_pruned(fresh_aws: SimulatedAws) -> None:
+    from exporter.demo import _prune
+
+    put = cloudwatch(fresh_aws).put_metric_data
+    now = datetime.now(UTC)
+    for age in (7200, 60):
+        put(
+            Namespace="AWS/Bedrock/Batch",
+            MetricData=[{"MetricName": "M", "Value": 1.0, "Timestamp": now - timedelta(seconds=age)}],
+        )
+    _prune("us-east-1", now - timedelta(seconds=3600))
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+
+    left = cloudwatch_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].metric_data
+    assert len(left) == 1

@@ -68,3 +68,33 @@ def test_a_failed_cycle_keeps_the_last_good_samples() -> None:
     failed = good.failed("boom", now=5.0)
     assert failed.samples == good.samples and not failed.up and failed.consecutive_failures == 1
     assert failed.last_success == good.last_success and failed.last_error == "boom"
+
+
+def test_fast_formatter_matches_prometheus_client() -> None:
+    from prometheus_client import generate_latest
+
+    from exporter.sinks.prometheus import SnapshotCollector, format_text
+
+    samples = (
+        Sample("g", "doc with \\ and\nnewline", (("a", 'x"y\\z\nw'), ("b", "")), math.inf, 1_700_000_000.5),
+        Sample("g", "doc", (("a", "2"),), -math.inf),
+        Sample("g", "doc", (("a", "3"),), math.nan),
+        Sample("c", "a counter", (("k", "v"),), 3.0, kind="counter"),
+        Sample("plain", "no labels", (), 1e-9),
+    )
+    store = Store(lambda: 0.0)
+    snapshot = store.publish(TaskState(key=KEY, account_id="1", samples=samples, up=True))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot))
+    ours = format_text(SnapshotCollector(snapshot).collect()).decode()
+    theirs = generate_latest(registry).decode()
+
+    def parsed(text: str) -> list[tuple[object, ...]]:
+        return [
+            (f.name, f.type, f.documentation, s.name, tuple(sorted(s.labels.items())), repr(s.value), s.timestamp)
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+        ]
+
+    assert parsed(ours) == parsed(theirs)
+    assert ours == theirs  # byte for byte, in fact
