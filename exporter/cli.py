@@ -73,24 +73,35 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _run(config: Config, listen_address: str | None, shard: tuple[int, int]) -> int:
+def _run(config: Config, config_path: str, listen_address: str | None, shard: tuple[int, int]) -> int:
     from exporter.app import Exporter
 
     stop = _stop_on_signals()
+    reload_requested = threading.Event()
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        reload_requested.set()
+
+    signal.signal(signal.SIGHUP, on_hup)
     try:
-        exporter = Exporter(config, shard=shard)
+        exporter = Exporter(config, shard=shard, config_path=config_path)
     except ValueError as exc:  # e.g. otlp.protocol grpc without its package
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         exporter.start(listen_address)
-    except (OSError, ValueError) as exc:
-        print(
-            f"error: cannot listen on {listen_address or config.server.listen_address}: {exc}",
-            file=sys.stderr,
-        )
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    stop.wait()
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot listen on {listen_address or config.server.listen_address}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    while not stop.wait(0.2):
+        if reload_requested.is_set():
+            reload_requested.clear()
+            log.info("received SIGHUP, reloading %s", config_path)
+            exporter.reload_from_file()
     exporter.stop()
     return EXIT_OK
 
@@ -132,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "once":
         return _once(config)
-    return _run(config, args.listen_address, (args.shard_index, args.shard_count))
+    return _run(config, args.config, args.listen_address, (args.shard_index, args.shard_count))
 
 
 def entrypoint() -> None:

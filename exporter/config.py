@@ -170,6 +170,58 @@ BEDROCK_DEFAULT_METRICS: tuple[MetricConfig, ...] = (
 )
 
 
+_PROMETHEUS_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_RESERVED_PREFIXES = ("bedrock_batch_exporter_", "bedrock_batch_job", "__")
+# Metrics Insights reads at most the last 3 hours for alarms, and the API reference of GetMetricData says 3 hours
+# for every query (newer guides say two weeks for graphs): windows stay within the stricter limit.
+INSIGHTS_MAX_LOOKBACK = 3 * 3600
+
+
+class InsightsQueryConfig(_Model):
+    """A named CloudWatch Metrics Insights query, exported as one gauge with a series per GROUP BY group."""
+
+    name: str = Field(min_length=1, max_length=200, description="Prometheus metric name of the result")
+    query: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="Metrics Insights SQL in the supported subset (docs/insights.md), e.g. SELECT "
+        'AVG(NumberOfRecordsPendingProcessing) FROM SCHEMA("AWS/Bedrock/Batch", ModelId) GROUP BY ModelId',
+    )
+    period: Duration | None = Field(
+        default=None, description="aggregation period, a multiple of 60s; defaults to the namespace's period"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _prometheus_name(cls, value: str) -> str:
+        if not _PROMETHEUS_NAME_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
+        if value.startswith(_RESERVED_PREFIXES):
+            raise ValueError(f"{value!r} uses a prefix reserved for the exporter's own series")
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def _supported_query(cls, value: str) -> str:
+        from exporter.insights import parse
+
+        parse(value)  # InsightsSyntaxError is a ValueError: pydantic reports it at this field
+        return value
+
+
+@dataclass(frozen=True)
+class ResolvedInsights:
+    """An Insights query with its window filled in from its namespace."""
+
+    name: str
+    expression: str
+    group_by: tuple[str, ...]
+    period: int
+    length: int
+    delay: int
+    missing_data: MissingData  # what a group seen before shows when this window holds no datapoint for it
+
+
 class NamespaceConfig(_Model):
     """A CloudWatch namespace to poll, with its schedule and metrics."""
 
@@ -188,7 +240,12 @@ class NamespaceConfig(_Model):
     )
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     metrics: tuple[MetricConfig, ...] | None = Field(
-        default=None, description="defaults to the four Bedrock batch metrics for AWS/Bedrock/Batch"
+        default=None,
+        description="defaults to the four Bedrock batch metrics for AWS/Bedrock/Batch; [] polls only the Insights "
+        "queries (no ListMetrics)",
+    )
+    insights: tuple[InsightsQueryConfig, ...] = Field(
+        default=(), description="named Metrics Insights queries of this namespace (docs/insights.md)"
     )
 
     @field_validator("statistics")
@@ -198,7 +255,7 @@ class NamespaceConfig(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> NamespaceConfig:
-        if self.metrics is None and self.namespace != BEDROCK_BATCH_NAMESPACE:
+        if self.metrics is None and self.namespace != BEDROCK_BATCH_NAMESPACE and not self.insights:
             raise ValueError(f"'metrics' is required for namespace {self.namespace!r}")
         names = [m.name for m in self.metrics or ()]
         if len(set(names)) != len(names):
@@ -207,13 +264,71 @@ class NamespaceConfig(_Model):
             _check_window(metric)
         if self.interval < 1:
             raise ValueError("interval must be at least 1s")
+        self._check_insights()
         return self
+
+    def _check_insights(self) -> None:
+        from exporter.insights import parse
+        from exporter.naming import dimension_label, metric_name
+
+        taken = {metric_name(self.namespace, m.name, s) for m in self.resolved_metrics() for s in m.statistics}
+        for i, (item, resolved) in enumerate(zip(self.insights, self.resolved_insights(), strict=True)):
+            where = f"insights[{i}]"
+            query = parse(item.query)
+            if query.namespace != self.namespace:
+                raise ValueError(
+                    f"{where}.query: reads namespace {query.namespace!r}; list it under that namespace instead"
+                )
+            if item.name in taken:
+                raise ValueError(f"{where}.name: {item.name!r} is already the name of another series here")
+            taken.add(item.name)
+            labels = [dimension_label(k) for k in query.group_by]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"{where}.query: two GROUP BY keys map to the same label {labels}")
+            if resolved.period < 60 or resolved.period % 60:
+                raise ValueError(
+                    f"{where}.period: Metrics Insights aggregates to whole minutes; use a multiple of 60s, "
+                    f"got {resolved.period}s"
+                )
+            if resolved.length + resolved.delay > INSIGHTS_MAX_LOOKBACK:
+                raise ValueError(
+                    f"{where}: the window (length + delay = {resolved.length + resolved.delay}s) reaches further "
+                    f"back than the {INSIGHTS_MAX_LOOKBACK // 3600} hours Metrics Insights queries may read"
+                )
+
+    def resolved_insights(self) -> tuple[ResolvedInsights, ...]:
+        """Insights queries with period (default: the namespace's, at least 60s), length and delay filled in."""
+        from exporter.insights import parse
+
+        default_period = int(self.period) if self.period >= 60 else 60
+        missing = self.missing_data or (
+            MissingData.ZERO if self.namespace == BEDROCK_BATCH_NAMESPACE else MissingData.NAN
+        )
+        out = []
+        for item in self.insights:
+            query = parse(item.query)
+            period = int(item.period) if item.period is not None else default_period
+            out.append(
+                ResolvedInsights(
+                    name=item.name,
+                    expression=query.expression(),
+                    group_by=query.group_by,
+                    period=period,
+                    length=max(int(self.length), period),
+                    delay=int(self.delay),
+                    missing_data=missing,
+                )
+            )
+        return tuple(out)
 
     def resolved_metrics(self) -> tuple[ResolvedMetric, ...]:
         default_missing = self.missing_data or (
             MissingData.ZERO if self.namespace == BEDROCK_BATCH_NAMESPACE else MissingData.NAN
         )
-        metrics = self.metrics if self.metrics is not None else BEDROCK_DEFAULT_METRICS
+        if self.metrics is not None:
+            metrics = self.metrics
+        else:
+            metrics = BEDROCK_DEFAULT_METRICS if self.namespace == BEDROCK_BATCH_NAMESPACE else ()
         return tuple(
             ResolvedMetric(
                 name=m.name,
@@ -363,6 +478,10 @@ class ServerConfig(_Model):
 
     listen_address: str = Field(default="0.0.0.0:9816", pattern=r"^(\[[0-9a-fA-F:]+\]|[^\s:]*):\d{1,5}$")
     metrics_path: str = Field(default="/metrics", pattern=r"^/[\w./-]*$")
+    web_config_file: str | None = Field(
+        default=None, description="TLS and basic-auth settings (exporter-toolkit style), read at start-up"
+    )
+    enable_reload: bool = Field(default=True, description="accept POST /-/reload to re-read the config file")
 
 
 class OtlpConfig(_Model):
@@ -439,6 +558,15 @@ class Config(_Model):
             for ns in target.namespaces or ():
                 if ns not in names:
                     raise ValueError(f"targets[{i}].namespaces: {ns!r} is not configured under 'namespaces'")
+        seen: dict[str, int] = {}
+        for i, ns_config in enumerate(self.namespaces):
+            for j, query in enumerate(ns_config.insights):
+                if query.name in seen and seen[query.name] != i:
+                    raise ValueError(
+                        f"namespaces[{i}].insights[{j}].name: {query.name!r} is already used in "
+                        f"namespaces[{seen[query.name]}]; names must be unique across namespaces"
+                    )
+                seen[query.name] = i
         return self
 
     def namespaces_for(self, target: TargetConfig) -> tuple[NamespaceConfig, ...]:
@@ -496,8 +624,16 @@ def _validation_problems(exc: ValidationError) -> list[str]:
             message = "unknown key"
         elif err["type"] == "too_short":
             message = f"needs at least {err.get('ctx', {}).get('min_length', 1)} item(s)"
-        problems.append(f"{format_location(loc)}: {message}")
+        where = format_location(loc)
+        # Model-level checks name the field inside the model ("insights[1].query: ..."): join the two paths.
+        if inner := _INNER_FIELD.match(message):
+            where = inner.group(1) if where == "<root>" else f"{where}.{inner.group(1)}"
+            message = inner.group(2)
+        problems.append(f"{where}: {message}")
     return problems
+
+
+_INNER_FIELD = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z_]\w*(?:\[\d+\])*)*): (.+)$", re.DOTALL)
 
 
 def load_config_text(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:

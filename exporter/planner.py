@@ -6,9 +6,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter.config import MissingData, ResolvedMetric
+from exporter.config import MissingData, ResolvedInsights, ResolvedMetric
 
 MAX_QUERIES_PER_CALL = 500
+# "If you include a Metrics Insights query, each GetMetricData operation can include only one query. But the same
+# GetMetricData operation can also retrieve other metrics." (GetMetricData, CloudWatch API reference)
+MAX_INSIGHTS_PER_CALL = 1
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -50,13 +53,33 @@ class Query:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ExpressionQuery:
+    """One Metrics Insights query (an `Expression` with its own Period); `id` is unique within its batch."""
+
+    id: str
+    name: str
+    expression: str
+    period: int
+    group_by: tuple[str, ...]
+
+    def to_api(self) -> dict[str, object]:
+        return {"Id": self.id, "Expression": self.expression, "Period": self.period, "ReturnData": True}
+
+
 @dataclass(frozen=True)
 class Batch:
-    """One GetMetricData call: at most 500 queries sharing a time window (epoch seconds)."""
+    """One GetMetricData call over one time window (epoch seconds): at most 500 queries, at most one Insights."""
 
     start: int
     end: int
     queries: tuple[Query, ...]
+    expressions: tuple[ExpressionQuery, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """MetricDataQueries in the call."""
+        return len(self.queries) + len(self.expressions)
 
 
 def window(now: float, period: int, length: int, delay: int) -> tuple[int, int]:
@@ -89,8 +112,13 @@ def plan(
     metrics: Sequence[ResolvedMetric],
     now: float,
     max_queries_per_call: int = MAX_QUERIES_PER_CALL,
+    insights: Sequence[ResolvedInsights] = (),
 ) -> list[Batch]:
-    """Every series x statistic as a query, grouped by time window, in batches of at most max_queries_per_call."""
+    """Every series x statistic and every Insights query, grouped by time window, in as few calls as the limits allow.
+
+    Per call: at most max_queries_per_call queries, of which at most one is an Insights query. A window with S
+    statistic queries and I Insights queries takes max(I, ceil((S + I) / max_queries_per_call)) calls: the fewest.
+    """
     if not 1 <= max_queries_per_call <= MAX_QUERIES_PER_CALL:
         raise ValueError(f"max_queries_per_call must be 1..{MAX_QUERIES_PER_CALL}")
     by_name = {m.name: m for m in metrics}
@@ -101,13 +129,26 @@ def plan(
             continue
         win = window(now, metric.period, metric.length, metric.delay)
         groups.setdefault(win, []).extend((key, stat, metric) for stat in metric.statistics)
+    expressions: dict[tuple[int, int], list[ResolvedInsights]] = {}
+    for item in insights:
+        expressions.setdefault(window(now, item.period, item.length, item.delay), []).append(item)
     batches = []
-    for (start, end), items in sorted(groups.items()):
-        for offset in range(0, len(items), max_queries_per_call):
-            chunk = items[offset : offset + max_queries_per_call]
+    for start, end in sorted(groups.keys() | expressions.keys()):
+        items = groups.get((start, end), [])
+        exprs = expressions.get((start, end), [])
+        per_call = MAX_INSIGHTS_PER_CALL
+        calls = max(-(-len(exprs) // per_call), -(-(len(items) + len(exprs)) // max_queries_per_call))
+        offset = 0
+        for call in range(calls):
+            expr = exprs[call * per_call : (call + 1) * per_call]
+            chunk = items[offset : offset + max_queries_per_call - len(expr)]
+            offset += len(chunk)
             queries = tuple(
                 Query(f"q{i}", key, stat, metric.period, metric.missing_data)
                 for i, (key, stat, metric) in enumerate(chunk)
             )
-            batches.append(Batch(start, end, queries))
+            insights_queries = tuple(
+                ExpressionQuery(f"i{i}", e.name, e.expression, e.period, e.group_by) for i, e in enumerate(expr)
+            )
+            batches.append(Batch(start, end, queries, insights_queries))
     return batches

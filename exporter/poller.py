@@ -15,12 +15,13 @@ from typing import Protocol
 
 from exporter.aws import errors
 from exporter.aws.bedrock import list_jobs
-from exporter.aws.cloudwatch import Datapoint, get_metric_data, list_series
+from exporter.aws.cloudwatch import Datapoint, list_series, run_batch
 from exporter.aws.session import AwsClients
 from exporter.config import BEDROCK_BATCH_NAMESPACE, Config, JobsConfig, MissingData, NamespaceConfig, TargetConfig
+from exporter.insights import group_values
 from exporter.jobs import JobTracker, job_samples, retained
 from exporter.naming import dimension_label, metric_name
-from exporter.planner import Batch, SeriesKey, plan, select_series
+from exporter.planner import Batch, ExpressionQuery, SeriesKey, plan, select_series
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import Sample, Store, TaskKey, TaskState
 
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 MAX_TASK_THREADS = 16
 BACKOFF_FACTOR_CAP = 4  # a failing task waits at most 4 intervals, so data returns soon after a fault clears
 JOBS_NAMESPACE = "bedrock:jobs"  # the `namespace` label of the job collector's health series
+# An Insights group seen with data keeps its series (at its missing-data value) this long after its last datapoint,
+# as ListMetrics' RecentlyActive=PT3H keeps a discovered series.
+INSIGHTS_GROUP_MEMORY = 3 * 3600.0
+
+_Answer = tuple[dict[str, Datapoint], dict[str, dict[str, Datapoint]]]
 
 
 def in_shard(target_label: str, region: str, shard_index: int, shard_count: int) -> bool:
@@ -97,6 +103,7 @@ class NamespaceTask:
         self.region = region
         self.namespace = namespace
         self.resolved = namespace.resolved_metrics()
+        self.insights = namespace.resolved_insights()
         self._clients = clients
         self._metrics = metrics
         self._call_pool = call_pool
@@ -107,6 +114,9 @@ class NamespaceTask:
         self._board = board if namespace.namespace == BEDROCK_BATCH_NAMESPACE else None
         self._idle_heartbeat = idle_heartbeat
         self._last_polled = -math.inf
+        # (query name, group values) -> when the group last had a datapoint; and labels already warned about
+        self._groups_seen: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._unreadable_labels: set[tuple[str, str]] = set()
 
     @property
     def interval(self) -> float:
@@ -118,15 +128,15 @@ class NamespaceTask:
         if self._paused(now):
             return self._idle_state(account_id, now, previous)
         client = self._clients.client("cloudwatch", self.target, self.region, account_id)
-        series = self._series(client, account_id, now)
-        batches = plan(series, self.resolved, now, self._max_queries)
+        series = self._series(client, account_id, now) if self.resolved else []  # Insights alone: no ListMetrics
+        batches = plan(series, self.resolved, now, self._max_queries, self.insights)
         self._last_polled = now
         futures = [self._call_pool.submit(self._run_batch, client, account_id, b) for b in batches]
         wait(futures)
-        results: list[tuple[Batch, dict[str, Datapoint]]] = []
+        results: list[tuple[Batch, _Answer]] = []
         for batch, future in zip(batches, futures, strict=True):
             results.append((batch, future.result()))  # re-raises the first failed batch's error
-        samples, newest = self._samples(account_id, results)
+        samples, newest = self._samples(account_id, results, now)
         return TaskState(
             key=self.key,
             account_id=account_id,
@@ -148,8 +158,8 @@ class NamespaceTask:
     def _idle_state(self, account_id: str, now: float, previous: TaskState | None) -> TaskState:
         """No unfinished job in the region: known series show their missing-data value, and AWS is not called."""
         known = select_series(self._discovered or (), self.resolved, self.namespace.discovery.dimension_filters)
-        batches = plan(known, self.resolved, now, self._max_queries)
-        samples, _ = self._samples(account_id, [(b, {}) for b in batches])
+        batches = plan(known, self.resolved, now, self._max_queries, self.insights)
+        samples, _ = self._samples(account_id, [(b, ({}, {})) for b in batches], now)
         return TaskState(
             key=self.key,
             account_id=account_id,
@@ -188,19 +198,24 @@ class NamespaceTask:
             found = self._discovered
         return select_series(found, self.resolved, discovery.dimension_filters)
 
-    def _run_batch(self, client: object, account_id: str, batch: Batch) -> dict[str, Datapoint]:
+    def _run_batch(self, client: object, account_id: str, batch: Batch) -> _Answer:
         def on_page(count: int) -> None:
             self._metrics.record_metrics_requested(account_id, self.region, count)
 
-        return get_metric_data(client, batch, on_page)
+        return run_batch(client, batch, on_page)
 
     def _samples(
-        self, account_id: str, results: list[tuple[Batch, dict[str, Datapoint]]]
+        self, account_id: str, results: list[tuple[Batch, _Answer]], now: float
     ) -> tuple[list[Sample], float | None]:
         samples: list[Sample] = []
         newest: float | None = None
         with_timestamp = self.namespace.add_cloudwatch_timestamp
-        for batch, points in results:
+        for batch, (points, grouped) in results:
+            for expression in batch.expressions:
+                found, stamp = self._insights_samples(account_id, expression, grouped.get(expression.id, {}), now)
+                samples.extend(found)
+                if stamp is not None:
+                    newest = stamp if newest is None else max(newest, stamp)
             for query in batch.queries:
                 point = points.get(query.id)
                 if point is None:
@@ -226,6 +241,60 @@ class NamespaceTask:
                         timestamp=stamp if with_timestamp else None,
                     )
                 )
+        return samples, newest
+
+    def _insights_samples(
+        self, account_id: str, query: ExpressionQuery, by_label: dict[str, Datapoint], now: float
+    ) -> tuple[list[Sample], float | None]:
+        """One sample per group with a datapoint (labels from its GROUP BY values), plus groups seen recently at
+        the namespace's missing-data value."""
+        values: dict[tuple[str, ...], Datapoint | None] = {}
+        for label, point in by_label.items():
+            group = group_values(label, query.group_by)
+            if group is None:
+                if (query.name, label) not in self._unreadable_labels:
+                    self._unreadable_labels.add((query.name, label))
+                    log.warning(
+                        "Insights query %s: cannot split result label %r into GROUP BY %s; series skipped",
+                        query.name,
+                        label,
+                        ", ".join(query.group_by),
+                    )
+                continue
+            values[group] = point
+            self._groups_seen[(query.name, group)] = now
+        for (name, group), seen in list(self._groups_seen.items()):
+            if name != query.name or group in values:
+                continue
+            if now - seen > INSIGHTS_GROUP_MEMORY:
+                del self._groups_seen[(name, group)]
+            else:
+                values[group] = None
+        missing = next((i.missing_data for i in self.insights if i.name == query.name), MissingData.NAN)
+        samples: list[Sample] = []
+        newest: float | None = None
+        for group, found in sorted(values.items(), key=lambda item: item[0]):
+            if found is None:
+                if missing is MissingData.DROP:
+                    continue
+                value, stamp = (0.0 if missing is MissingData.ZERO else math.nan), None
+            else:
+                value, stamp = found.value, found.timestamp
+                newest = stamp if newest is None else max(newest, stamp)
+            labels = (
+                ("account_id", account_id),
+                ("region", self.region),
+                *((dimension_label(k), v) for k, v in zip(query.group_by, group, strict=True)),
+            )
+            samples.append(
+                Sample(
+                    name=query.name,
+                    documentation=f"CloudWatch Metrics Insights: {query.expression}",
+                    labels=labels,
+                    value=value,
+                    timestamp=stamp if self.namespace.add_cloudwatch_timestamp else None,
+                )
+            )
         return samples, newest
 
 
@@ -418,6 +487,8 @@ class Poller:
             base = previous or TaskState(key=task.key, account_id=labels[0])
             state = base.failed(message, self._clock())
         labels = (state.account_id, task.region, task.key.namespace)
+        if self._stop.is_set():
+            return  # replaced by a reload or shutting down: a late result must not bring back a dropped task
         self._store.publish(state)
         elapsed = time.monotonic() - started
         self._metrics.cycle_duration.labels(*labels).observe(elapsed)

@@ -97,6 +97,18 @@ class SelfMetrics:
             _TASK_LABELS,
             registry=self.registry,
         )
+        self.reload_successful = Gauge(
+            f"{PREFIX}_config_last_reload_successful",
+            "1 if the last config reload succeeded (or none was tried), 0 if it was refused.",
+            registry=self.registry,
+        )
+        self.reload_successful.set(1)
+        self.reload_timestamp = Gauge(
+            f"{PREFIX}_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully (Unix time).",
+            registry=self.registry,
+        )
+        self.reload_timestamp.set(clock())
         build = Gauge(
             f"{PREFIX}_build_info",
             "Build information; always 1.",

@@ -106,9 +106,25 @@ class Store:
             snapshot = self._snapshot
         listener(snapshot)
 
+    def set_static(self, static: tuple[Sample, ...]) -> None:
+        """Replace the config-derived samples (after a reload); takes effect with the next publish."""
+        with self._lock:
+            self._static = static
+
+    def retain(self, keys: set[TaskKey]) -> None:
+        """Forget the states of tasks no longer configured (after a reload), so their series disappear."""
+        with self._lock:
+            for key in [k for k in self._tasks if k not in keys]:
+                del self._tasks[key]
+        self._swap()
+
     def publish(self, state: TaskState) -> Snapshot:
         with self._lock:
             self._tasks[state.key] = state
+        return self._swap()
+
+    def _swap(self) -> Snapshot:
+        with self._lock:
             snapshot = Snapshot(
                 version=self._snapshot.version + 1,
                 created=self._clock(),

@@ -86,16 +86,55 @@ def start_job(aws: SimulatedAws, model: str = "m", region: str = "us-east-1", ac
     return str(job["jobArn"])
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds naming `what`."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"{what}: not met within {timeout}s")
         time.sleep(interval)
+
+
+FAST_JOBS = "interval: 1s, retention: 10m, lookback: 8d"
+
+
+def fast_config(
+    endpoint: str,
+    *,
+    targets: str | None = None,
+    regions: str = "[us-east-1]",
+    account_id: str | None = "000000000000",
+    aws: str = "max_attempts: 2, read_timeout: 2s, connect_timeout: 1s",
+    jobs: str | None = FAST_JOBS,
+    head: str = "",
+) -> str:
+    """Config text for in-process tests: one Bedrock metric (Maximum), polled every second with 10 s periods.
+
+    `targets` replaces the single target on `endpoint`; `jobs` is the jobs mapping's content (None: disabled);
+    `head` goes first (e.g. a server or otlp section).
+    """
+    if targets is None:
+        targets = f"  - endpoint_url: {endpoint}\n    regions: {regions}\n"
+        if account_id:
+            targets += f'    account_id: "{account_id}"\n'
+    return f"""{head}
+aws: {{{aws}}}
+jobs: {{{jobs if jobs is not None else "enabled: false"}}}
+targets:
+{targets}
+namespaces:
+  - namespace: AWS/Bedrock/Batch
+    interval: 1s
+    period: 10s
+    length: 2m
+    delay: 0s
+    metrics: [{{name: NumberOfRecordsPendingProcessing, statistics: [Maximum]}}]
+"""
 
 
 def free_port() -> int:

@@ -56,25 +56,34 @@ def parse_list_metrics_page(page: Mapping[str, Any], namespace: str) -> list[Ser
 
 def get_metric_data(client: Any, batch: Batch, on_page: Callable[[int], None] | None = None) -> dict[str, Datapoint]:
     """Run one batch, following NextToken to the end; returns the newest datapoint per query id."""
+    return run_batch(client, batch, on_page)[0]
+
+
+def run_batch(
+    client: Any, batch: Batch, on_page: Callable[[int], None] | None = None
+) -> tuple[dict[str, Datapoint], dict[str, dict[str, Datapoint]]]:
+    """Run one batch to the last page: the newest datapoint per statistic query id, and per Insights query id and
+    result Label (an Insights GROUP BY query answers with one result per group, all under its id)."""
     kwargs: dict[str, Any] = {
-        "MetricDataQueries": [q.to_api() for q in batch.queries],
+        "MetricDataQueries": [q.to_api() for q in batch.queries] + [e.to_api() for e in batch.expressions],
         "StartTime": datetime.fromtimestamp(batch.start, UTC),
         "EndTime": datetime.fromtimestamp(batch.end, UTC),
         "ScanBy": "TimestampDescending",
     }
     ids = {q.id for q in batch.queries}
     newest: dict[str, Datapoint] = {}
+    grouped: dict[str, dict[str, Datapoint]] = {e.id: {} for e in batch.expressions}
     seen_tokens: set[str] = set()
     for _ in range(MAX_PAGES):
         answer = client.get_metric_data(**kwargs)
         if on_page is not None:
-            on_page(len(batch.queries))
-        merge_results(newest, answer.get("MetricDataResults"), ids)
+            on_page(batch.size)
+        merge_results(newest, answer.get("MetricDataResults"), ids, grouped)
         for message in answer.get("Messages") or ():
             log.info("GetMetricData message: %s", message.get("Value", message))
         token = answer.get("NextToken")
         if not token:
-            return newest
+            return newest, grouped
         if token in seen_tokens:
             raise BadAnswerError("GetMetricData returned the same NextToken twice")
         seen_tokens.add(token)
@@ -82,12 +91,19 @@ def get_metric_data(client: Any, batch: Batch, on_page: Callable[[int], None] | 
     raise BadAnswerError(f"GetMetricData pagination did not end after {MAX_PAGES} pages")
 
 
-def merge_results(newest: dict[str, Datapoint], results: Iterable[Any] | None, ids: set[str]) -> None:
-    """Fold one page of MetricDataResults into `newest`, keeping the latest timestamp per id."""
+def merge_results(
+    newest: dict[str, Datapoint],
+    results: Iterable[Any] | None,
+    ids: set[str],
+    grouped: dict[str, dict[str, Datapoint]] | None = None,
+) -> None:
+    """Fold one page of MetricDataResults into `newest`, keeping the latest timestamp per id; results of the ids in
+    `grouped` (Insights queries) are kept per id and Label instead."""
     if not isinstance(results, list):
         raise BadAnswerError("GetMetricData answer has no MetricDataResults list")
+    groups = grouped if grouped is not None else {}
     for result in results:
-        if not isinstance(result, dict) or result.get("Id") not in ids:
+        if not isinstance(result, dict) or (result.get("Id") not in ids and result.get("Id") not in groups):
             raise BadAnswerError(f"GetMetricData returned a result for an unknown query: {result!r:.80}")
         timestamps = result.get("Timestamps") or []
         values = result.get("Values") or []
@@ -106,6 +122,10 @@ def merge_results(newest: dict[str, Datapoint], results: Iterable[Any] | None, i
                 raise BadAnswerError(f"GetMetricData result {result['Id']}: unreadable datapoint") from exc
             if not math.isfinite(stamp):
                 raise BadAnswerError(f"GetMetricData result {result['Id']}: bad timestamp")
-            current = newest.get(result["Id"])
+            if result["Id"] in groups:
+                target, key = groups[result["Id"]], str(result.get("Label") or "")
+            else:
+                target, key = newest, result["Id"]
+            current = target.get(key)
             if current is None or stamp > current.timestamp:
-                newest[result["Id"]] = Datapoint(number, stamp)
+                target[key] = Datapoint(number, stamp)

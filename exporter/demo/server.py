@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+from exporter.demo.insights import answer as insights_answer
 from exporter.demo.jobs import handles
 
 _SMITHY_PATH = re.compile(r"^/service/[^/]+/operation/([A-Za-z]+)$")
@@ -47,6 +48,13 @@ def _account_of(environ: dict[str, Any]) -> str:
 
     scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     return get_account_id_from(scope.group(1)) if scope else ""
+
+
+def _metric_data(environ: dict[str, Any], region: str) -> list[Any]:
+    """moto's stored CloudWatch datapoints of the requesting account in `region`."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    return list(cloudwatch_backends[_account_of(environ)][region].metric_data)
 
 
 class SimulatedAws:
@@ -109,6 +117,10 @@ class SimulatedAws:
             return [b"region unavailable\r\n"]
         if handles(environ):
             return self._jobs_app(environ, start_response)
+        if key[2] == "GetMetricData":  # moto does not evaluate Metrics Insights: exporter.demo.insights does
+            answered = insights_answer(environ, start_response, self._moto, lambda: _metric_data(environ, key[1]))
+            if answered is not None:
+                return answered
         result: Iterable[bytes] = self._moto(environ, start_response)
         return result
 

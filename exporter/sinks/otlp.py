@@ -45,7 +45,6 @@ from exporter import __version__
 from exporter.config import Config, NamespaceConfig, OtlpConfig
 from exporter.naming import metric_name, snake_case
 from exporter.selfmetrics import PREFIX
-from exporter.sinks.prometheus import Exposition, MetricsServer, _Handler
 from exporter.snapshot import Sample, Store
 
 log = logging.getLogger(__name__)
@@ -474,19 +473,3 @@ def _labels(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 def _attributes(labels: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {attribute_name(label): value for label, value in labels}
-
-
-class _ProbeHandler(_Handler):
-    def _dispatch(self, send_body: bool) -> None:
-        if self.path.split("?", 1)[0] in ("/healthz", "/readyz"):
-            super()._dispatch(send_body)
-        else:
-            self._reply(404, b"not found: metrics are pushed over OTLP in this mode\n", "text/plain", send_body)
-
-
-class ProbeServer(MetricsServer):
-    """The HTTP server of OTLP-only mode: /healthz and /readyz, nothing else."""
-
-    def __init__(self, address: tuple[str, int], store: Store, exposition: Exposition) -> None:
-        super().__init__(address, store, exposition)
-        self.RequestHandlerClass = _ProbeHandler

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
@@ -20,6 +21,7 @@ from prometheus_client.utils import floatToGoString
 from exporter import __version__
 from exporter.sinks.status import SECURITY_HEADERS, StatusPage
 from exporter.snapshot import Snapshot, Store
+from exporter.webconfig import BasicAuth
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +123,16 @@ class Exposition:
         return rendered.body + tail
 
 
+MAX_REQUEST_BODY = 64 * 1024
+ReloadHook = Callable[[], tuple[bool, str]]
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: MetricsServer
     protocol_version = "HTTP/1.1"
     timeout = 30
     server_version = f"bedrock-batch-exporter/{__version__}"
     sys_version = ""
-    allowed: ClassVar[str] = "GET, HEAD"
 
     def setup(self) -> None:
         super().setup()
@@ -135,35 +140,73 @@ class _Handler(BaseHTTPRequestHandler):
         # on keep-alive connections (measured in benchmarks/).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def handle(self) -> None:
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:  # the handshake runs here, in the request's thread, so a slow client cannot stall accept()
+                self.connection.do_handshake()
+            except (OSError, ssl.SSLError) as exc:
+                log.debug("TLS handshake with %s failed: %s", self.client_address[0], exc)
+                self.close_connection = True
+                return
+        super().handle()
+
     def do_GET(self) -> None:
-        self._dispatch(send_body=True)
+        if self._authorized():
+            self._dispatch(send_body=True)
 
     def do_HEAD(self) -> None:
-        self._dispatch(send_body=False)
+        if self._authorized():
+            self._dispatch(send_body=False)
+
+    def do_POST(self) -> None:
+        if not self._authorized():
+            return
+        path = self.path.split("?", 1)[0]
+        if path != "/-/reload" or self.server.reload is None:
+            self._method_not_allowed()
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_REQUEST_BODY:
+            self.close_connection = True
+            self._reply(413, b"request body too large\n", _TEXT, True)
+            return
+        self.rfile.read(length)
+        ok, message = self.server.reload()
+        self._reply(200 if ok else 400, (message + "\n").encode(), _TEXT, True)
 
     def _method_not_allowed(self) -> None:
-        self._reply(405, b"method not allowed\n", "text/plain; charset=utf-8", True, {"Allow": self.allowed})
+        allowed = "GET, HEAD, POST" if self.path.split("?", 1)[0] == "/-/reload" else "GET, HEAD"
+        self._reply(405, b"method not allowed\n", _TEXT, True, {"Allow": allowed})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
+
+    def _authorized(self) -> bool:
+        auth = self.server.auth
+        if auth is None or auth.check(self.headers.get("Authorization")):
+            return True
+        self._reply(401, b"unauthorized\n", _TEXT, True, {"WWW-Authenticate": 'Basic realm="bedrock-batch-exporter"'})
+        return False
 
     def _dispatch(self, send_body: bool) -> None:
         path = self.path.split("?", 1)[0]
         srv = self.server
-        if path == srv.metrics_path:
+        if path == "/healthz":
+            self._reply(200, b"ok\n", _TEXT, send_body)
+        elif path == "/readyz":
+            if srv.store.snapshot.ready:
+                self._reply(200, b"ready\n", _TEXT, send_body)
+            else:
+                self._reply(503, b"not ready: no successful poll cycle yet\n", _TEXT, send_body)
+        elif not srv.serve_metrics:
+            self._reply(404, b"not found: metrics are pushed over OTLP in this mode\n", _TEXT, send_body)
+        elif path == srv.metrics_path:
             gzip = "gzip" in self.headers.get("Accept-Encoding", "").lower()
             extra = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzip else {}
             self._reply(200, srv.exposition.body(gzip=gzip), CONTENT_TYPE, send_body, extra)
-        elif path == "/healthz":
-            self._reply(200, b"ok\n", "text/plain; charset=utf-8", send_body)
-        elif path == "/readyz":
-            if srv.store.snapshot.ready:
-                self._reply(200, b"ready\n", "text/plain; charset=utf-8", send_body)
-            else:
-                self._reply(503, b"not ready: no successful poll cycle yet\n", "text/plain; charset=utf-8", send_body)
         elif srv.status is not None and (page := srv.status.respond(self.path)) is not None:
             self._reply(page.status, page.body, page.content_type, send_body, dict(page.headers))
         else:
-            self._reply(404, b"not found\n", "text/plain; charset=utf-8", send_body)
+            self._reply(404, b"not found\n", _TEXT, send_body)
 
     def _reply(
         self,
@@ -188,8 +231,15 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
+_TEXT = "text/plain; charset=utf-8"
+
+
 class MetricsServer(ThreadingHTTPServer):
-    """HTTP server for /metrics, /healthz, /readyz; each request on its own daemon thread."""
+    """HTTP server for /metrics, /healthz, /readyz, the status page and /-/reload; one daemon thread per request.
+
+    `tls` serves HTTPS, `auth` demands basic auth on every path, `serve_metrics=False` leaves only the probes (the
+    OTLP-only mode), `reload` (if set) answers POST /-/reload.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
@@ -197,22 +247,42 @@ class MetricsServer(ThreadingHTTPServer):
     status: StatusPage | None = None  # the status page at / and /api/status; the app sets it
 
     def __init__(
-        self, address: tuple[str, int], store: Store, exposition: Exposition, metrics_path: str = "/metrics"
+        self,
+        address: tuple[str, int],
+        store: Store,
+        exposition: Exposition,
+        metrics_path: str = "/metrics",
+        *,
+        serve_metrics: bool = True,
+        tls: ssl.SSLContext | None = None,
+        auth: BasicAuth | None = None,
+        reload: ReloadHook | None = None,
     ) -> None:
         self.store = store
         self.exposition = exposition
         self.metrics_path = metrics_path
+        self.serve_metrics = serve_metrics
+        self.auth = auth
+        self.reload = reload
+        self._tls = tls
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self._thread: threading.Thread | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self._tls is not None:
+            sock.settimeout(_Handler.timeout)
+            sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         text = host.decode() if isinstance(host, bytes) else str(host)
         shown = f"[{text}]" if ":" in text else text
-        return f"http://{shown}:{port}"
+        return f"{'https' if self._tls else 'http'}://{shown}:{port}"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)

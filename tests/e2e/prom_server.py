@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 
 class Process:
@@ -104,14 +103,7 @@ def ready(base: str) -> bool:
 
 def poll(condition: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
     """Poll `condition` until truthy or fail with a message naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(interval)
+    return wait_for(condition, timeout, interval, what)
 
 
 class PromQLError(Exception):

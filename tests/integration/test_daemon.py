@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.app import Exporter
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
-from tests.conftest import put_values, wait_for
+from tests.conftest import fast_config, put_values, wait_for
 
 PENDING = "NumberOfRecordsPendingProcessing"
 SERIES = "aws_bedrock_batch_number_of_records_pending_processing_maximum"
@@ -52,22 +52,7 @@ def daemon(fresh_aws: SimulatedAws) -> Iterator[tuple[Exporter, str]]:
     now = datetime.now(UTC) - timedelta(seconds=15)  # inside the first cycle's window (period 10s, delay 0)
     put_values(fresh_aws, {(PENDING, "model-a"): 42.0, (PENDING, "model-b"): 7.0}, when=now)
     config = load_config_text(
-        f"""
-aws: {{max_attempts: 1, read_timeout: 1s, connect_timeout: 1s}}
-jobs: {{enabled: false}}
-targets:
-  - endpoint_url: {fresh_aws.url}
-    regions: [us-east-1]
-    account_id: "000000000000"
-namespaces:
-  - namespace: AWS/Bedrock/Batch
-    interval: 1s
-    period: 10s
-    length: 2m
-    delay: 0s
-    metrics: [{{name: {PENDING}, statistics: [Maximum]}}]
-""",
-        env={},
+        fast_config(fresh_aws.url, aws="max_attempts: 1, read_timeout: 1s, connect_timeout: 1s", jobs=None), env={}
     )
     exporter = Exporter(config)
     url = exporter.start("127.0.0.1:0")

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.app import Exporter
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
-from tests.conftest import put_values, start_job, wait_for
+from tests.conftest import FAST_JOBS, fast_config, put_values, start_job, wait_for
 from tests.integration.fault_proxy import Fault, FaultProxy
 from tests.integration.test_jobs import ROLE_ARN, recent
 
@@ -64,25 +64,14 @@ def get(url: str, name: str, **labels: str) -> float | None:
 
 
 def start_exporter(aws_url: str, extra_target: str = "", jobs: bool = False) -> tuple[Exporter, str]:
-    config = load_config_text(
-        f"""
-aws: {{max_attempts: 2, read_timeout: 1s, connect_timeout: 1s}}
-jobs: {{enabled: {str(jobs).lower()}, interval: 1s, lookback: 8d, retention: 10m}}
-targets:
-  - endpoint_url: {aws_url}
-    regions: [us-east-1]
-{extra_target}
-namespaces:
-  - namespace: {NS}
-    interval: 1s
-    period: 10s
-    length: 2m
-    delay: 0s
-    metrics: [{{name: {PENDING}, statistics: [Maximum]}}]
-""",
-        env={},
+    targets = f"  - endpoint_url: {aws_url}\n    regions: [us-east-1]\n{extra_target}"
+    text = fast_config(
+        aws_url,
+        targets=targets,
+        aws="max_attempts: 2, read_timeout: 1s, connect_timeout: 1s",
+        jobs=FAST_JOBS if jobs else None,
     )
-    exporter = Exporter(config)
+    exporter = Exporter(load_config_text(text, env={}))
     return exporter, exporter.start("127.0.0.1:0")
 
 

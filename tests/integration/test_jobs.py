@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.app import Exporter
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
-from tests.conftest import put_values, start_job, wait_for
+from tests.conftest import FAST_JOBS, fast_config, put_values, start_job, wait_for
 
 PENDING = "NumberOfRecordsPendingProcessing"
 SERIES = "aws_bedrock_batch_number_of_records_pending_processing_maximum"
@@ -35,25 +35,8 @@ def value(url: str, name: str, **labels: str) -> float | None:
     return None
 
 
-def config_text(aws: SimulatedAws, targets: str | None = None, extra: str = "") -> str:
-    targets = targets or f"  - endpoint_url: {aws.url}\n    regions: [us-east-1]\n"
-    return f"""
-aws: {{max_attempts: 2, read_timeout: 2s, connect_timeout: 1s}}
-targets:
-{targets}
-namespaces:
-  - namespace: AWS/Bedrock/Batch
-    interval: 1s
-    period: 10s
-    length: 2m
-    delay: 0s
-    metrics: [{{name: {PENDING}, statistics: [Maximum]}}]
-jobs:
-  interval: 1s
-  retention: 10m
-  lookback: 8d
-{extra}
-"""
+def config_text(aws: SimulatedAws, targets: str | None = None, jobs: str = FAST_JOBS) -> str:
+    return fast_config(aws.url, targets=targets, account_id=None, jobs=jobs)
 
 
 @pytest.fixture
@@ -188,7 +171,7 @@ def test_two_accounts_two_regions_one_broken(fresh_aws: SimulatedAws, running: l
         f"  - name: data-science\n    endpoint_url: {fresh_aws.url}\n    regions: [us-east-1, eu-west-1]\n"
         f"    role_arn: {ROLE_ARN}\n    external_id: test-external-id\n"
     )
-    url = start(running, config_text(fresh_aws, targets, extra="  pause_idle_metrics: false"))
+    url = start(running, config_text(fresh_aws, targets, jobs=FAST_JOBS + ", pause_idle_metrics: false"))
     expected = {
         (main_account, "us-east-1", "main-us-east-1"): 1.0,
         (main_account, "eu-west-1", "main-eu-west-1"): 1.0,

@@ -20,7 +20,7 @@ from exporter.app import Exporter
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
 from exporter.sinks.otlp import FIXED_NAMES, attribute_name, cloudwatch_names, metrics_url, otel_name
-from tests.conftest import free_port, put_values, start_job, wait_for
+from tests.conftest import fast_config, free_port, put_values, start_job, wait_for
 from tests.integration.otlp_receiver import OtlpReceiver, Point
 
 PENDING = "NumberOfRecordsPendingProcessing"
@@ -32,26 +32,7 @@ CLOCK_DEPENDENT = {"bedrock_batch_exporter_data_age_seconds", "bedrock_batch_exp
 
 
 def config_text(aws: SimulatedAws, otlp: str, mode: str = "both") -> str:
-    return f"""
-mode: {mode}
-otlp:
-{otlp}
-aws: {{max_attempts: 2, read_timeout: 2s, connect_timeout: 1s}}
-targets:
-  - endpoint_url: {aws.url}
-    regions: [us-east-1]
-namespaces:
-  - namespace: AWS/Bedrock/Batch
-    interval: 1s
-    period: 10s
-    length: 2m
-    delay: 0s
-    metrics: [{{name: {PENDING}, statistics: [Maximum]}}]
-jobs:
-  interval: 1s
-  retention: 10m
-  lookback: 8d
-"""
+    return fast_config(aws.url, account_id=None, head=f"mode: {mode}\notlp:\n{otlp}")
 
 
 @pytest.fixture

@@ -138,6 +138,16 @@ namespaces:
         ("", "cfg.yaml: the file is empty"),
         ("- a\n- b\n", "cfg.yaml: the top level must be a mapping"),
         ("targets:\n  - regions: ['${REGION}']\n", "targets[0].regions[0]: environment variable REGION is not set"),
+        (
+            MINIMAL + "namespaces:\n  - namespace: AWS/Bedrock/Batch\n"
+            "    insights: [{name: a_b, query: 'SELECT AVG(A) FROM \"Other\"'}]\n",
+            "namespaces[0].insights[0].query: reads namespace 'Other'",
+        ),
+        (
+            MINIMAL + "namespaces:\n  - namespace: X\n    insights: [{name: a_b, query: SELECT AVG(A) FROM X}]\n"
+            "  - namespace: Y\n    insights: [{name: a_b, query: SELECT AVG(A) FROM Y}]\n",
+            "namespaces[1].insights[0].name: 'a_b' is already used in namespaces[0]",
+        ),
     ],
 )
 def test_bad_configs_name_the_field(text: str, expected: str) -> None:

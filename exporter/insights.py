@@ -1,0 +1,293 @@
+"""CloudWatch Metrics Insights: the supported SQL subset (parsed and validated) and result-label parsing (pure).
+
+Supported, keywords case-insensitive, identifiers case-sensitive (see docs/insights.md):
+
+    SELECT AVG|SUM|MIN|MAX|COUNT(metric)
+    FROM "namespace" | FROM SCHEMA("namespace"[, key ...])
+    [WHERE key = 'value' [AND key = 'value' ...]]
+    [GROUP BY key[, key ...]]
+    [ORDER BY AVG|SUM|MIN|MAX|COUNT() [ASC|DESC]]
+    [LIMIT n]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+FUNCTIONS = ("AVG", "SUM", "MIN", "MAX", "COUNT")
+MAX_SERIES_PER_QUERY = 500  # CloudWatch returns at most 500 series per Metrics Insights query
+OTHER = "Other"  # CloudWatch's group value for a metric without a GROUP BY key
+SUBSET = (
+    "SELECT FUNC(metric) FROM ns|SCHEMA(ns, keys) [WHERE key = 'v' [AND ...]] [GROUP BY keys] "
+    "[ORDER BY FUNC() ASC|DESC] [LIMIT n]"
+)
+
+_KEYWORDS = frozenset({"SELECT", "FROM", "SCHEMA", "WHERE", "AND", "GROUP", "BY", "ORDER", "ASC", "DESC", "LIMIT"})
+_UNSUPPORTED_KEYWORDS = frozenset({"OR", "NOT", "LIKE", "IN", "HAVING", "AS", "JOIN", "UNION", "DISTINCT"})
+_BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NUMBER = re.compile(r"\d+")
+_PUNCTUATION = "(),="
+_ESCAPES = {"\\": "\\", "'": "'", '"': '"'}
+
+
+class InsightsSyntaxError(ValueError):
+    """A query outside the supported subset; the message says what and where."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    # "word" (bare identifier or keyword), "ident" (double-quoted), "string" (single-quoted), "number", "punct"
+    kind: str
+    text: str
+    at: int
+
+    @property
+    def keyword(self) -> str | None:
+        return self.text.upper() if self.kind == "word" and self.text.upper() in _KEYWORDS else None
+
+
+@dataclass(frozen=True, slots=True)
+class InsightsQuery:
+    """One parsed Metrics Insights query of the supported subset."""
+
+    function: str
+    metric: str
+    namespace: str
+    schema: tuple[str, ...] | None  # None: FROM "namespace" (any dimensions); else the exact dimension keys
+    where: tuple[tuple[str, str], ...] = ()
+    group_by: tuple[str, ...] = ()
+    order_by: tuple[str, str] | None = None  # (function, "ASC" | "DESC")
+    limit: int | None = None
+
+    def expression(self) -> str:
+        """The query in canonical form: what the exporter sends and the test AWS evaluates."""
+        if self.schema is None:
+            source = _quote_ident(self.namespace, always=True)
+        else:
+            source = "SCHEMA(" + ", ".join([_quote_ident(self.namespace, always=True), *map(_quote_ident, self.schema)])
+            source += ")"
+        parts = [f"SELECT {self.function}({_quote_ident(self.metric)}) FROM {source}"]  # noqa: S608 (not SQL)
+        if self.where:
+            parts.append("WHERE " + " AND ".join(f"{_quote_ident(k)} = {_quote_string(v)}" for k, v in self.where))
+        if self.group_by:
+            parts.append("GROUP BY " + ", ".join(map(_quote_ident, self.group_by)))
+        if self.order_by:
+            parts.append(f"ORDER BY {self.order_by[0]}() {self.order_by[1]}")
+        if self.limit is not None:
+            parts.append(f"LIMIT {self.limit}")
+        return " ".join(parts)
+
+
+def _quote_ident(name: str, always: bool = False) -> str:
+    if not always and _BARE.fullmatch(name) and name.upper() not in _KEYWORDS | _UNSUPPORTED_KEYWORDS:
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _quote_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _tokens(text: str) -> list[_Token]:
+    out: list[_Token] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char.isspace():
+            i += 1
+        elif char in "\"'":
+            value, end = _quoted(text, i)
+            out.append(_Token("ident" if char == '"' else "string", value, i))
+            i = end
+        elif char in _PUNCTUATION:
+            out.append(_Token("punct", char, i))
+            i += 1
+        elif match := _BARE.match(text, i):
+            out.append(_Token("word", match.group(), i))
+            i = match.end()
+        elif match := _NUMBER.match(text, i):
+            out.append(_Token("number", match.group(), i))
+            i = match.end()
+        elif char in "!<>~":
+            raise InsightsSyntaxError(f"unsupported operator at position {i + 1}: WHERE supports only key = 'value'")
+        else:
+            raise InsightsSyntaxError(f"unsupported character {char!r} at position {i + 1}")
+    return out
+
+
+def _quoted(text: str, start: int) -> tuple[str, int]:
+    quote, i, out = text[start], start + 1, []
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text) and text[i + 1] in _ESCAPES:
+            out.append(_ESCAPES[text[i + 1]])
+            i += 2
+        elif char == quote:
+            return "".join(out), i + 1
+        else:
+            out.append(char)
+            i += 1
+    raise InsightsSyntaxError(f"unterminated {quote}...{quote} starting at position {start + 1}")
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokens(text)
+        self.pos = 0
+
+    def peek(self) -> _Token | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def describe(self, token: _Token | None) -> str:
+        return "the end of the query" if token is None else f"{token.text!r} at position {token.at + 1}"
+
+    def fail(self, expected: str) -> InsightsSyntaxError:
+        token = self.peek()
+        if token is not None and token.kind == "word" and token.text.upper() in _UNSUPPORTED_KEYWORDS:
+            return InsightsSyntaxError(
+                f"unsupported {token.text.upper()} at position {token.at + 1}: the supported subset is {SUBSET}"
+            )
+        return InsightsSyntaxError(f"unsupported query: expected {expected}, found {self.describe(token)}")
+
+    def keyword(self, word: str) -> bool:
+        token = self.peek()
+        if token is not None and token.keyword == word:
+            self.pos += 1
+            return True
+        return False
+
+    def expect_keyword(self, word: str) -> None:
+        if not self.keyword(word):
+            raise self.fail(word)
+
+    def punct(self, char: str) -> bool:
+        token = self.peek()
+        if token is not None and token.kind == "punct" and token.text == char:
+            self.pos += 1
+            return True
+        return False
+
+    def expect_punct(self, char: str) -> None:
+        if not self.punct(char):
+            raise self.fail(f"{char!r}")
+
+    def identifier(self, what: str) -> str:
+        token = self.peek()
+        if token is not None and (token.kind == "ident" or (token.kind == "word" and token.keyword is None)):
+            if token.kind == "word" and token.text.upper() in _UNSUPPORTED_KEYWORDS:
+                raise self.fail(what)
+            self.pos += 1
+            if not token.text:
+                raise InsightsSyntaxError(f"empty {what} at position {token.at + 1}")
+            return token.text
+        raise self.fail(what)
+
+    def function(self) -> str:
+        token = self.peek()
+        if token is not None and token.kind == "word" and token.text.upper() in FUNCTIONS:
+            self.pos += 1
+            return token.text.upper()
+        followed_by_paren = self.pos + 1 < len(self.tokens) and self.tokens[self.pos + 1].text == "("
+        if token is not None and token.kind == "word" and followed_by_paren:
+            raise InsightsSyntaxError(
+                f"unsupported function {token.text!r} at position {token.at + 1}: use one of {', '.join(FUNCTIONS)}"
+            )
+        raise self.fail(f"a function ({', '.join(FUNCTIONS)})")
+
+    def keys(self, what: str) -> list[str]:
+        keys = [self.identifier(what)]
+        while self.punct(","):
+            keys.append(self.identifier(what))
+        return keys
+
+    def parse(self) -> InsightsQuery:
+        self.expect_keyword("SELECT")
+        function = self.function()
+        self.expect_punct("(")
+        metric = self.identifier("a metric name")
+        self.expect_punct(")")
+        self.expect_keyword("FROM")
+        schema: tuple[str, ...] | None = None
+        if self.keyword("SCHEMA"):
+            self.expect_punct("(")
+            namespace = self.identifier("a namespace")
+            dims: list[str] = []
+            while self.punct(","):
+                dims.append(self.identifier("a dimension key"))
+            self.expect_punct(")")
+            if len(set(dims)) != len(dims):
+                raise InsightsSyntaxError("SCHEMA lists a dimension key more than once")
+            schema = tuple(dims)
+        else:
+            namespace = self.identifier('a namespace or SCHEMA("namespace", keys...)')
+        where: list[tuple[str, str]] = []
+        if self.keyword("WHERE"):
+            while True:
+                key = self.identifier("a dimension key")
+                self.expect_punct("=")
+                token = self.peek()
+                if token is None or token.kind != "string":
+                    raise self.fail("a 'single-quoted' value")
+                self.pos += 1
+                where.append((key, token.text))
+                if not self.keyword("AND"):
+                    break
+        group_by: list[str] = []
+        if self.keyword("GROUP"):
+            self.expect_keyword("BY")
+            group_by = self.keys("a dimension key")
+            if len(set(group_by)) != len(group_by):
+                raise InsightsSyntaxError("GROUP BY lists a key more than once")
+        order_by: tuple[str, str] | None = None
+        if self.keyword("ORDER"):
+            self.expect_keyword("BY")
+            order_function = self.function()
+            self.expect_punct("(")
+            self.expect_punct(")")
+            direction = "DESC" if self.keyword("DESC") else "ASC"
+            if direction == "ASC":
+                self.keyword("ASC")
+            order_by = (order_function, direction)
+        limit: int | None = None
+        if self.keyword("LIMIT"):
+            token = self.peek()
+            if token is None or token.kind != "number":
+                raise self.fail("a number of series")
+            self.pos += 1
+            limit = int(token.text)
+            if not 1 <= limit <= MAX_SERIES_PER_QUERY:
+                raise InsightsSyntaxError(
+                    f"LIMIT {limit} is out of range: CloudWatch returns 1 to {MAX_SERIES_PER_QUERY} series per query"
+                )
+        if self.peek() is not None:
+            raise self.fail("the end of the query (clauses go in the order WHERE, GROUP BY, ORDER BY, LIMIT)")
+        return InsightsQuery(function, metric, namespace, schema, tuple(where), tuple(group_by), order_by, limit)
+
+
+def parse(text: str) -> InsightsQuery:
+    """Parse one query of the supported subset; raises InsightsSyntaxError naming what is unsupported."""
+    if not text.strip():
+        raise InsightsSyntaxError("the query is empty")
+    return _Parser(text).parse()
+
+
+def group_values(label: str, keys: Sequence[str]) -> tuple[str, ...] | None:
+    """The GROUP BY values of one result series, from its Label; None when the label cannot be split unambiguously.
+
+    CloudWatch labels each series of a GROUP BY query with its group values in GROUP BY order, separated by a
+    space (`Other` for a metric that lacks a key). With one key the whole label is the value; with several, a
+    value that itself contains a space makes the split ambiguous.
+    """
+    if not keys:
+        return ()
+    if len(keys) == 1:
+        return (label,)
+    parts = label.split(" ")
+    return tuple(parts) if len(parts) == len(keys) else None
+
+
+def group_label(values: Sequence[str]) -> str:
+    """The Label CloudWatch gives a series of the group with these values (the inverse of group_values)."""
+    return " ".join(values)
