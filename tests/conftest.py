@@ -26,11 +26,35 @@ for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDWATCH", 
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 
+_SERVERS: list[SimulatedAws] = []  # for the IAM policy check at the end of the session
+
+
 @pytest.fixture(scope="session")
 def aws() -> Iterator[SimulatedAws]:
     server = SimulatedAws().start()
+    _SERVERS.append(server)
     yield server
     server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if the exporter made an AWS call deploy/iam/policy.json does not allow, or the policy allows
+    one the exporter never made (checked when the suites that exercise every call ran)."""
+    from tests.iam_check import check_policy
+
+    if not _SERVERS:
+        return
+    ran = {str(item.path) for item in session.items}
+    problems = check_policy(
+        [s.exporter_calls for s in _SERVERS],
+        full=all(any(path.endswith(name) for path in ran) for name in ("test_once.py", "test_jobs.py")),
+    )
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        for problem in problems:
+            if reporter is not None:
+                reporter.write_line(f"IAM policy check: {problem}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

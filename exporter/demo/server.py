@@ -83,6 +83,7 @@ class SimulatedAws:
         self._lock = threading.Lock()
         self._released = threading.Event()
         self.calls: Counter[tuple[str, str, str]] = Counter()
+        self.exporter_calls: Counter[tuple[str, str]] = Counter()  # (service, operation) the exporter itself made
         self.delay = 0.0
 
         class QuietHandler(MotoRequestHandler):
@@ -108,8 +109,11 @@ class SimulatedAws:
 
     def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         key = operation_of(environ)
+        by_exporter = "bedrock-batch-exporter/" in environ.get("HTTP_USER_AGENT", "")
         with self._lock:
             self.calls[key] += 1
+            if by_exporter:
+                self.exporter_calls[(key[0], key[2])] += 1
         if self.delay > 0:
             self._released.wait(self.delay)
         if key[1] in self.broken_regions or f"{_account_of(environ)}:{key[1]}" in self.broken_regions:
