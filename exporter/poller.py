@@ -137,6 +137,18 @@ class NamespaceTask:
         for batch, future in zip(batches, futures, strict=True):
             results.append((batch, future.result()))  # re-raises the first failed batch's error
         samples, newest = self._samples(account_id, results, now)
+        return self._success(account_id, samples, now, previous, newest, polling_active=True)
+
+    def _success(
+        self,
+        account_id: str,
+        samples: list[Sample],
+        now: float,
+        previous: TaskState | None,
+        newest: float | None,
+        polling_active: bool,
+    ) -> TaskState:
+        """A good cycle's state; the newest datapoint and the last error are carried over from `previous`."""
         return TaskState(
             key=self.key,
             account_id=account_id,
@@ -147,7 +159,7 @@ class NamespaceTask:
             newest_datapoint=newest if newest is not None else (previous.newest_datapoint if previous else None),
             last_error=previous.last_error if previous else None,
             last_error_time=previous.last_error_time if previous else None,
-            consecutive_failures=0,
+            polling_active=polling_active,
         )
 
     def _paused(self, now: float) -> bool:
@@ -160,18 +172,7 @@ class NamespaceTask:
         known = select_series(self._discovered or (), self.resolved, self.namespace.discovery.dimension_filters)
         batches = plan(known, self.resolved, now, self._max_queries, self.insights)
         samples, _ = self._samples(account_id, [(b, ({}, {})) for b in batches], now)
-        return TaskState(
-            key=self.key,
-            account_id=account_id,
-            samples=tuple(samples),
-            up=True,
-            last_attempt=now,
-            last_success=now,
-            newest_datapoint=previous.newest_datapoint if previous else None,
-            last_error=previous.last_error if previous else None,
-            last_error_time=previous.last_error_time if previous else None,
-            polling_active=False,
-        )
+        return self._success(account_id, samples, now, previous, None, polling_active=False)
 
     def _series(self, client: object, account_id: str, now: float) -> list[SeriesKey]:
         discovery = self.namespace.discovery

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import http.client
+import os
 import signal
 import ssl
 import subprocess
@@ -59,22 +60,26 @@ def running(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
         proc.wait(5)
 
 
-def start_run(procs: list[subprocess.Popen[str]], config: Path, port: int, *args: str) -> str:
+def start_run(
+    procs: list[subprocess.Popen[str]], config: Path, port: int, *options: str, env: dict[str, str] | None = None
+) -> str:
+    """`python -m exporter [OPTIONS] run --config CONFIG` on 127.0.0.1:PORT; returns its URL."""
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "exporter",
+            *options,
             "run",
             "--config",
             str(config),
             "--listen-address",
             f"127.0.0.1:{port}",
-            *args,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
     procs.append(proc)
     return f"http://127.0.0.1:{port}"
@@ -234,32 +239,13 @@ def test_secrets_never_reach_logs_or_endpoints(
             "  headers: {authorization: 'Bearer ${OTLP_TOKEN}'}\ntargets:",
         )
     )
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--log-level",
-            "debug",
-            "run",
-            "--config",
-            str(config),
-            "--listen-address",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={
-            **__import__("os").environ,
-            "AWS_SECRET_ACCESS_KEY": secrets["aws secret key"],
-            "AWS_SESSION_TOKEN": secrets["aws session token"],
-            "OTLP_TOKEN": secrets["otlp header"],
-        },
-    )
-    running.append(proc)
-    url = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_SECRET_ACCESS_KEY": secrets["aws secret key"],
+        "AWS_SESSION_TOKEN": secrets["aws session token"],
+        "OTLP_TOKEN": secrets["otlp header"],
+    }
+    url = start_run(running, config, free_port(), "--log-level", "debug", env=env)
+    proc = running[-1]
     auth = {"Authorization": "Basic " + base64.b64encode(f"prometheus:{secrets['scrape password']}".encode()).decode()}
     wait_for(
         lambda: (
