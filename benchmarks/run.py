@@ -265,4 +265,6 @@ def main() -> int:
 
 if __name__ == "__main__":
     threading.excepthook = lambda args: None  # abandoned calls at shutdown are expected
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # like the CLI: worker threads of stopped exporters must not hold up the exit
