@@ -107,7 +107,9 @@ def run_demo(
         except (OSError, ValueError) as exc:
             log.error("cannot listen on %s: %s", listen_address, exc)
             return 2
-        log.info("demo running: simulated AWS at %s; open %s/metrics (Ctrl-C stops)", aws.url, url)
+        log.info(
+            "demo running: simulated AWS at %s; open %s/ (status page) or %s/metrics (Ctrl-C stops)", aws.url, url, url
+        )
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         last_prune = time.monotonic()
         while not stop.wait(PUBLISH_EVERY):
