@@ -11,6 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
+from exporter.app import Exporter
+from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
 
 # Fake credentials for moto only; set before any client is made, so no test can reach a real account.
@@ -108,6 +110,22 @@ def start_job(aws: SimulatedAws, model: str = "m", region: str = "us-east-1", ac
     extra = {"account_id": account_id} if account_id else {}
     job = aws.jobs.submit(f"job-{model}".replace(":", "-").replace(".", "-"), model, 100, region, **extra)
     return str(job["jobArn"])
+
+
+@pytest.fixture
+def exporters() -> Iterator[list[Exporter]]:
+    """In-process exporters started by a test (see start_exporter); stopped when it ends."""
+    started: list[Exporter] = []
+    yield started
+    for exporter in started:
+        exporter.stop()
+
+
+def start_exporter(exporters: list[Exporter], text: str, env: dict[str, str] | None = None) -> tuple[Exporter, str]:
+    """An in-process exporter serving on a free 127.0.0.1 port; returns it and its URL."""
+    exporter = Exporter(load_config_text(text, env=env or {}))
+    exporters.append(exporter)
+    return exporter, exporter.start("127.0.0.1:0")
 
 
 def wait_for(

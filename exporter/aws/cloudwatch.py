@@ -54,11 +54,6 @@ def parse_list_metrics_page(page: Mapping[str, Any], namespace: str) -> list[Ser
     return out
 
 
-def get_metric_data(client: Any, batch: Batch, on_page: Callable[[int], None] | None = None) -> dict[str, Datapoint]:
-    """Run one batch, following NextToken to the end; returns the newest datapoint per query id."""
-    return run_batch(client, batch, on_page)[0]
-
-
 def run_batch(
     client: Any, batch: Batch, on_page: Callable[[int], None] | None = None
 ) -> tuple[dict[str, Datapoint], dict[str, dict[str, Datapoint]]]:

@@ -66,21 +66,20 @@ class Stage:
         assert found, f"stage {self.name or self.base} has no {keyword}"
         return found[-1]
 
-    def env(self) -> dict[str, str]:
-        env: dict[str, str] = {}
-        for instruction in self.all("ENV"):
+    def pairs(self, keyword: str) -> dict[str, str]:
+        """The key=value pairs of every ENV or LABEL instruction of the stage."""
+        pairs: dict[str, str] = {}
+        for instruction in self.all(keyword):
             for token in shlex.split(instruction.value):
                 key, _, value = token.partition("=")
-                env[key] = value
-        return env
+                pairs[key] = value
+        return pairs
+
+    def env(self) -> dict[str, str]:
+        return self.pairs("ENV")
 
     def labels(self) -> dict[str, str]:
-        labels: dict[str, str] = {}
-        for instruction in self.all("LABEL"):
-            for token in shlex.split(instruction.value):
-                key, _, value = token.partition("=")
-                labels[key] = value
-        return labels
+        return self.pairs("LABEL")
 
 
 def logical_lines(text: str) -> Iterator[str]:

@@ -63,7 +63,7 @@ def get(url: str, name: str, **labels: str) -> float | None:
     return total
 
 
-def start_exporter(aws_url: str, extra_target: str = "", jobs: bool = False) -> tuple[Exporter, str]:
+def start_behind_proxy(aws_url: str, extra_target: str = "", jobs: bool = False) -> tuple[Exporter, str]:
     targets = f"  - endpoint_url: {aws_url}\n    regions: [us-east-1]\n{extra_target}"
     text = fast_config(
         aws_url,
@@ -81,7 +81,7 @@ def test_cloudwatch_fault_keeps_last_values_counts_and_recovers(
 ) -> None:
     outcome, retried = CLOUDWATCH_FAULTS[kind]
     put_values(fresh_aws, {(PENDING, "model-a"): 42.0}, when=recent())
-    exporter, url = start_exporter(proxy.url)
+    exporter, url = start_behind_proxy(proxy.url)
     try:
         wait_for(lambda: get(url, SERIES) == 42.0)
         proxy.set(Fault(kind, operation="GetMetricData", seconds=3.0))
@@ -113,7 +113,7 @@ def test_partial_data_is_followed_across_pages(fresh_aws: SimulatedAws, proxy: F
     values = {(PENDING, f"model-{i}"): float(i) for i in range(6)}
     put_values(fresh_aws, values, when=recent())
     proxy.set(Fault("partial", operation="GetMetricData"))
-    exporter, url = start_exporter(proxy.url)
+    exporter, url = start_behind_proxy(proxy.url)
     try:
         wait_for(lambda: all(get(url, SERIES, dimension_ModelId=f"model-{i}") == i for i in range(6)))
         assert get(url, "bedrock_batch_exporter_up", namespace=NS) == 1.0
@@ -127,7 +127,7 @@ def test_partial_data_is_followed_across_pages(fresh_aws: SimulatedAws, proxy: F
 
 def test_list_metrics_failure_after_discovery_keeps_polling(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
     put_values(fresh_aws, {(PENDING, "model-a"): 7.0}, when=recent())
-    exporter, url = start_exporter(proxy.url)
+    exporter, url = start_behind_proxy(proxy.url)
     try:
         wait_for(lambda: get(url, SERIES) == 7.0)
         task = exporter.poller.tasks[0]
@@ -144,7 +144,7 @@ def test_list_metrics_failure_after_discovery_keeps_polling(fresh_aws: Simulated
 def test_job_api_faults_fail_open(kind: str, fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
     put_values(fresh_aws, {(PENDING, "model-a"): 3.0}, when=recent())
     proxy.set(Fault(kind, operation="ListModelInvocationJobs"))
-    exporter, url = start_exporter(proxy.url, jobs=True)
+    exporter, url = start_behind_proxy(proxy.url, jobs=True)
     try:
         # no job is visible, yet metrics flow: fail open
         wait_for(
@@ -182,7 +182,7 @@ def test_expired_credentials_are_refreshed(fresh_aws: SimulatedAws, proxy: Fault
             }
         ],
     )
-    exporter, url = start_exporter(proxy.url, extra_target=f"    role_arn: {ROLE_ARN}\n")
+    exporter, url = start_behind_proxy(proxy.url, extra_target=f"    role_arn: {ROLE_ARN}\n")
     try:
         wait_for(lambda: get(url, SERIES, account_id="111111111111") == 9.0)
         assumed = fresh_aws.count("AssumeRole")
@@ -198,7 +198,7 @@ def test_expired_credentials_are_refreshed(fresh_aws: SimulatedAws, proxy: Fault
 def test_backoff_spaces_out_failing_cycles(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
     put_values(fresh_aws, {(PENDING, "model-a"): 1.0}, when=recent())
     proxy.set(Fault("access_denied", operation="GetMetricData"))
-    exporter, url = start_exporter(proxy.url)
+    exporter, url = start_behind_proxy(proxy.url)
     try:
         started = time.monotonic()
         wait_for(lambda: (get(url, "bedrock_batch_exporter_consecutive_failures", namespace=NS) or 0) >= 4, timeout=30)

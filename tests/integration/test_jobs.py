@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -13,9 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
-from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
-from tests.conftest import FAST_JOBS, fast_config, put_values, start_job, wait_for
+from tests.conftest import FAST_JOBS, fast_config, put_values, start_exporter, start_job, wait_for
 
 PENDING = "NumberOfRecordsPendingProcessing"
 SERIES = "aws_bedrock_batch_number_of_records_pending_processing_maximum"
@@ -39,25 +37,11 @@ def config_text(aws: SimulatedAws, targets: str | None = None, jobs: str = FAST_
     return fast_config(aws.url, targets=targets, account_id=None, jobs=jobs)
 
 
-@pytest.fixture
-def running() -> Iterator[list[Exporter]]:
-    started: list[Exporter] = []
-    yield started
-    for exporter in started:
-        exporter.stop()
-
-
-def start(running: list[Exporter], text: str) -> str:
-    exporter = Exporter(load_config_text(text, env={}))
-    running.append(exporter)
-    return exporter.start("127.0.0.1:0")
-
-
 def recent() -> datetime:
     return datetime.now(UTC) - timedelta(seconds=15)
 
 
-def test_job_series_follow_the_job_api(fresh_aws: SimulatedAws, running: list[Exporter]) -> None:
+def test_job_series_follow_the_job_api(fresh_aws: SimulatedAws, exporters: list[Exporter]) -> None:
     jobs = fresh_aws.jobs
     now = time.time()
     run = jobs.submit("nightly", "model-a", 1000, "us-east-1", now=now - 60)
@@ -67,7 +51,7 @@ def test_job_series_follow_the_job_api(fresh_aws: SimulatedAws, running: list[Ex
     jobs.submit("queued", "model-b", 50, "us-east-1", now=now - 30)
     old = jobs.submit("last-week", "model-a", 10, "us-east-1", now=now - 5 * 86400)
     jobs.update(old["jobArn"], status="Completed", endTime=now - 4 * 86400)  # past retention: not exported
-    url = start(running, config_text(fresh_aws))
+    _, url = start_exporter(exporters, config_text(fresh_aws))
     wait_for(lambda: value(url, "bedrock_batch_job_processed_records", job_name="nightly") == 400)
     assert value(url, "bedrock_batch_job_input_records", job_name="nightly") == 1000
     assert value(url, "bedrock_batch_job_failed_records", job_name="nightly") == 10
@@ -93,10 +77,10 @@ def test_job_series_follow_the_job_api(fresh_aws: SimulatedAws, running: list[Ex
     )
 
 
-def test_idle_region_costs_no_get_metric_data(fresh_aws: SimulatedAws, running: list[Exporter]) -> None:
+def test_idle_region_costs_no_get_metric_data(fresh_aws: SimulatedAws, exporters: list[Exporter]) -> None:
     put_values(fresh_aws, {(PENDING, "model-a"): 42.0}, when=recent())
     arn = start_job(fresh_aws, "model-a")
-    url = start(running, config_text(fresh_aws))
+    _, url = start_exporter(exporters, config_text(fresh_aws))
     wait_for(lambda: value(url, SERIES, dimension_ModelId="model-a") == 42.0)
     assert value(url, "bedrock_batch_exporter_polling_active", namespace="AWS/Bedrock/Batch") == 1
     fresh_aws.jobs.update(arn, status="Completed", endTime=time.time())
@@ -118,12 +102,12 @@ def test_idle_region_costs_no_get_metric_data(fresh_aws: SimulatedAws, running: 
 
 
 def test_job_api_failure_fails_open(
-    fresh_aws: SimulatedAws, running: list[Exporter], caplog: pytest.LogCaptureFixture
+    fresh_aws: SimulatedAws, exporters: list[Exporter], caplog: pytest.LogCaptureFixture
 ) -> None:
     put_values(fresh_aws, {(PENDING, "model-a"): 5.0}, when=recent())
     fresh_aws.jobs.throttle_next(10_000)  # every job listing is throttled, even after botocore's retries
     caplog.set_level(logging.WARNING, logger="exporter.poller")
-    url = start(running, config_text(fresh_aws))
+    _, url = start_exporter(exporters, config_text(fresh_aws))
     wait_for(lambda: value(url, SERIES, dimension_ModelId="model-a") == 5.0)
     wait_for(lambda: fresh_aws.count("ListModelInvocationJobs") >= 6)
     assert value(url, "bedrock_batch_exporter_up", namespace="bedrock:jobs") == 0
@@ -142,7 +126,7 @@ def test_job_api_failure_fails_open(
     fresh_aws.jobs.throttle_next(0)
 
 
-def test_two_accounts_two_regions_one_broken(fresh_aws: SimulatedAws, running: list[Exporter]) -> None:
+def test_two_accounts_two_regions_one_broken(fresh_aws: SimulatedAws, exporters: list[Exporter]) -> None:
     sts = boto3.client("sts", region_name="us-east-1", endpoint_url=fresh_aws.url)
     creds = sts.assume_role(RoleArn=ROLE_ARN, RoleSessionName="test")["Credentials"]
     role_keys = {
@@ -171,7 +155,7 @@ def test_two_accounts_two_regions_one_broken(fresh_aws: SimulatedAws, running: l
         f"  - name: data-science\n    endpoint_url: {fresh_aws.url}\n    regions: [us-east-1, eu-west-1]\n"
         f"    role_arn: {ROLE_ARN}\n    external_id: test-external-id\n"
     )
-    url = start(running, config_text(fresh_aws, targets, jobs=FAST_JOBS + ", pause_idle_metrics: false"))
+    _, url = start_exporter(exporters, config_text(fresh_aws, targets, jobs=FAST_JOBS + ", pause_idle_metrics: false"))
     expected = {
         (main_account, "us-east-1", "main-us-east-1"): 1.0,
         (main_account, "eu-west-1", "main-eu-west-1"): 1.0,

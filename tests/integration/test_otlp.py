@@ -20,7 +20,7 @@ from exporter.app import Exporter
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
 from exporter.sinks.otlp import FIXED_NAMES, attribute_name, cloudwatch_names, metrics_url, otel_name
-from tests.conftest import fast_config, free_port, put_values, start_job, wait_for
+from tests.conftest import fast_config, free_port, put_values, start_exporter, start_job, wait_for
 from tests.integration.otlp_receiver import OtlpReceiver, Point
 
 PENDING = "NumberOfRecordsPendingProcessing"
@@ -40,20 +40,6 @@ def receiver() -> Iterator[OtlpReceiver]:
     server = OtlpReceiver().start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def running() -> Iterator[list[Exporter]]:
-    started: list[Exporter] = []
-    yield started
-    for exporter in started:
-        exporter.stop()
-
-
-def start(running: list[Exporter], text: str, env: dict[str, str] | None = None) -> tuple[Exporter, str]:
-    exporter = Exporter(load_config_text(text, env=env or {}))
-    running.append(exporter)
-    return exporter, exporter.start("127.0.0.1:0")
 
 
 def get(url: str) -> tuple[int, str]:
@@ -76,7 +62,7 @@ def same(a: float, b: float) -> bool:
 
 
 def test_otlp_carries_what_metrics_shows(
-    fresh_aws: SimulatedAws, receiver: OtlpReceiver, running: list[Exporter], caplog: pytest.LogCaptureFixture
+    fresh_aws: SimulatedAws, receiver: OtlpReceiver, exporters: list[Exporter], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     put_values(fresh_aws, {(PENDING, "model-a"): 42.0, (PENDING, "model-b"): 7.0})
@@ -86,7 +72,7 @@ def test_otlp_carries_what_metrics_shows(
   timeout: 2s
   headers: {{authorization: "Bearer ${{OTLP_TOKEN}}"}}
   resource_attributes: {{deployment.environment: test}}"""
-    exporter, url = start(running, config_text(fresh_aws, otlp), env={"OTLP_TOKEN": "s3cret-token"})
+    exporter, url = start_exporter(exporters, config_text(fresh_aws, otlp), env={"OTLP_TOKEN": "s3cret-token"})
     assert "s3cret-token" not in repr(exporter.config)
 
     def scraped() -> bool:
@@ -154,11 +140,11 @@ def test_otlp_carries_what_metrics_shows(
     assert "s3cret-token" not in caplog.text
 
 
-def test_receiver_down_slow_and_back(fresh_aws: SimulatedAws, running: list[Exporter]) -> None:
+def test_receiver_down_slow_and_back(fresh_aws: SimulatedAws, exporters: list[Exporter]) -> None:
     port = free_port()
     receiver = OtlpReceiver(port).start()
     otlp = f"  endpoint: http://127.0.0.1:{port}\n  interval: 200ms\n  timeout: 500ms"
-    exporter, url = start(running, config_text(fresh_aws, otlp, mode="otlp"))
+    exporter, url = start_exporter(exporters, config_text(fresh_aws, otlp, mode="otlp"))
     sink = exporter.otlp
     assert sink is not None
     try:
@@ -209,14 +195,14 @@ def test_receiver_down_slow_and_back(fresh_aws: SimulatedAws, running: list[Expo
 
 
 def test_standard_environment_variables_apply_when_config_leaves_fields_unset(
-    fresh_aws: SimulatedAws, receiver: OtlpReceiver, running: list[Exporter], monkeypatch: pytest.MonkeyPatch
+    fresh_aws: SimulatedAws, receiver: OtlpReceiver, exporters: list[Exporter], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "200")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-env,team=ml")
-    exporter, _ = start(running, config_text(fresh_aws, "  compression: gzip"))
+    exporter, _ = start_exporter(exporters, config_text(fresh_aws, "  compression: gzip"))
     assert exporter.otlp is not None and exporter.otlp.interval == 0.2
     wait_for(lambda: len(receiver.requests()) >= 2, timeout=10)
     last = receiver.requests()[-1]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from exporter.aws.cloudwatch import Datapoint, get_metric_data, merge_results, parse_list_metrics_page
+from exporter.aws.cloudwatch import Datapoint, merge_results, parse_list_metrics_page, run_batch
 from exporter.aws.errors import BadAnswerError
 from exporter.config import MissingData
 from exporter.planner import Batch, Query, SeriesKey
@@ -68,7 +68,7 @@ def test_next_token_is_followed_to_the_end() -> None:
         ]
     )
     pages: list[int] = []
-    result = get_metric_data(client, batch(2), pages.append)
+    result, _ = run_batch(client, batch(2), pages.append)
     assert result == {"q0": Datapoint(5.0, T1.timestamp()), "q1": Datapoint(3.0, T0.timestamp())}
     assert [r.get("NextToken") for r in client.requests] == [None, "a", "b"]
     assert pages == [2, 2, 2]
@@ -79,7 +79,7 @@ def test_next_token_is_followed_to_the_end() -> None:
 def test_a_repeating_next_token_stops_with_an_error() -> None:
     page = {"MetricDataResults": [], "NextToken": "same"}
     with pytest.raises(BadAnswerError, match="same NextToken"):
-        get_metric_data(PagingClient([page, page, page]), batch(1))
+        run_batch(PagingClient([page, page, page]), batch(1))
 
 
 def test_list_metrics_pages_skip_broken_entries() -> None:
