@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 from exporter.aws.session import AwsClients
 from exporter.config import Config, ConfigError, load_config
+from exporter.http import MetricsServer, Router, parse_listen_address
 from exporter.jobs import price_samples
 from exporter.poller import Poller
 from exporter.selfmetrics import SelfMetrics
-from exporter.sinks.prometheus import Exposition, MetricsServer, parse_listen_address
+from exporter.sinks.prometheus import Exposition
 from exporter.sinks.status import StatusPage
 from exporter.snapshot import Store
 from exporter.webconfig import BasicAuth, load_web_config, tls_context
@@ -68,17 +69,19 @@ class Exporter:
         server = self.config.server
         web = load_web_config(server.web_config_file) if server.web_config_file else None
         tls = web.tls_server_config if web is not None else None
-        self.server = MetricsServer(
-            (host, port),
+        router = Router(
             self.store,
-            self.exposition,
+            self.exposition if self.config.mode != "otlp" else None,
             server.metrics_path,
-            serve_metrics=self.config.mode != "otlp",
-            tls=tls_context(tls, server.web_config_file or "") if tls is not None else None,
+            pages=(self.status,),
             auth=BasicAuth(web.basic_auth_users) if web is not None and web.basic_auth_users else None,
             reload=self.reload_from_file if server.enable_reload and self.config_path else None,
         )
-        self.server.status = self.status
+        self.server = MetricsServer(
+            (host, port),
+            router,
+            tls=tls_context(tls, server.web_config_file or "") if tls is not None else None,
+        )
         self.server.start()
         self.poller.start()
         self._running = True

@@ -15,7 +15,6 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,6 +23,7 @@ from prometheus_client import Counter as PromCounter
 
 from exporter import __version__
 from exporter.aws.bedrock import TERMINAL
+from exporter.http import Response
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import Sample, Snapshot, Store, TaskState
 
@@ -41,30 +41,11 @@ MODEL_LABEL = "dimension_ModelId"
 JOB_PREFIX = "bedrock_batch_job_"
 JOB_COUNTS = "bedrock_batch_jobs"
 
-# Sent with every response of the HTTP server: the page loads only its own stylesheet and script.
-SECURITY_HEADERS: Mapping[str, str] = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
-
 JSON = dict[str, Any]
 _TEXT = "text/plain; charset=utf-8"
 
 _HEALTH_RANK = {"down": 0, "up": 1, "paused": 1}
 _NO_CYCLES: Mapping[str, int] = {"success": 0, "error": 0}
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 # --- the dict -----------------------------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from exporter.aws.bedrock import Job
+from exporter.http import SECURITY_HEADERS, MetricsServer, Router
 from exporter.jobs import JobTracker, job_samples
 from exporter.selfmetrics import SelfMetrics
-from exporter.sinks.prometheus import Exposition, MetricsServer
-from exporter.sinks.status import DEFAULT_LIMIT, SECURITY_HEADERS, StatusPage, build_status, render_html
+from exporter.sinks.prometheus import Exposition
+from exporter.sinks.status import DEFAULT_LIMIT, StatusPage, build_status, render_html
 from exporter.snapshot import Sample, Store, TaskKey, TaskState
 
 NOW = 1_800_000_000.0
@@ -279,8 +280,8 @@ def test_respond_routes_and_validates(store: Store, metrics: SelfMetrics) -> Non
 
 @pytest.fixture
 def server(store: Store, metrics: SelfMetrics) -> Iterator[str]:
-    srv = MetricsServer(("127.0.0.1", 0), store, Exposition(store, metrics.registry))
-    srv.status = StatusPage(store, metrics, lambda: NOW)
+    page = StatusPage(store, metrics, lambda: NOW)
+    srv = MetricsServer(("127.0.0.1", 0), Router(store, Exposition(store, metrics.registry), pages=(page,)))
     srv.start()
     yield srv.url
     srv.stop()
