@@ -6,8 +6,6 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-BEDROCK_BATCH_NAMESPACE = "AWS/Bedrock/Batch"
+from exporter.model import BEDROCK_BATCH_NAMESPACE, MissingData, ResolvedInsights, ResolvedMetric
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -78,14 +76,6 @@ def _check_statistics(value: tuple[str, ...]) -> tuple[str, ...]:
     if len(set(value)) != len(value):
         raise ValueError("statistics are listed more than once")
     return value
-
-
-class MissingData(StrEnum):
-    """What a discovered series shows when CloudWatch returns no datapoint in the window."""
-
-    NAN = "nan"
-    ZERO = "zero"
-    DROP = "drop"
 
 
 class _Model(BaseModel):
@@ -146,18 +136,6 @@ class DiscoveryConfig(_Model):
         return self
 
 
-@dataclass(frozen=True)
-class ResolvedMetric:
-    """A metric with every setting filled in from its namespace and the defaults."""
-
-    name: str
-    statistics: tuple[str, ...]
-    period: int
-    length: int
-    delay: int
-    missing_data: MissingData
-
-
 # Why these defaults: the pending metrics are gauges of a backlog, so Maximum (worst point in the period, what
 # alerts want) and Average (smoothed) are useful; the per-minute throughput metrics are rates, so Average is the
 # rate CloudWatch reports and Sum totals all datapoints in the period (they differ when several jobs publish).
@@ -207,19 +185,6 @@ class InsightsQueryConfig(_Model):
 
         parse(value)  # InsightsSyntaxError is a ValueError: pydantic reports it at this field
         return value
-
-
-@dataclass(frozen=True)
-class ResolvedInsights:
-    """An Insights query with its window filled in from its namespace."""
-
-    name: str
-    expression: str
-    group_by: tuple[str, ...]
-    period: int
-    length: int
-    delay: int
-    missing_data: MissingData  # what a group seen before shows when this window holds no datapoint for it
 
 
 class NamespaceConfig(_Model):
@@ -301,9 +266,7 @@ class NamespaceConfig(_Model):
         from exporter.insights import parse
 
         default_period = int(self.period) if self.period >= 60 else 60
-        missing = self.missing_data or (
-            MissingData.ZERO if self.namespace == BEDROCK_BATCH_NAMESPACE else MissingData.NAN
-        )
+        missing = self.missing_data or MissingData.default_for(self.namespace)
         out = []
         for item in self.insights:
             query = parse(item.query)
@@ -322,9 +285,7 @@ class NamespaceConfig(_Model):
         return tuple(out)
 
     def resolved_metrics(self) -> tuple[ResolvedMetric, ...]:
-        default_missing = self.missing_data or (
-            MissingData.ZERO if self.namespace == BEDROCK_BATCH_NAMESPACE else MissingData.NAN
-        )
+        default_missing = self.missing_data or MissingData.default_for(self.namespace)
         if self.metrics is not None:
             metrics = self.metrics
         else:

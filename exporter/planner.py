@@ -6,25 +6,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter.config import MissingData, ResolvedInsights, ResolvedMetric
+from exporter.model import MissingData, ResolvedInsights, ResolvedMetric, SeriesKey
 
 MAX_QUERIES_PER_CALL = 500
 # "If you include a Metrics Insights query, each GetMetricData operation can include only one query. But the same
 # GetMetricData operation can also retrieve other metrics." (GetMetricData, CloudWatch API reference)
 MAX_INSIGHTS_PER_CALL = 1
-
-
-@dataclass(frozen=True, order=True, slots=True)
-class SeriesKey:
-    """One CloudWatch metric with one dimension set (dimensions sorted by name)."""
-
-    namespace: str
-    metric: str
-    dimensions: tuple[tuple[str, str], ...]
-
-    @classmethod
-    def of(cls, namespace: str, metric: str, dimensions: Mapping[str, str]) -> SeriesKey:
-        return cls(namespace, metric, tuple(sorted(dimensions.items())))
 
 
 @dataclass(frozen=True, slots=True)

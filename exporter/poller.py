@@ -17,11 +17,12 @@ from exporter.aws import errors
 from exporter.aws.bedrock import list_jobs
 from exporter.aws.cloudwatch import Datapoint, list_series, run_batch
 from exporter.aws.session import AwsClients
-from exporter.config import BEDROCK_BATCH_NAMESPACE, Config, JobsConfig, MissingData, NamespaceConfig, TargetConfig
+from exporter.config import Config, JobsConfig, NamespaceConfig, TargetConfig
 from exporter.insights import group_values
 from exporter.jobs import JobTracker, job_samples, retained
+from exporter.model import BEDROCK_BATCH_NAMESPACE, MissingData, SeriesKey
 from exporter.naming import dimension_label, metric_name
-from exporter.planner import Batch, ExpressionQuery, SeriesKey, plan, select_series
+from exporter.planner import Batch, ExpressionQuery, plan, select_series
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import Sample, Store, TaskKey, TaskState
 

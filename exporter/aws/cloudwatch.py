@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exporter.aws.errors import BadAnswerError
-from exporter.planner import Batch, SeriesKey
+from exporter.model import SeriesKey
+from exporter.planner import Batch
 
 log = logging.getLogger(__name__)
 

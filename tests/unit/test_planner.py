@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from exporter.config import MissingData, ResolvedMetric
-from exporter.planner import MAX_QUERIES_PER_CALL, SeriesKey, plan, select_series, window
+from exporter.model import MissingData, ResolvedMetric, SeriesKey
+from exporter.planner import MAX_QUERIES_PER_CALL, plan, select_series, window
 
 NS = "AWS/Bedrock/Batch"
 PENDING = ResolvedMetric("NumberOfRecordsPendingProcessing", ("Maximum", "Average"), 60, 300, 60, MissingData.ZERO)

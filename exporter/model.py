@@ -1,0 +1,216 @@
+"""Typed records and the domain types every step shares: what the Snapshot holds and each sink names for itself.
+
+Nothing here knows an output format: Prometheus names live in `sinks/prometheus` (via `exporter.families`),
+OpenTelemetry names in `sinks/otlp`, and the status page reads these fields directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+BEDROCK_BATCH_NAMESPACE = "AWS/Bedrock/Batch"
+
+
+class MissingData(StrEnum):
+    """What a series shows when CloudWatch answers `Complete` with no datapoint in the window."""
+
+    NAN = "nan"
+    ZERO = "zero"
+    DROP = "drop"
+
+    def fill(self) -> float | None:
+        """The declared value for a Complete result without a datapoint; None means the series is not exported."""
+        if self is MissingData.ZERO:
+            return 0.0
+        if self is MissingData.NAN:
+            return math.nan
+        return None
+
+    @classmethod
+    def default_for(cls, namespace: str) -> MissingData:
+        """Zero for AWS/Bedrock/Batch (Bedrock publishes only while batch work exists), NaN elsewhere (as YACE)."""
+        return cls.ZERO if namespace == BEDROCK_BATCH_NAMESPACE else cls.NAN
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class SeriesKey:
+    """One CloudWatch metric with one dimension set (dimensions sorted by name)."""
+
+    namespace: str
+    metric: str
+    dimensions: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, namespace: str, metric: str, dimensions: Mapping[str, str]) -> SeriesKey:
+        return cls(namespace, metric, tuple(sorted(dimensions.items())))
+
+
+@dataclass(frozen=True)
+class ResolvedMetric:
+    """A metric with every setting filled in from its namespace and the defaults."""
+
+    name: str
+    statistics: tuple[str, ...]
+    period: int
+    length: int
+    delay: int
+    missing_data: MissingData
+
+
+@dataclass(frozen=True)
+class ResolvedInsights:
+    """An Insights query with its window filled in from its namespace."""
+
+    name: str
+    expression: str
+    group_by: tuple[str, ...]
+    period: int
+    length: int
+    delay: int
+    missing_data: MissingData  # what a group seen before shows when this window holds no datapoint for it
+
+
+# Job statuses as botocore's `ModelInvocationJobStatus` lists them today. AWS adds statuses: only the terminal set
+# decides anything (a status outside it counts as unfinished, so job-aware polling keeps CloudWatch polling on).
+NON_TERMINAL_STATUSES = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")
+TERMINAL_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
+KNOWN_STATUSES = NON_TERMINAL_STATUSES + TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """The parts of a ModelInvocationJobSummary the exporter uses; times are epoch seconds, counts may be absent."""
+
+    arn: str
+    name: str
+    model_id: str
+    status: str  # raw, as AWS sent it: may be a status the SDK does not list yet
+    invocation_type: str
+    submit_time: float
+    end_time: float | None
+    expiration_time: float | None
+    total_records: float | None
+    processed_records: float | None
+    succeeded_records: float | None
+    failed_records: float | None
+    last_modified_time: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def known_status(self) -> bool:
+        return self.status in KNOWN_STATUSES
+
+    @property
+    def ended(self) -> float | None:
+        """When a finished job ended: `endTime`, else `lastModifiedTime` (AWS marks `endTime` optional)."""
+        if not self.finished:
+            return None
+        return self.end_time if self.end_time is not None else self.last_modified_time
+
+
+@dataclass(frozen=True, slots=True)
+class TaskKey:
+    """One unit of polling: a namespace in one region of one target."""
+
+    target: str
+    region: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloudWatchValue:
+    """One series x statistic. `timestamp` is the CloudWatch datapoint's time, None for a missing-data value.
+
+    `confirmed` is when AWS last answered for this series without an error; a value kept through per-result errors
+    has `stale=True` and disappears once it is older than the staleness window (exporter.results).
+    """
+
+    series: SeriesKey
+    statistic: str
+    value: float
+    timestamp: float | None
+    confirmed: float
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InsightsValue:
+    """One group of a Metrics Insights query; `group` pairs each GROUP BY key with its value."""
+
+    query: str  # the configured name
+    expression: str
+    group: tuple[tuple[str, str], ...]
+    value: float
+    timestamp: float | None
+    last_seen: float  # when the group last had a datapoint (groups are remembered for a while after)
+    confirmed: float
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobsFinished:
+    """Jobs seen entering a terminal status while the exporter watched, per model and status (a counter)."""
+
+    model_id: str
+    status: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """Batch price of one model in US dollars per million tokens (from the price table)."""
+
+    model_id: str
+    input: float
+    output: float
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """What one task last produced, and how its polling is going."""
+
+    key: TaskKey
+    account_id: str
+    values: tuple[CloudWatchValue, ...] = ()
+    insights: tuple[InsightsValue, ...] = ()
+    jobs: tuple[Job, ...] = ()
+    jobs_finished: tuple[JobsFinished, ...] = ()
+    up: bool = False
+    last_attempt: float | None = None
+    last_success: float | None = None
+    newest_datapoint: float | None = None
+    last_error: str | None = None
+    last_error_time: float | None = None
+    consecutive_failures: int = 0
+    polling_active: bool = True
+    # Per-result errors of the last cycle (GetMetricData StatusCode -> results), and CloudWatch's messages.
+    result_errors: tuple[tuple[str, int], ...] = ()
+    result_messages: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        """Some results of the last cycle were errors: their series keep their last value or are absent."""
+        return bool(self.result_errors)
+
+    @property
+    def series_count(self) -> int:
+        return len(self.values) + len(self.insights) + len(self.jobs)
+
+    def failed(self, error: str, now: float) -> TaskState:
+        """The same records (last good data stays served), marked down with the error."""
+        from dataclasses import replace
+
+        return replace(
+            self,
+            up=False,
+            last_attempt=now,
+            last_error=error,
+            last_error_time=now,
+            consecutive_failures=self.consecutive_failures + 1,
+        )
