@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, settings
 
 from exporter.app import Exporter
 from exporter.config import load_config_text
@@ -26,6 +27,27 @@ for _name, _value in {
 for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDWATCH", "AWS_CONFIG_FILE"):
     os.environ.pop(_name, None)
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+# Property tests are derandomised by default so CI and the README's test command give the same answer on every run;
+# `HYPOTHESIS_PROFILE=explore` (or `--hypothesis-profile=explore`) searches new inputs (docs/testing.md).
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=300,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "explore",
+    derandomize=False,
+    deadline=None,
+    max_examples=3000,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 _SERVERS: list[SimulatedAws] = []  # for the IAM policy check at the end of the session

@@ -6,7 +6,7 @@ from datetime import UTC
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from exporter.aws.bedrock import parse_job
@@ -15,7 +15,8 @@ from exporter.aws.errors import BadAnswerError
 from exporter.config import Config, ConfigError, load_config_text
 from exporter.naming import dimension_label, metric_name
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The profile (tests/conftest.py: "ci" by default, derandomised; "explore" for fuzzing) decides the examples' count.
+SETTINGS = settings()
 
 scalars = st.one_of(
     st.none(),
@@ -95,6 +96,8 @@ def test_any_structure_is_a_config_or_a_clean_error(data: Any) -> None:
 
 @SETTINGS
 @given(json_like)
+# Found by a random CI run (issue 14): an Id that is not a string reached a set lookup in exporter/aws/cloudwatch.py.
+@example([{"Id": []}]).xfail(reason="fixed by the lead's results step", raises=TypeError)
 def test_any_get_metric_data_page_merges_or_is_a_bad_answer(results: Any) -> None:
     newest: dict[str, Datapoint] = {}
     try:
