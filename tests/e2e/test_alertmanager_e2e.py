@@ -124,7 +124,7 @@ def test_alert_fires_is_delivered_and_resolves(tmp_path: Path) -> None:
         alert = firing["alerts"][0]
         assert alert["labels"]["model_id"], alert
         assert alert["labels"]["severity"] == "warning"
-        assert alert["annotations"]["runbook_url"].endswith("docs/runbooks.md#bedrockbatchhighinputtokenthroughput")
+        assert alert["annotations"]["runbook_url"].endswith("/runbooks#bedrockbatchhighinputtokenthroughput")
         assert alert["labels"]["model_id"] in alert["annotations"]["summary"]
         assert firing["groupLabels"].keys() == {"alertname", "model_id"}  # grouped per model
         # the condition clears: the demo stops, its series go stale, the alert resolves
