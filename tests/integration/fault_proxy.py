@@ -4,6 +4,13 @@ Faults are chosen per operation and region: throttling, 500/503, connection rese
 timeout, truncated or malformed bodies, GetMetricData PartialData answers split over NextToken pages, AccessDenied
 and expired-token errors. Error bodies follow the awsJson1_0 protocol botocore speaks to CloudWatch here, and the
 restJson1 protocol of the Bedrock job API.
+
+Answer rewrites (AWS answers our fakes never send, each from botocore's output shapes):
+- "result_status": GetMetricData results given a per-result `StatusCode` (shape `StatusCode`: Complete, InternalError,
+  PartialData, Forbidden) with no datapoints and optional `Messages` (shape `MessageData`: Code, Value).
+- "job_status": job summaries given a `status` outside the SDK's `ModelInvocationJobStatus` enum (e.g. "Paused").
+- "job_fields": job summaries without optional members (not in `ModelInvocationJobSummary.required`).
+Every request that reaches the proxy is counted in `received`, faulted or not.
 """
 
 from __future__ import annotations
@@ -26,7 +33,19 @@ ERRORS = {  # kind -> (HTTP status, error code)
     "access_denied": (400, "AccessDeniedException"),
     "expired_token": (400, "ExpiredTokenException"),
 }
-KINDS = (*ERRORS, "reset", "slow", "truncated", "malformed", "partial")
+REWRITES = ("result_status", "job_status", "job_fields")
+KINDS = (*ERRORS, "reset", "slow", "truncated", "malformed", "partial", *REWRITES)
+# Optional members of ModelInvocationJobSummary (botocore bedrock model) that "job_fields" removes by default.
+JOB_OPTIONAL_FIELDS = (
+    "endTime",
+    "jobExpirationTime",
+    "totalRecordCount",
+    "processedRecordCount",
+    "successRecordCount",
+    "errorRecordCount",
+    "modelInvocationType",
+)
+_JOB_LISTINGS = {"ListModelInvocationJobs", "GetModelInvocationJob"}
 _REST_STATUS = {"throttle": 429, "access_denied": 403, "expired_token": 403}
 
 
@@ -36,6 +55,31 @@ class Fault:
     operation: str | None = None  # None: every operation
     region: str | None = None  # None: every region
     seconds: float = 0.0  # for "slow"
+    # "result_status": the StatusCode given, the result Ids it applies to (None: every result), Messages to attach
+    status_code: str = "Forbidden"
+    ids: frozenset[str] | None = None
+    messages: tuple[tuple[str, str], ...] = ()  # (Code, Value) pairs
+    # "job_status" / "job_fields": the jobs (by jobName or jobArn) they apply to (None: every job)
+    jobs: frozenset[str] | None = None
+    job_status: str = "Paused"
+    fields: tuple[str, ...] = JOB_OPTIONAL_FIELDS
+
+
+def forbidden_results(
+    ids: frozenset[str] | None = None, messages: tuple[tuple[str, str], ...] = (), status_code: str = "Forbidden"
+) -> Fault:
+    """Every (or each named) GetMetricData result answered `status_code` with no datapoints."""
+    return Fault("result_status", operation="GetMetricData", status_code=status_code, ids=ids, messages=messages)
+
+
+def unknown_job_status(status: str = "Paused", jobs: frozenset[str] | None = None) -> Fault:
+    """Job summaries (listing and single job) carry a `status` the SDK enum does not list."""
+    return Fault("job_status", job_status=status, jobs=jobs)
+
+
+def stripped_jobs(fields: tuple[str, ...] = JOB_OPTIONAL_FIELDS, jobs: frozenset[str] | None = None) -> Fault:
+    """Job summaries (listing and single job) without the named optional members."""
+    return Fault("job_fields", fields=fields, jobs=jobs)
 
 
 class FaultProxy:
@@ -45,6 +89,7 @@ class FaultProxy:
         self.upstream = urlsplit(upstream)
         self.faults: list[Fault] = []
         self.injected: Counter[tuple[str, str]] = Counter()  # (operation, kind) -> times
+        self.received: Counter[tuple[str, str]] = Counter()  # (operation, region) -> requests that arrived
         self._lock = threading.Lock()
         self._release = threading.Event()
         proxy = self
@@ -85,9 +130,20 @@ class FaultProxy:
     def clear(self) -> None:
         self.set()
 
+    def count(self, operation: str, region: str | None = None) -> int:
+        """Requests for `operation` (in `region`, if given) that reached the proxy, retries included."""
+        with self._lock:
+            return sum(n for (op, r), n in self.received.items() if op == operation and region in (None, r))
+
     def _match(self, operation: str, region: str) -> Fault | None:
         with self._lock:
+            self.received[(operation, region)] += 1
             for fault in self.faults:
+                if fault.kind in ("job_status", "job_fields") and fault.operation is None:
+                    if operation not in _JOB_LISTINGS:
+                        continue
+                elif fault.kind == "result_status" and operation != "GetMetricData":
+                    continue
                 if fault.operation in (None, operation) and fault.region in (None, region):
                     self.injected[(operation, fault.kind)] += 1
                     return fault
@@ -142,6 +198,11 @@ class FaultProxy:
             self._reply(handler, 200, {"Content-Type": "application/x-amz-json-1.0"}, b'{"MetricDataResults": [')
         elif fault.kind == "partial":
             self._partial(handler, body)
+        elif fault.kind in REWRITES:
+            status, headers, answer = self._forward(handler, body)
+            if 200 <= status < 300:  # AWS's errors pass unchanged
+                answer = json.dumps(_rewrite(fault, json.loads(answer))).encode()
+            self._reply(handler, status, headers, answer)
         else:
             raise ValueError(f"unknown fault {fault.kind}")
 
@@ -179,3 +240,27 @@ class FaultProxy:
         handler.end_headers()
         handler.wfile.write(body)
         handler.wfile.flush()
+
+
+def _rewrite(fault: Fault, answer: dict[str, Any]) -> dict[str, Any]:
+    """The answer as AWS may send it under `fault` (see the module docstring)."""
+    if fault.kind == "result_status":
+        for result in answer.get("MetricDataResults", []):
+            if fault.ids is None or result.get("Id") in fault.ids:
+                # An errored result carries no datapoints (GetMetricData API reference, MetricDataResult.StatusCode)
+                result.update(StatusCode=fault.status_code, Timestamps=[], Values=[])
+                if fault.messages:
+                    result["Messages"] = [{"Code": code, "Value": value} for code, value in fault.messages]
+                else:
+                    result.pop("Messages", None)
+        return answer
+    summaries = answer.get("invocationJobSummaries")
+    jobs = summaries if isinstance(summaries, list) else [answer]  # a listing, or GetModelInvocationJob's job
+    for job in jobs:
+        if fault.jobs is None or job.get("jobName") in fault.jobs or job.get("jobArn") in fault.jobs:
+            if fault.kind == "job_status":
+                job["status"] = fault.job_status
+            else:
+                for field in fault.fields:
+                    job.pop(field, None)
+    return answer
