@@ -37,8 +37,6 @@ StartResponse = Callable[..., Any]
 DEFAULT_REGION = "us-east-1"
 # AWS does not document the default page size; a small one makes clients that forget to paginate visible.
 DEFAULT_MAX_RESULTS = 100
-NON_TERMINAL = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")
-TERMINAL = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([a-z0-9-]+)/[a-z0-9-]+/aws4_request")
 _JOB_ID_CHARS = string.ascii_lowercase + string.digits
@@ -49,14 +47,32 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requ
 
 @functools.cache
 def service_model() -> Any:
-    """botocore's `bedrock` service model, loaded once."""
-    import botocore.session
+    """botocore's `bedrock` service model, loaded once through botocore's data Loader."""
+    import botocore.loaders
+    import botocore.model
 
-    return botocore.session.get_session().get_service_model("bedrock")
+    return botocore.model.ServiceModel(botocore.loaders.create_loader().load_service_model("bedrock", "service-2"))
 
 
 def summary_shape() -> Any:
     return service_model().shape_for("ModelInvocationJobSummary")
+
+
+def _statuses() -> tuple[str, ...]:
+    """Every job status the SDK's model lists (shape `ModelInvocationJobStatus`), in the model's order."""
+    return tuple(service_model().shape_for("ModelInvocationJobStatus").enum)
+
+
+# Which statuses end a job is domain knowledge, not in the model: AWS's status descriptions (API reference,
+# ModelInvocationJobSummary.status: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ModelInvocationJobSummary.html)
+# describe these five as outcomes (completed, partially completed, failed, stopped by a user, timed out before
+# starting); AWS does not use the word "terminal". Any other status, including one a newer model adds, is unfinished.
+_TERMINAL_BY_DOCS = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
+STATUSES = _statuses()
+TERMINAL = tuple(s for s in STATUSES if s in _TERMINAL_BY_DOCS)
+NON_TERMINAL = tuple(s for s in STATUSES if s not in _TERMINAL_BY_DOCS)
+if set(TERMINAL) != set(_TERMINAL_BY_DOCS):  # the SDK dropped or renamed a documented final status: look again
+    raise RuntimeError(f"botocore's ModelInvocationJobStatus lacks {sorted(set(_TERMINAL_BY_DOCS) - set(TERMINAL))}")
 
 
 def _as_datetime(value: float | datetime) -> datetime:
