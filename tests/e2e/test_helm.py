@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import yaml
 
+from exporter.http import MetricsServer, Router
+from exporter.runbooks import RunbooksPage
+from exporter.snapshot import Store
 from tests.e2e.k8s_tools import (
     CHART,
     NAMESPACE,
@@ -38,6 +43,9 @@ FULLNAME = "bbe-bedrock-batch-exporter"
 RULES_SOURCE = REPO / "deploy" / "prometheus" / "bedrock-batch.rules.yaml"
 RULES_COPY = CHART / "files" / "bedrock-batch.rules.yaml"
 DASHBOARDS_COPY = CHART / "files" / "dashboards"
+RUNBOOKS_PAGE = REPO / "exporter" / "assets" / "runbooks.html"
+# The base every runbook_url of the shipped rules starts with; the chart replaces it with runbooks.baseURL.
+RUNBOOKS_PLACEHOLDER = "https://runbooks.example.invalid/runbooks"
 
 
 def dashboard_sources() -> list[Path]:
@@ -95,7 +103,15 @@ def test_rendered_resources_by_scenario() -> None:
 
 
 def test_values_schema_rejects_unknown_and_wrong_keys() -> None:
-    for bad in ("bogus=1", "serviceMonitor.enbled=true", "sharding.shards=0", "logFormat=xml", "image.digest=latest"):
+    for bad in (
+        "bogus=1",
+        "serviceMonitor.enbled=true",
+        "sharding.shards=0",
+        "logFormat=xml",
+        "image.digest=latest",
+        "runbooks.baseURL=docs/runbooks.md",
+        "runbooks.baseURL=https://docs.example.com/r.html#x",
+    ):
         result = helm(*template_args(sets=[bad]), check=False)
         assert result.returncode != 0, f"--set {bad} was accepted"
         assert "schema" in result.stderr, result.stderr
@@ -225,19 +241,78 @@ def test_service_monitor_scrapes_the_service_as_the_rules_expect() -> None:
     assert one(custom, "ServiceMonitor")["spec"]["endpoints"][0]["path"] == "/custom"
 
 
+def with_runbooks(rule: dict[str, Any], base: str) -> dict[str, Any]:
+    """The shipped rule with its runbook_url's placeholder base replaced, as the chart does."""
+    expected = dict(rule)
+    if "runbook_url" in rule.get("annotations", {}):
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith(RUNBOOKS_PLACEHOLDER + "#"), url
+        expected["annotations"] = {**rule["annotations"], "runbook_url": base + url[len(RUNBOOKS_PLACEHOLDER) :]}
+    return expected
+
+
 def test_prometheus_rule_carries_the_repository_rules() -> None:
     rules = yaml.safe_load(RULES_COPY.read_text())
     rendered = one(render_scenario("all-features"), "PrometheusRule")["spec"]["groups"]
     assert [g["name"] for g in rendered] == [g["name"] for g in rules["groups"]]
-    extra = yaml.safe_load((CHART / SCENARIOS["all-features"][0]).read_text())["prometheusRule"]
+    values = yaml.safe_load((CHART / SCENARIOS["all-features"][0]).read_text())
+    extra = values["prometheusRule"]
     for group, source in zip(rendered, rules["groups"], strict=True):
         for rule, original in zip(group["rules"], source["rules"], strict=True):
-            expected = dict(original)
+            expected = with_runbooks(original, values["runbooks"]["baseURL"])
             if "alert" in original:
                 expected["labels"] = {**original.get("labels", {}), **extra["additionalRuleLabels"]}
             assert rule == expected
     plain = one(render(sets=["prometheusRule.enabled=true"]), "PrometheusRule")["spec"]["groups"]
-    assert plain == rules["groups"]
+    default_base = f"http://{FULLNAME}.{NAMESPACE}.svc:9816/runbooks"
+    assert plain == [{**g, "rules": [with_runbooks(r, default_base) for r in g["rules"]]} for g in rules["groups"]]
+
+
+def runbook_urls(resources: list[dict[str, Any]]) -> dict[str, str]:
+    """Alert name -> runbook_url in the rendered PrometheusRule."""
+    groups = one(resources, "PrometheusRule")["spec"]["groups"]
+    return {r["alert"]: r["annotations"]["runbook_url"] for g in groups for r in g["rules"] if "alert" in r}
+
+
+def page_ids(page: str) -> set[str]:
+    return set(re.findall(r'\bid="([^"]+)"', page))
+
+
+@pytest.mark.parametrize(
+    "base",
+    ["", "https://docs.example.com/bedrock-batch/runbooks.html", "https://wiki.example.com/ops/bedrock/"],
+)
+def test_every_rendered_runbook_url_opens_an_existing_anchor(base: str) -> None:
+    """Each alert links with an absolute URL to an anchor of the runbooks page, with and without runbooks.baseURL."""
+    urls = runbook_urls(render(sets=["prometheusRule.enabled=true", f"runbooks.baseURL={base}"]))
+    assert len(urls) >= 12
+    expected_base = base.rstrip("/") or f"http://{FULLNAME}.{NAMESPACE}.svc:9816/runbooks"
+    ids = page_ids(RUNBOOKS_PAGE.read_text(encoding="utf-8"))
+    for alert, url in urls.items():
+        parts = urlsplit(url)
+        assert parts.scheme in ("http", "https") and parts.netloc, f"{alert}: {url} is not absolute"
+        assert url == f"{expected_base}#{alert.lower()}", f"{alert}: {url}"
+        assert parts.fragment in ids, f"{alert}: #{parts.fragment} is not an id on the runbooks page"
+
+
+def test_default_runbook_urls_are_answered_by_the_exporter() -> None:
+    """Follow each default link to a real exporter HTTP server (the in-cluster Service host swapped for 127.0.0.1)."""
+    urls = runbook_urls(render(sets=["prometheusRule.enabled=true", "service.port=9900"]))
+    server = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), None, pages=(RunbooksPage(),)))
+    server.start()
+    try:
+        pages: dict[str, set[str]] = {}
+        for alert, url in urls.items():
+            parts = urlsplit(url)
+            assert parts.netloc == f"{FULLNAME}.{NAMESPACE}.svc:9900", url
+            local = urlunsplit(("http", urlsplit(server.url).netloc, parts.path, parts.query, ""))
+            if local not in pages:
+                with urllib.request.urlopen(local, timeout=5) as response:
+                    assert response.status == 200 and response.headers["Content-Type"].startswith("text/html")
+                    pages[local] = page_ids(response.read().decode())
+            assert parts.fragment in pages[local], f"{alert}: #{parts.fragment} missing at {local}"
+    finally:
+        server.stop()
 
 
 def test_chart_rules_are_a_byte_identical_copy_of_the_repository_rules() -> None:
@@ -304,6 +379,17 @@ def test_notes_render() -> None:
     notes = result.stdout.split("NOTES:", 1)[1]
     assert f"port-forward svc/{FULLNAME} 9816" in notes
     assert "EKS Pod Identity" in notes
+    assert "runbook" not in notes  # no PrometheusRule, no runbook links to explain
+
+
+def test_notes_say_where_default_runbook_links_open() -> None:
+    args = ["install", "bbe", str(CHART), "--dry-run=client", "--namespace", NAMESPACE, "--set"]
+    notes = helm(*args, "prometheusRule.enabled=true").stdout.split("NOTES:", 1)[1]
+    assert f"http://{FULLNAME}.{NAMESPACE}.svc:9816/runbooks" in notes
+    assert "only inside the cluster" in notes and "not at all while the exporter is down" in notes
+    assert "runbooks.baseURL" in notes
+    chosen = helm(*args, "prometheusRule.enabled=true,runbooks.baseURL=https://docs.example.com/r.html").stdout
+    assert "only inside the cluster" not in chosen.split("NOTES:", 1)[1]
 
 
 # Documented in one row each: the probes' timing keys are Kubernetes' own.

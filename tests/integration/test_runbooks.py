@@ -144,7 +144,9 @@ def test_committed_page_is_a_fresh_render_of_the_markdown() -> None:
 
 def test_renderer_escapes_and_refuses_what_it_does_not_know() -> None:
     build = build_module()
-    page = build.render("# T\n\n## Alert <One>\n\nA `<b>` & **bold `x`** *em* [ext](https://e.example/a?b=1&c) [rel](x.md)\n")
+    page = build.render(
+        "# T\n\n## Alert <One>\n\nA `<b>` & **bold `x`** *em* [ext](https://e.example/a?b=1&c) [rel](x.md)\n"
+    )
     assert '<h2 id="alert-one">Alert &lt;One&gt;</h2>' in page
     assert "<code>&lt;b&gt;</code> &amp; <strong>bold <code>x</code></strong> <em>em</em>" in page
     assert '<a href="https://e.example/a?b=1&amp;c">ext</a> rel</p>' in page

@@ -160,3 +160,17 @@ spec:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end }}
+
+{{/* The base every runbook_url in files/bedrock-batch.rules.yaml starts with (documented in that file). */}}
+{{- define "bbe.runbooksPlaceholder" -}}
+https://runbooks.example.invalid/runbooks
+{{- end }}
+
+{{/* Where alert runbook links open: runbooks.baseURL, else the exporter's own /runbooks through its Service. */}}
+{{- define "bbe.runbooksBaseURL" -}}
+{{- if .Values.runbooks.baseURL }}
+{{- .Values.runbooks.baseURL | trimSuffix "/" }}
+{{- else }}
+{{- printf "http://%s.%s.svc:%v/runbooks" (include "bbe.fullname" .) .Release.Namespace .Values.service.port }}
+{{- end }}
+{{- end }}
