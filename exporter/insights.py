@@ -4,10 +4,14 @@ Supported, keywords case-insensitive, identifiers case-sensitive (see docs/insig
 
     SELECT AVG|SUM|MIN|MAX|COUNT(metric)
     FROM "namespace" | FROM SCHEMA("namespace"[, key ...])
-    [WHERE key = 'value' [AND key = 'value' ...]]
+    [WHERE key = 'value' | key != 'value' [AND ...]]
     [GROUP BY key[, key ...]]
     [ORDER BY AVG|SUM|MIN|MAX|COUNT() [ASC|DESC]]
     [LIMIT n]
+
+What is sent double-quotes every identifier: AWS's "Metrics Insights query components and syntax" page says "It is
+also valid to enclose any namespace, metric name, or label in double quotation marks", and its reserved-keyword list
+(exporter/insights_keywords.py) holds ordinary metric and dimension names such as Count, Operation and Type.
 """
 
 from __future__ import annotations
@@ -17,23 +21,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 FUNCTIONS = ("AVG", "SUM", "MIN", "MAX", "COUNT")
+OPERATORS = ("=", "!=")  # the WHERE operators AWS documents ("Metrics Insights query components and syntax")
 MAX_SERIES_PER_QUERY = 500  # CloudWatch returns at most 500 series per Metrics Insights query
+# botocore cloudwatch model: MetricDataQuery.Expression is a MetricExpression, a string of 1 to 2,048 characters.
+MAX_EXPRESSION_LENGTH = 2048
+MAX_QUERY_TEXT = 16 * MAX_EXPRESSION_LENGTH  # refused before tokenising: no config needs more, whatever its spacing
 OTHER = "Other"  # CloudWatch's group value for a metric without a GROUP BY key
 SUBSET = (
-    "SELECT FUNC(metric) FROM ns|SCHEMA(ns, keys) [WHERE key = 'v' [AND ...]] [GROUP BY keys] "
+    "SELECT FUNC(metric) FROM ns|SCHEMA(ns, keys) [WHERE key = 'v' | key != 'v' [AND ...]] [GROUP BY keys] "
     "[ORDER BY FUNC() ASC|DESC] [LIMIT n]"
 )
 
 _KEYWORDS = frozenset({"SELECT", "FROM", "SCHEMA", "WHERE", "AND", "GROUP", "BY", "ORDER", "ASC", "DESC", "LIMIT"})
 _UNSUPPORTED_KEYWORDS = frozenset({"OR", "NOT", "LIKE", "IN", "HAVING", "AS", "JOIN", "UNION", "DISTINCT"})
-_BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUMBER = re.compile(r"\d+")
+# Letters, digits and underscore may stand unquoted (AWS: names with other characters "must be surrounded by double
+# quote marks"); a run of digits alone is a number.
+_BARE = re.compile(r"[A-Za-z0-9_]+")
 _PUNCTUATION = "(),="
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"'}
 
 
 class InsightsSyntaxError(ValueError):
-    """A query outside the supported subset; the message says what and where."""
+    """A query outside the supported subset, or too long once rendered; the message says what and where."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,21 +65,22 @@ class InsightsQuery:
     metric: str
     namespace: str
     schema: tuple[str, ...] | None  # None: FROM "namespace" (any dimensions); else the exact dimension keys
-    where: tuple[tuple[str, str], ...] = ()
+    where: tuple[tuple[str, str, str], ...] = ()  # (key, "=" | "!=", value), joined by AND
     group_by: tuple[str, ...] = ()
     order_by: tuple[str, str] | None = None  # (function, "ASC" | "DESC")
     limit: int | None = None
 
     def expression(self) -> str:
-        """The query in canonical form: what the exporter sends and the test AWS evaluates."""
+        """The query as sent to CloudWatch: same meaning, every identifier double-quoted, keywords upper-case."""
         if self.schema is None:
-            source = _quote_ident(self.namespace, always=True)
+            source = _quote_ident(self.namespace)
         else:
-            source = "SCHEMA(" + ", ".join([_quote_ident(self.namespace, always=True), *map(_quote_ident, self.schema)])
-            source += ")"
+            source = "SCHEMA(" + ", ".join(map(_quote_ident, (self.namespace, *self.schema))) + ")"
         parts = [f"SELECT {self.function}({_quote_ident(self.metric)}) FROM {source}"]  # noqa: S608 (not SQL)
         if self.where:
-            parts.append("WHERE " + " AND ".join(f"{_quote_ident(k)} = {_quote_string(v)}" for k, v in self.where))
+            parts.append(
+                "WHERE " + " AND ".join(f"{_quote_ident(k)} {op} {_quote_string(v)}" for k, op, v in self.where)
+            )
         if self.group_by:
             parts.append("GROUP BY " + ", ".join(map(_quote_ident, self.group_by)))
         if self.order_by:
@@ -80,14 +90,17 @@ class InsightsQuery:
         return " ".join(parts)
 
 
-def _quote_ident(name: str, always: bool = False) -> str:
-    if not always and _BARE.fullmatch(name) and name.upper() not in _KEYWORDS | _UNSUPPORTED_KEYWORDS:
-        return name
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _escape_quotes(text: str) -> str:
+    # AWS: a quotation mark (either kind) inside a name is escaped "with a backslash"; backslashes never reach here
+    return text.replace('"', '\\"').replace("'", "\\'")
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + _escape_quotes(name) + '"'
 
 
 def _quote_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + _escape_quotes(value) + "'"
 
 
 def _tokens(text: str) -> list[_Token]:
@@ -101,17 +114,19 @@ def _tokens(text: str) -> list[_Token]:
             value, end = _quoted(text, i)
             out.append(_Token("ident" if char == '"' else "string", value, i))
             i = end
+        elif text.startswith("!=", i):
+            out.append(_Token("punct", "!=", i))
+            i += 2
         elif char in _PUNCTUATION:
             out.append(_Token("punct", char, i))
             i += 1
         elif match := _BARE.match(text, i):
-            out.append(_Token("word", match.group(), i))
-            i = match.end()
-        elif match := _NUMBER.match(text, i):
-            out.append(_Token("number", match.group(), i))
+            out.append(_Token("number" if match.group().isdigit() else "word", match.group(), i))
             i = match.end()
         elif char in "!<>~":
-            raise InsightsSyntaxError(f"unsupported operator at position {i + 1}: WHERE supports only key = 'value'")
+            raise InsightsSyntaxError(
+                f"unsupported operator at position {i + 1}: WHERE supports only key = 'value' and key != 'value'"
+            )
         else:
             raise InsightsSyntaxError(f"unsupported character {char!r} at position {i + 1}")
     return out
@@ -125,7 +140,15 @@ def _quoted(text: str, start: int) -> tuple[str, int]:
             out.append(_ESCAPES[text[i + 1]])
             i += 2
         elif char == quote:
-            return "".join(out), i + 1
+            value = "".join(out)
+            if "\\" in value:
+                # AWS documents a backslash only as the escape of a quotation mark; how CloudWatch would read an
+                # escaped backslash is not documented, so a name or value holding one is refused, not guessed at.
+                raise InsightsSyntaxError(
+                    f"a backslash inside the quotes starting at position {start + 1}: CloudWatch documents no way "
+                    "to write one"
+                )
+            return value, i + 1
         else:
             out.append(char)
             i += 1
@@ -202,6 +225,18 @@ class _Parser:
             keys.append(self.identifier(what))
         return keys
 
+    def condition(self) -> tuple[str, str, str]:
+        key = self.identifier("a dimension key")
+        token = self.peek()
+        if token is None or token.kind != "punct" or token.text not in OPERATORS:
+            raise self.fail("= or !=")
+        self.pos += 1
+        value = self.peek()
+        if value is None or value.kind != "string":
+            raise self.fail("a 'single-quoted' value")
+        self.pos += 1
+        return key, token.text, value.text
+
     def parse(self) -> InsightsQuery:
         self.expect_keyword("SELECT")
         function = self.function()
@@ -222,18 +257,11 @@ class _Parser:
             schema = tuple(dims)
         else:
             namespace = self.identifier('a namespace or SCHEMA("namespace", keys...)')
-        where: list[tuple[str, str]] = []
+        where: list[tuple[str, str, str]] = []
         if self.keyword("WHERE"):
-            while True:
-                key = self.identifier("a dimension key")
-                self.expect_punct("=")
-                token = self.peek()
-                if token is None or token.kind != "string":
-                    raise self.fail("a 'single-quoted' value")
-                self.pos += 1
-                where.append((key, token.text))
-                if not self.keyword("AND"):
-                    break
+            where.append(self.condition())
+            while self.keyword("AND"):
+                where.append(self.condition())
         group_by: list[str] = []
         if self.keyword("GROUP"):
             self.expect_keyword("BY")
@@ -256,10 +284,11 @@ class _Parser:
             if token is None or token.kind != "number":
                 raise self.fail("a number of series")
             self.pos += 1
-            limit = int(token.text)
+            limit = int(token.text) if len(token.text) <= 6 else MAX_SERIES_PER_QUERY + 1
             if not 1 <= limit <= MAX_SERIES_PER_QUERY:
                 raise InsightsSyntaxError(
-                    f"LIMIT {limit} is out of range: CloudWatch returns 1 to {MAX_SERIES_PER_QUERY} series per query"
+                    f"LIMIT {token.text[:24]} is out of range: CloudWatch returns 1 to {MAX_SERIES_PER_QUERY} "
+                    "series per query"
                 )
         if self.peek() is not None:
             raise self.fail("the end of the query (clauses go in the order WHERE, GROUP BY, ORDER BY, LIMIT)")
@@ -267,27 +296,38 @@ class _Parser:
 
 
 def parse(text: str) -> InsightsQuery:
-    """Parse one query of the supported subset; raises InsightsSyntaxError naming what is unsupported."""
+    """Parse one query of the supported subset; raises InsightsSyntaxError naming what is unsupported.
+
+    The text sent (InsightsQuery.expression) is what must fit GetMetricData's 2,048-character Expression.
+    """
     if not text.strip():
         raise InsightsSyntaxError("the query is empty")
-    return _Parser(text).parse()
+    if len(text) > MAX_QUERY_TEXT:
+        raise InsightsSyntaxError(
+            f"the query is {len(text)} characters; CloudWatch accepts at most {MAX_EXPRESSION_LENGTH}"
+        )
+    query = _Parser(text).parse()
+    sent = len(query.expression())
+    if sent > MAX_EXPRESSION_LENGTH:
+        raise InsightsSyntaxError(
+            f"the query as sent to CloudWatch (every name double-quoted) is {sent} characters; GetMetricData accepts "
+            f"at most {MAX_EXPRESSION_LENGTH} in an Expression: shorten it (fewer WHERE conditions or GROUP BY keys)"
+        )
+    return query
 
 
 def group_values(label: str, keys: Sequence[str]) -> tuple[str, ...] | None:
-    """The GROUP BY values of one result series, from its Label; None when the label cannot be split unambiguously.
+    """The GROUP BY values of one result series, from its Label; None when the label does not split cleanly.
 
-    CloudWatch labels each series of a GROUP BY query with its group values in GROUP BY order, separated by a
-    space (`Other` for a metric that lacks a key). With one key the whole label is the value; with several, a
-    value that itself contains a space makes the split ambiguous.
+    AWS documents no format for the Label of a GROUP BY series. Assumed: the whole label for one key; for several,
+    the values in GROUP BY order joined by one space. A label that does not split into exactly that many non-empty
+    parts (a value holding a space, or another format) gives None: never a value attributed to the wrong key.
     """
     if not keys:
         return ()
     if len(keys) == 1:
-        return (label,)
+        return (label,) if label else None  # CloudWatch dimension values are never empty (Dimension.Value min 1)
     parts = label.split(" ")
-    return tuple(parts) if len(parts) == len(keys) else None
-
-
-def group_label(values: Sequence[str]) -> str:
-    """The Label CloudWatch gives a series of the group with these values (the inverse of group_values)."""
-    return " ".join(values)
+    if len(parts) != len(keys) or not all(parts):
+        return None
+    return tuple(parts)
