@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -25,6 +27,9 @@ TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection_error"
 BAD_ANSWER = "bad_answer"
 OTHER = "other"
+
+# scheme://userinfo@ -> scheme://; greedy up to the last "@" before the host ends, as urllib.parse.urlsplit reads it
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#]*@")
 
 _THROTTLING = {
     "Throttling",
@@ -101,13 +106,19 @@ def classify(exc: BaseException) -> str:
     return OTHER
 
 
+def redact_url(text: str) -> str:
+    """`text` with the user info (credentials) of every URL in it removed: http://user:pass@host -> http://host."""
+    return _USERINFO.sub(r"\1", text)
+
+
 def describe(exc: BaseException) -> str:
-    """A one-line description without request bodies or credentials."""
+    """A one-line description without request bodies or credentials (URL user info is removed)."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code", "Unknown")
         message = str(error.get("Message", "")).splitlines()[0] if error.get("Message") else ""
         operation = getattr(exc, "operation_name", "") or "call"
-        return f"{operation}: {code}: {message}".rstrip(": ")
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+        return redact_url(f"{operation}: {code}: {message}".rstrip(": "))
+    lines = str(exc).splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return redact_url(f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text)

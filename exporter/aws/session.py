@@ -34,6 +34,17 @@ class ApiRecorder(Protocol):
     def record_call(self, account_id: str, region: str, operation: str, outcome: str, retries: int) -> None: ...
 
 
+def _endpoint(target: TargetConfig) -> str | None:
+    """The target's endpoint URL without user info, which botocore never sends (requests are signed with SigV4)
+    but would repeat in its exceptions and debug logs."""
+    if target.endpoint_url is None:
+        return None
+    bare = errors.redact_url(target.endpoint_url)
+    if bare != target.endpoint_url:
+        log.warning("target %s: the user info in endpoint_url is ignored (AWS requests are signed)", target.label)
+    return bare
+
+
 class _FixedProvider(CredentialProvider):  # type: ignore[misc]
     METHOD = "assume-role"
 
@@ -69,7 +80,9 @@ class AwsClients:
         self._sessions: dict[str, botocore.session.Session] = {}
         self._accounts: dict[str, str] = {}
         self._config = BotoConfig(
-            retries={"mode": aws.retry_mode, "max_attempts": aws.max_attempts},
+            # `aws.max_attempts` counts every attempt, first included: botocore's `max_attempts` would count only the
+            # retries after the first try, `total_max_attempts` counts them all (botocore's retry configuration).
+            retries={"mode": aws.retry_mode, "total_max_attempts": aws.max_attempts},
             connect_timeout=aws.connect_timeout,
             read_timeout=aws.read_timeout,
             max_pool_connections=max(10, aws.max_concurrent_requests),
@@ -87,7 +100,7 @@ class AwsClients:
             if client is None:
                 session = boto3.session.Session(botocore_session=self._session_for(target))
                 client = session.client(
-                    service, region_name=region, endpoint_url=target.endpoint_url, config=self._config
+                    service, region_name=region, endpoint_url=_endpoint(target), config=self._config
                 )
                 if self._recorder is not None:
                     self._watch(client, account_id or target.account_id or "", region)
@@ -141,7 +154,7 @@ class AwsClients:
             creator = functools.partial(
                 self._root.create_client,
                 region_name=target.regions[0],
-                endpoint_url=target.endpoint_url,
+                endpoint_url=_endpoint(target),
                 config=self._config,
             )
             fetcher = AssumeRoleCredentialFetcher(
