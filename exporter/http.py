@@ -1,19 +1,31 @@
 """The HTTP front door: routing, auth and security headers (`Router`), behind a thin server adapter.
 
 `Router.handle` knows nothing of the server library: it takes a method, a request target, headers and a body reader,
-and returns a `Response`. `MetricsServer` adapts one server library to it, so the library can change alone.
+and returns a `Response`. `MetricsServer` adapts one server library to it (cheroot, through WSGI), so the library
+can change alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import re
 import socket
 import ssl
+import sys
 import threading
+import traceback as tb_module
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Protocol
+
+from cheroot.errors import FatalSSLAlert
+from cheroot.makefile import StreamReader, StreamWriter
+from cheroot.server import HeaderReader, HTTPConnection, HTTPRequest
+from cheroot.wsgi import Server as WsgiServer
 
 from exporter import __version__
 from exporter.snapshot import Store
@@ -89,6 +101,9 @@ class Router:
 
     def handle(self, method: str, target: str, headers: Headers, read_body: Callable[[int], bytes]) -> Response:
         """The answer to one request; `headers` are looked up case-insensitively by the adapter."""
+        authorization = headers.get("Authorization")
+        if authorization is not None and not str(authorization).isascii():  # credentials are base64: ASCII only
+            return Response(400, b"malformed Authorization header\n", TEXT)
         if self.auth is not None and not self.auth.check(headers.get("Authorization")):
             return Response(401, b"unauthorized\n", TEXT, {"WWW-Authenticate": 'Basic realm="bedrock-batch-exporter"'})
         path = target.split("?", 1)[0]
@@ -134,86 +149,328 @@ class Router:
         return Response(405, b"method not allowed\n", TEXT, {"Allow": allowed})
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: MetricsServer
-    protocol_version = "HTTP/1.1"
-    timeout = 30
-    server_version = f"bedrock-batch-exporter/{__version__}"
-    sys_version = ""
+WORKERS = 16  # fixed pool: request handling never grows a thread per connection
+MAX_CONNECTIONS = 1024  # open connections, idle or busy; at the cap the longest-idle one makes room
+LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
+IDLE_TIMEOUT = 30  # a keep-alive connection with no request for this long is closed
+READ_TIMEOUT = 10.0  # one blocking read or write on a connection, e.g. a stalled request or TLS handshake
+MAX_HEADER_BYTES = 32 * 1024  # request line plus headers
+MAX_HEADER_LINES = 100
+STOP_TIMEOUT = 1  # seconds for the workers to finish; stop() returns within 2 s in all
 
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes; without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms per scrape
-        # on keep-alive connections (measured in benchmarks/).
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def handle(self) -> None:
-        if isinstance(self.connection, ssl.SSLSocket):
-            try:  # the handshake runs here, in the request's thread, so a slow client cannot stall accept()
-                self.connection.do_handshake()
-            except (OSError, ssl.SSLError) as exc:
-                log.debug("TLS handshake with %s failed: %s", self.client_address[0], exc)
-                self.close_connection = True
-                return
-        super().handle()
-
-    def _serve(self) -> None:
-        answer = self.server.router.handle(self.command, self.path, self.headers, self.rfile.read)
-        if answer.status in (400, 413):
-            self.close_connection = True
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        for name, value in SECURITY_HEADERS.items():
-            self.send_header(name, value)
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(answer.body)
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _serve
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2 field-name
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # RFC 9110 section 5.5: CTLs other than HTAB
+_SINGLETONS = frozenset({b"Content-Length", b"Transfer-Encoding", b"Host", b"Authorization"})
+_CRLF = b"\r\n"
 
 
-class MetricsServer(ThreadingHTTPServer):
-    """Serves a Router over HTTP(S) in a background thread; one daemon thread per connection."""
+class _StrictHeaderReader(HeaderReader):
+    """RFC 9112 header parsing that refuses what a lenient parser would guess at (folding, bad names, repeats)."""
 
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
+    def __call__(self, rfile: Any, hdict: dict[bytes, bytes] | None = None) -> dict[bytes, bytes]:
+        headers: dict[bytes, bytes] = {} if hdict is None else hdict
+        for _ in range(MAX_HEADER_LINES + 1):
+            line = rfile.readline()
+            if not line:
+                raise ValueError("Illegal end of headers.")
+            if line == _CRLF:
+                return headers
+            if not line.endswith(_CRLF):
+                raise ValueError("HTTP requires CRLF terminators")
+            if line[:1] in (b" ", b"\t"):  # obs-fold: RFC 9112 section 5.2 allows refusing it with 400
+                raise ValueError("Folded header lines are not accepted.")
+            name, colon, value = line[:-2].partition(b":")
+            if not colon or not _TOKEN.fullmatch(name):  # also refuses whitespace before the colon (section 5.1)
+                raise ValueError("Illegal header line.")
+            value = value.strip(b" \t")
+            if _BAD_VALUE.search(value):
+                raise ValueError("Illegal character in a header value.")
+            if b"_" in name:  # Content_Length would become CONTENT_LENGTH in the WSGI environ
+                continue
+            key = name.title()
+            if key in headers:
+                if key in _SINGLETONS:  # two lengths or two credentials: which one a proxy used is unknowable
+                    raise ValueError(f"Repeated {key.decode()} header.")
+                value = headers[key] + b", " + value
+            headers[key] = value
+        raise ValueError("Too many header lines.")
+
+
+class _Request(HTTPRequest):
+    """cheroot's request with stricter framing, and error answers that carry the security headers and close."""
+
+    header_reader = _StrictHeaderReader()
+
+    def read_request_headers(self) -> bool:
+        if not super().read_request_headers():  # type: ignore[no-untyped-call]
+            return False
+        length = self.inheaders.get(b"Content-Length")
+        if length is not None and not (length.isdigit() and length.isascii()):
+            self.simple_response("400 Bad Request", "Malformed Content-Length header.")
+            return False
+        if b"Transfer-Encoding" in self.inheaders:
+            if length is not None:  # RFC 9112 section 6.1: a classic request-smuggling shape
+                self.simple_response("400 Bad Request", "Both Content-Length and Transfer-Encoding.")
+                return False
+            self.close_connection = True  # an unread chunked body must never be parsed as the next request
+        return True
+
+    def simple_response(self, status: Any, msg: Any = "") -> None:
+        self.close_connection = True  # every simple response is an error: do not trust the rest of the stream
+        body = msg if isinstance(msg, bytes) else str(msg).encode("latin-1", "replace")
+        lines = [
+            f"{self.server.protocol} {status}",
+            f"Content-Length: {len(body)}",
+            f"Content-Type: {TEXT}",
+            "Connection: close",
+            *(f"{name}: {value}" for name, value in SECURITY_HEADERS.items()),
+        ]
+        with contextlib.suppress(OSError, ValueError):  # the client is gone or TLS broke: nothing to tell it
+            self.conn.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+
+class _Connection(HTTPConnection):
+    """A connection whose TLS handshake runs in a worker, so a slow client cannot stall the accept loop."""
+
+    RequestHandlerClass = _Request
+    _handshaken = False
+    _closed = False
+
+    def communicate(self) -> bool:
+        if isinstance(self.socket, ssl.SSLSocket) and not self._handshaken:
+            try:
+                self.socket.do_handshake()
+            except (OSError, ValueError) as exc:
+                log.debug("TLS handshake with %s failed: %s", self.remote_addr, exc)
+                return False
+            self._handshaken = True
+        return bool(super().communicate())  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            server = self.server
+            if isinstance(server, _CherootServer):
+                server.connection_closed()
+        super().close()
+
+
+class _TlsReader(StreamReader):
+    def has_data(self) -> bool:
+        # Decrypted bytes waiting inside the TLS layer do not make the socket readable: count them too.
+        sock = getattr(self.raw, "_sock", None)
+        pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+        return bool(super().has_data() or pending)  # type: ignore[no-untyped-call]
+
+
+class _TlsAdapter:
+    """cheroot's ssl-adapter interface over an `ssl.SSLContext`; wraps without a handshake (the worker does it)."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+
+    def bind(self, sock: socket.socket) -> socket.socket:
+        return sock
+
+    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, dict[str, str]]:
+        try:
+            return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), {}
+        except OSError as exc:  # the client left between accept() and here
+            raise FatalSSLAlert(str(exc)) from None
+
+    def makefile(self, sock: socket.socket, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
+        return _TlsReader(sock, mode, bufsize) if "r" in mode else StreamWriter(sock, mode, bufsize)
+
+    def get_environ(self, sock: socket.socket) -> dict[str, str]:
+        return {}
+
+
+class _CherootServer(WsgiServer):
+    """cheroot's WSGI server with a connection cap, idle connections parked in the selector, and stdlib logging."""
+
+    ConnectionClass = _Connection
+
+    def __init__(self, address: tuple[str, int], app: Any, tls: ssl.SSLContext | None) -> None:
+        super().__init__(
+            address,
+            app,
+            numthreads=WORKERS,
+            max=WORKERS,
+            server_name=f"bedrock-batch-exporter/{__version__}",
+            request_queue_size=LISTEN_BACKLOG,
+            timeout=IDLE_TIMEOUT,
+            shutdown_timeout=STOP_TIMEOUT,
+        )
+        self.max_request_header_size = MAX_HEADER_BYTES
+        self.max_request_body_size = MAX_REQUEST_BODY
+        self.keep_alive_conn_limit = MAX_CONNECTIONS
+        self.nodelay = True
+        if tls is not None:
+            self.ssl_adapter = _TlsAdapter(tls)
+        self._open = 0
+        self._open_lock = threading.Lock()
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    def connection_closed(self) -> None:
+        with self._open_lock:
+            self._open -= 1
+
+    def process_conn(self, conn: Any) -> None:
+        if conn.last_used is not None:  # a parked connection with a request waiting: to a worker
+            super().process_conn(conn)
+            return
+        # Fresh from accept(): wait in the selector for its first bytes rather than in a worker, so idle
+        # connections cost a file descriptor, not a thread.
+        with self._open_lock:
+            self._open += 1
+            full = self._open > MAX_CONNECTIONS
+        if full and not self._evict_longest_idle():
+            conn.close()
+            return
+        try:
+            conn.socket.settimeout(READ_TIMEOUT)
+            # Headers and body go out in two writes; without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
+            conn.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            conn.close()
+            return
+        self._connections_manager().put(conn)
+
+    def _connections_manager(self) -> Any:
+        return getattr(self, "_connections")  # noqa: B009 - set by cheroot's prepare(), untyped
+
+    def _connections_selector(self) -> Any:
+        return getattr(self._connections_manager(), "_selector")  # noqa: B009 - cheroot's parked connections
+
+    def _evict_longest_idle(self) -> bool:
+        selector = self._connections_selector()
+        parked = [(c.last_used, fd, c) for fd, c in selector.connections if c is not self]
+        if not parked:
+            return False
+        _, fd, oldest = min(parked, key=lambda item: item[0])
+        selector.unregister(fd)
+        oldest.close()
+        return True
+
+    def _serve_unservicable(self) -> None:
+        """Unused: the request queue is bounded by the connection cap, so it never overflows into 503s."""
+
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        # cheroot reports client misbehaviour (resets, timeouts, bad TLS) below ERROR: debug for us. Anything at
+        # ERROR is a bug in a handler: one line with where it happened, never a stack trace from request input.
+        if level < logging.ERROR:
+            log.debug("http: %s", msg)
+            return
+        where = ""
+        if traceback and (tb := sys.exc_info()[2]) is not None:
+            frame = tb_module.extract_tb(tb)[-1]
+            where = f" (at {Path(frame.filename).name}:{frame.lineno})"
+        log.error("http: %s%s", msg, where)
+
+
+class _EnvironHeaders:
+    """Request headers from a WSGI environ, looked up case-insensitively by their HTTP names."""
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self._environ = environ
+
+    def get(self, name: str, default: Any = None, /) -> Any:
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_LENGTH", "CONTENT_TYPE"):
+            key = "HTTP_" + key
+        return self._environ.get(key, default)
+
+
+class WsgiApp:
+    """A Router as a WSGI application: security headers on every answer, a one-line log and 500 on a bug."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        method = str(environ["REQUEST_METHOD"])
+        target = str(environ.get("REQUEST_URI") or environ.get("PATH_INFO") or "/")
+        body = environ["wsgi.input"]
+        try:
+            answer = self.router.handle(method, target, _EnvironHeaders(environ), body.read)
+        except Exception as exc:  # a bug in a handler: the client gets 500, the log one line (never the traceback)
+            log.error("%s %s failed: %s: %s", method, target[:200], type(exc).__name__, exc)
+            answer = Response(500, b"internal error\n", TEXT)
+        headers = [
+            ("Content-Type", answer.content_type),
+            ("Content-Length", str(len(answer.body))),
+            *SECURITY_HEADERS.items(),
+            *answer.headers.items(),
+        ]
+        start_response(f"{answer.status} {_reason(answer.status)}", headers)
+        return [] if method == "HEAD" else [answer.body]
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+class MetricsServer:
+    """Serves a Router over HTTP(S) with cheroot: a fixed worker pool, capped connections, keep-alive with a timeout.
+
+    The socket is bound here (so a taken port fails at construction); `start()` begins accepting.
+    """
 
     def __init__(self, address: tuple[str, int], router: Router, *, tls: ssl.SSLContext | None = None) -> None:
         self.router = router
         self._tls = tls
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
+        self._server = _CherootServer(address, WsgiApp(router), tls)
         self._thread: threading.Thread | None = None
+        # Threads inherit daemon-ness from their creator: preparing in a daemon thread makes the worker pool daemon
+        # threads, so a worker stuck on a client can never keep the process alive after stop().
+        failure: list[BaseException] = []
 
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = super().get_request()
-        if self._tls is not None:
-            sock.settimeout(_Handler.timeout)
-            sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, address
+        def prepare() -> None:
+            try:
+                self._server.prepare()
+            except BaseException as exc:  # re-raised in the caller below
+                failure.append(exc)
+
+        preparer = threading.Thread(target=prepare, name="http-prepare", daemon=True)
+        preparer.start()
+        preparer.join()
+        if failure:
+            raise failure[0]
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        host, port = self._server.bind_addr[:2]
+        return str(host), int(port)
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        text = host.decode() if isinstance(host, bytes) else str(host)
-        shown = f"[{text}]" if ":" in text else text
+        host, port = self.server_address
+        shown = f"[{host}]" if ":" in host else host
         return f"{'https' if self._tls else 'http'}://{shown}:{port}"
 
+    @property
+    def open_connections(self) -> int:
+        return self._server.open_connections
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve, name="http", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        """Stop accepting, close every connection and the workers; returns within about 2 s."""
+        stopper = threading.Thread(target=self._server.stop, name="http-stop", daemon=True)
+        stopper.start()
+        stopper.join(STOP_TIMEOUT + 0.8)
+        if stopper.is_alive():
+            log.warning("HTTP server workers did not stop in time; leaving them to exit with the process")
+        if self._thread is not None:
+            self._thread.join(0.5)
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
