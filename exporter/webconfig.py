@@ -6,27 +6,35 @@ tls_server_config:
   key_file: /etc/exporter/tls.key
 basic_auth_users:
   prometheus: $2b$12$...   # a bcrypt hash, e.g. from: htpasswd -nBC 12 "" | tr -d ':\\n'
+bcrypt_max_cost: 14        # hashes of a higher cost are refused (each check doubles per step)
 ```
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
+import re
+import secrets
 import ssl
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import bcrypt
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, model_validator
 
 from exporter.config import ConfigError, _Model, _validation_problems
 
-_BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+# Modular crypt format of bcrypt: $2a$, $2b$ or $2y$, a two-digit cost, then 22 salt and 31 hash characters.
+_BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+BCRYPT_MIN_COST = 4  # the lowest cost bcrypt itself accepts
+BCRYPT_HIGHEST_COST = 31  # the highest
+BCRYPT_DEFAULT_MAX_COST = 14  # about 1 s per check on one core; every step above doubles it
+BCRYPT_MAX_PASSWORD = 72  # bcrypt reads at most 72 bytes of a password; the library refuses longer ones
 
 
 class TlsServerConfig(_Model):
@@ -38,16 +46,39 @@ class TlsServerConfig(_Model):
 class WebConfig(_Model):
     tls_server_config: TlsServerConfig | None = None
     basic_auth_users: dict[str, str] = Field(default_factory=dict, description="user name -> bcrypt hash")
+    bcrypt_max_cost: int = Field(
+        BCRYPT_DEFAULT_MAX_COST,
+        ge=BCRYPT_MIN_COST,
+        le=BCRYPT_HIGHEST_COST,
+        description="highest bcrypt cost accepted in basic_auth_users; each step doubles the CPU time per check",
+    )
 
-    @field_validator("basic_auth_users")
-    @classmethod
-    def _bcrypt_hashes(cls, users: dict[str, str]) -> dict[str, str]:
-        for user, hashed in users.items():
-            if not hashed.startswith(_BCRYPT_PREFIXES) or len(hashed) != 60:
-                raise ValueError(f"the password of {user!r} must be a bcrypt hash ($2b$...), not a plain password")
+    @model_validator(mode="after")
+    def _bcrypt_hashes(self) -> WebConfig:
+        for user, hashed in self.basic_auth_users.items():
+            if problem := bcrypt_hash_problem(hashed, self.bcrypt_max_cost):
+                raise ValueError(f"basic_auth_users.{user}: {problem}")
             if ":" in user:
-                raise ValueError(f"user name {user!r} cannot contain ':'")
-        return users
+                raise ValueError(f"basic_auth_users.{user}: a user name cannot contain ':'")
+        return self
+
+
+def bcrypt_hash_problem(hashed: str, max_cost: int = BCRYPT_DEFAULT_MAX_COST) -> str | None:
+    """Why `hashed` cannot be used as a password hash, or None; never echoes the value."""
+    match = _BCRYPT.fullmatch(hashed)
+    if match is None:
+        return "must be a bcrypt hash ($2b$<cost>$ and 53 characters), not a plain password or another format"
+    cost = int(match.group(1))
+    if cost < BCRYPT_MIN_COST:
+        return f"bcrypt cost {cost} is below {BCRYPT_MIN_COST}, the lowest bcrypt accepts"
+    if cost > BCRYPT_HIGHEST_COST:
+        return f"bcrypt cost {cost} is above {BCRYPT_HIGHEST_COST}, the highest bcrypt allows"
+    if cost > max_cost:
+        return (
+            f"bcrypt cost {cost} is above {max_cost}: every check would take about {2 ** (cost - 12) / 4:g} s "
+            f"of CPU; use a lower cost, or raise bcrypt_max_cost if you mean it"
+        )
+    return None
 
 
 def load_web_config(path: str | Path) -> WebConfig:
@@ -77,36 +108,54 @@ def tls_context(tls: TlsServerConfig, source: str | Path = "web config") -> ssl.
     return context
 
 
+Checker = Callable[[bytes, bytes], bool]
+
+
 class BasicAuth:
     """Checks `Authorization: Basic ...` against bcrypt hashes; a verified credential is remembered by its digest.
 
     bcrypt is slow on purpose (tens of milliseconds); Prometheus sends the same credentials on every scrape, so the
     exporter remembers which (user, password) pairs it has verified, keyed by a keyed hash, never the password.
+    An unknown user's password is checked against a dummy hash of the highest configured cost, so a wrong user name
+    costs what a wrong password costs and user names cannot be told apart by timing.
     """
 
-    def __init__(self, users: dict[str, str]) -> None:
+    def __init__(self, users: dict[str, str], *, checker: Checker = bcrypt.checkpw) -> None:
         self._users = {user: hashed.encode() for user, hashed in users.items()}
-        self._key = hashlib.sha256(repr(sorted(users.items())).encode()).digest()
+        self._key = secrets.token_bytes(32)
         self._verified: set[bytes] = set()
         self._lock = threading.Lock()
+        self._check = checker
+        costs = [int(hashed[4:6]) for hashed in users.values() if _BCRYPT.fullmatch(hashed)]
+        cost = max(costs, default=BCRYPT_MIN_COST)
+        self.dummy_hash = bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(rounds=cost))
 
     def check(self, header: str | None) -> bool:
         if not header or not header.startswith("Basic "):
             return False
         try:
             user, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # bad base64 (binascii.Error), non-ASCII text, or bytes that are not UTF-8
             return False
+        secret = password.encode()
         hashed = self._users.get(user)
-        if hashed is None:
+        if hashed is not None and len(secret) <= BCRYPT_MAX_PASSWORD:
+            digest = hmac.new(self._key, f"{user}:{password}".encode(), hashlib.sha256).digest()
+            with self._lock:
+                if digest in self._verified:
+                    return True
+        else:  # an unknown user, or a password bcrypt would refuse: spend the same check, then refuse
+            self._checked(secret[:BCRYPT_MAX_PASSWORD], self.dummy_hash)
             return False
-        digest = hmac.new(self._key, f"{user}:{password}".encode(), hashlib.sha256).digest()
-        with self._lock:
-            if digest in self._verified:
-                return True
-        if not bcrypt.checkpw(password.encode(), hashed):
+        if not self._checked(secret, hashed):
             return False
         with self._lock:
             if len(self._verified) < 1000:  # bounded: a handful of scrapers in practice
                 self._verified.add(digest)
         return True
+
+    def _checked(self, secret: bytes, hashed: bytes) -> bool:
+        try:
+            return self._check(secret, hashed)
+        except ValueError:  # a NUL in the password, or a hash bcrypt cannot read despite the load-time check
+            return False
