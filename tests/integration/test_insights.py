@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +15,9 @@ import yaml
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
+import exporter.demo.server
 from exporter.demo.server import SimulatedAws
-from tests.conftest import put_values, run_cli, start_job
+from tests.conftest import cloudwatch, put_values, run_cli, start_job
 from tests.integration.test_once import PENDING, in_window, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,3 +128,78 @@ def test_the_test_aws_refuses_two_insights_queries_in_one_call(fresh_aws: Simula
             StartTime=window.replace(minute=0),
             EndTime=window,
         )
+
+
+RESERVED_QUERY = 'SELECT SUM("Count") FROM "Custom/App" GROUP BY "Operation"'
+RAW_QUERY = 'SELECT SUM(Count) FROM "Custom/App" GROUP BY Operation'  # Count and Operation are reserved words
+
+
+def _put_counts(aws: SimulatedAws, values: dict[str, float], when: datetime) -> None:
+    cloudwatch(aws, "us-east-1").put_metric_data(
+        Namespace="Custom/App",
+        MetricData=[
+            {
+                "MetricName": "Count",
+                "Dimensions": [{"Name": "Operation", "Value": op}],
+                "Value": v,
+                "Timestamp": when,
+            }
+            for op, v in values.items()
+        ],
+    )
+
+
+def test_reserved_words_reach_the_simulated_aws_double_quoted(
+    fresh_aws: SimulatedAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received: list[str] = []
+    answer = exporter.demo.server.insights_answer
+
+    def recording(environ: dict[str, Any], start_response: Any, moto: Any, data: Callable[[], Iterable[Any]]) -> Any:
+        """Keep the Expression of every query the server received, then answer as before."""
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(raw)
+        if raw.startswith(b"{"):
+            received.extend(q.get("Expression", "") for q in json.loads(raw).get("MetricDataQueries", []))
+        return answer(environ, start_response, moto, data)
+
+    monkeypatch.setattr(exporter.demo.server, "insights_answer", recording)
+    when = in_window()
+    _put_counts(fresh_aws, {"Get": 3.0, "Put": 4.0}, when)
+    _put_counts(fresh_aws, {"Get": 5.0}, when)
+    body = {
+        "targets": [{"endpoint_url": fresh_aws.url, "regions": ["us-east-1"], "account_id": "123456789012"}],
+        "namespaces": [
+            {
+                "namespace": "Custom/App",
+                "metrics": [],
+                "insights": [
+                    {"name": "app_count_by_operation", "query": RESERVED_QUERY},
+                    {"name": "app_count_by_operation_unquoted", "query": RAW_QUERY},  # as AWS would refuse it
+                ],
+            }
+        ],
+    }
+    result = run_cli("once", "--config", str(write_config(tmp_path, yaml.safe_dump(body, sort_keys=False))))
+    assert result.returncode == 0, result.stderr
+    assert received == [RESERVED_QUERY, RESERVED_QUERY]  # one Insights query per call
+    for name in ("app_count_by_operation", "app_count_by_operation_unquoted"):
+        assert series(result.stdout, name) == {
+            (("account_id", "123456789012"), ("dimension_Operation", "Get"), ("region", "us-east-1")): 8.0,
+            (("account_id", "123456789012"), ("dimension_Operation", "Put"), ("region", "us-east-1")): 4.0,
+        }
+
+
+def test_the_simulated_aws_refuses_an_unquoted_reserved_word(fresh_aws: SimulatedAws) -> None:
+    window = in_window()
+    _put_counts(fresh_aws, {"Get": 3.0}, window)
+    client = cloudwatch(fresh_aws, "us-east-1")
+    request = {"StartTime": window - timedelta(minutes=10), "EndTime": window + timedelta(minutes=10)}
+    with pytest.raises(ClientError) as info:
+        client.get_metric_data(MetricDataQueries=[{"Id": "q", "Expression": RAW_QUERY, "Period": 60}], **request)
+    assert info.value.response["Error"]["Code"] == "ValidationError"
+    assert "Reserved keyword 'Count' must be surrounded by double quotes" in info.value.response["Error"]["Message"]
+    answer = client.get_metric_data(
+        MetricDataQueries=[{"Id": "q", "Expression": RESERVED_QUERY, "Period": 60}], **request
+    )
+    assert [(r["Label"], r["Values"]) for r in answer["MetricDataResults"]] == [("Get", [3.0])]
