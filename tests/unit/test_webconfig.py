@@ -1,0 +1,118 @@
+"""Web config: bcrypt hashes checked at load with the field path; basic auth costs the same for unknown users."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from exporter.config import ConfigError
+from exporter.webconfig import BCRYPT_DEFAULT_MAX_COST, BasicAuth, load_web_config
+
+PASSWORD = b"s3cret-scrape-password"
+HASH = bcrypt.hashpw(PASSWORD, bcrypt.gensalt(rounds=4)).decode()
+
+
+def header(user: str, password: bytes) -> str:
+    return "Basic " + base64.b64encode(user.encode() + b":" + password).decode()
+
+
+class RecordingChecker:
+    """bcrypt.checkpw, recording which hash each call compared against."""
+
+    def __init__(self) -> None:
+        self.hashes: list[bytes] = []
+
+    def __call__(self, password: bytes, hashed: bytes) -> bool:
+        self.hashes.append(hashed)
+        return bcrypt.checkpw(password, hashed)
+
+
+def test_an_unknown_user_is_checked_against_the_dummy_hash() -> None:
+    checker = RecordingChecker()
+    auth = BasicAuth({"prometheus": HASH}, checker=checker)
+    assert not auth.check(header("nobody", PASSWORD))
+    assert checker.hashes == [auth.dummy_hash]
+    assert auth.dummy_hash[:7] == HASH[:7].encode()  # same algorithm and cost as the real hash
+    assert not auth.check(header("prometheus", b"wrong"))
+    assert checker.hashes == [auth.dummy_hash, HASH.encode()]  # one check each: the same cost either way
+
+
+def test_the_dummy_hash_has_the_highest_configured_cost() -> None:
+    costly = bcrypt.hashpw(PASSWORD, bcrypt.gensalt(rounds=6)).decode()
+    auth = BasicAuth({"a": HASH, "b": costly})
+    assert auth.dummy_hash.startswith(b"$2b$06$")
+
+
+def test_verified_credentials_are_remembered() -> None:
+    checker = RecordingChecker()
+    auth = BasicAuth({"prometheus": HASH}, checker=checker)
+    for _ in range(20):
+        assert auth.check(header("prometheus", PASSWORD))
+    assert checker.hashes == [HASH.encode()]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "Bearer abc",
+        "Basic !!!",
+        "Basic é",  # non-ASCII in the header: refused, no exception
+        "Basic " + base64.b64encode(b"\xff\xfe:x").decode(),  # not UTF-8
+        header("prometheus", b"nul\x00byte"),  # bcrypt refuses NUL bytes
+    ],
+)
+def test_malformed_credentials_are_refused_without_an_exception(value: str | None) -> None:
+    assert not BasicAuth({"prometheus": HASH}).check(value)
+
+
+def test_an_over_long_password_costs_one_check_and_fails() -> None:
+    checker = RecordingChecker()
+    auth = BasicAuth({"prometheus": HASH}, checker=checker)
+    assert not auth.check(header("prometheus", PASSWORD + b"x" * 100))  # bcrypt reads at most 72 bytes
+    assert checker.hashes == [auth.dummy_hash]
+
+
+def _load(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "web.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_web_config(path)
+    assert len(info.value.problems) == 1
+    return info.value.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("hashed", "expected"),
+    [
+        ("plain-text-password", "must be a bcrypt hash"),
+        (HASH[:-1], "must be a bcrypt hash"),  # one character short
+        ("$1$" + HASH[3:], "must be a bcrypt hash"),  # MD5-crypt prefix
+        (HASH.replace("$04$", "$03$"), "bcrypt cost 3 is below 4"),
+        (HASH.replace("$04$", "$15$"), "bcrypt cost 15 is above 14"),
+        (HASH.replace("$04$", "$99$"), "bcrypt cost 99 is above 31"),
+    ],
+)
+def test_bad_hashes_are_refused_at_load_with_the_field_path(tmp_path: Path, hashed: str, expected: str) -> None:
+    problem = _load(tmp_path, f"basic_auth_users:\n  alice: '{hashed}'\n")
+    assert f"web.yml: basic_auth_users.alice: {expected}" in problem
+    assert hashed not in problem  # the hash is never echoed
+
+
+def test_a_higher_cost_is_allowed_only_explicitly(tmp_path: Path) -> None:
+    costly = HASH.replace("$04$", "$15$")
+    path = tmp_path / "web.yml"
+    path.write_text(f"bcrypt_max_cost: 15\nbasic_auth_users:\n  alice: '{costly}'\n")
+    assert load_web_config(path).basic_auth_users == {"alice": costly}
+    assert "bcrypt_max_cost" in _load(tmp_path, "bcrypt_max_cost: 40\n")
+    assert BCRYPT_DEFAULT_MAX_COST == 14
+
+
+def test_a_user_name_with_a_colon_is_refused(tmp_path: Path) -> None:
+    assert "basic_auth_users.a:b: a user name cannot contain ':'" in _load(
+        tmp_path, f"basic_auth_users:\n  'a:b': '{HASH}'\n"
+    )
