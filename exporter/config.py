@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from stat import S_ISREG
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from exporter import yamlsafe
 from exporter.model import BEDROCK_BATCH_NAMESPACE, MissingData, ResolvedInsights, ResolvedMetric
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -35,37 +40,93 @@ class ConfigError(Exception):
     """A configuration that cannot be used; `problems` holds one line per problem."""
 
     def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = tuple(problems)
+        lines = tuple(_one_line(p) for p in problems)
+        super().__init__("; ".join(lines))
+        self.problems = lines
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from `90`, `90s`, `5m`, `1h`, `500ms` or `1d`."""
+    """Seconds from `90`, `90s`, `5m`, `1h`, `500ms` or `1d`: finite and not negative."""
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like 60s, 5m, 1h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        raise ValueError(f"invalid duration {value!r}: use a number of seconds or a string like 60s, 5m, 1h")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
+            seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        else:
+            raise ValueError(f"invalid duration {value!r}: use a number of seconds or a string like 60s, 5m, 1h")
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
 
 
-Duration = Annotated[
+def format_seconds(seconds: float) -> str:
+    """86400 -> '1d', 90 -> '90s', 0.5 -> '500ms': the largest unit that divides the value."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+def _duration_bounds(low: float, high: float, *, above: bool = False, zero: bool = False) -> AfterValidator:
+    """A check that a duration lies in [low, high] ((low, high] when `above`); `zero` also lets 0 mean "off"."""
+
+    def check(seconds: float) -> float:
+        if zero and seconds == 0:
+            return seconds
+        too_low = seconds <= low if above else seconds < low
+        if too_low or seconds > high:
+            lowest = f"more than {format_seconds(low)}" if above else f"at least {format_seconds(low)}"
+            off = " (or 0 for never)" if zero else ""
+            raise ValueError(f"must be {lowest} and at most {format_seconds(high)}{off}, got {format_seconds(seconds)}")
+        return seconds
+
+    return AfterValidator(check)
+
+
+_DURATION_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "number", "minimum": 0},
+            {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$"},
+        ],
+        "description": "seconds, or a string like 500ms, 60s, 5m, 1h, 1d",
+    }
+)
+Duration = Annotated[float, BeforeValidator(parse_duration), _DURATION_SCHEMA]
+
+DAY = 86400.0
+# Finished jobs are kept for dashboards for at most a quarter; listing looks back at most a year (the job API
+# documents no limit; a bound keeps the value finite and the listing small).
+MAX_JOB_RETENTION = 90 * DAY
+MAX_JOB_LOOKBACK = 365 * DAY
+# CloudWatch keeps 1-hour datapoints for 455 days ("Metrics retention", CloudWatch concepts): a window reaching
+# further back can only ever come back empty.
+CLOUDWATCH_RETENTION = 455 * DAY
+# Schedules: at least a second apart (a faster loop only burns API calls), at most a day (a longer one is a typo).
+Interval = Annotated[float, BeforeValidator(parse_duration), _duration_bounds(1, DAY), _DURATION_SCHEMA]
+# Network timeouts: 0 would fail every call; ten minutes is far beyond any useful wait.
+Timeout = Annotated[float, BeforeValidator(parse_duration), _duration_bounds(0, 600, above=True), _DURATION_SCHEMA]
+
+
+def _whole_seconds(seconds: float) -> float:
+    if seconds != int(seconds):
+        raise ValueError(f"CloudWatch counts whole seconds, got {format_seconds(seconds)}")
+    return seconds
+
+
+# Periods, lengths and delays go to CloudWatch as whole seconds; the period's allowed values are checked per window.
+WindowPart = Annotated[
     float,
     BeforeValidator(parse_duration),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0},
-                {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$"},
-            ],
-            "description": "seconds, or a string like 500ms, 60s, 5m, 1h, 1d",
-        }
-    ),
+    _duration_bounds(0, CLOUDWATCH_RETENTION),
+    AfterValidator(_whole_seconds),
+    _DURATION_SCHEMA,
 ]
 
 
@@ -79,7 +140,31 @@ def _check_statistics(value: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.nan` or `.inf` in any number field is refused (a NaN interval would never fire again).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def check_url(value: str | None) -> str | None:
+    """An http(s) URL with a host, a port in 1-65535 if given, and no user:password part; never echoed in errors.
+
+    The URL is printed on the status page and in logs, so credentials in it would leak: they are refused.
+    """
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError("not a valid URL (a port must be a number in 1-65535)") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "credentials in the URL (user:password@) are refused: they would show in logs and on the status page"
+        )
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("the port must be in 1-65535")
+    return value
 
 
 class MetricConfig(_Model):
@@ -91,9 +176,9 @@ class MetricConfig(_Model):
         min_length=1,
         description="Sum, Average, Minimum, Maximum, SampleCount or a percentile like p99",
     )
-    period: Duration | None = None
-    length: Duration | None = None
-    delay: Duration | None = None
+    period: WindowPart | None = None
+    length: WindowPart | None = None
+    delay: WindowPart | None = None
     missing_data: MissingData | None = None
 
     @field_validator("statistics")
@@ -106,12 +191,16 @@ class DiscoveryConfig(_Model):
     """How the dimension sets of a namespace's metrics are found."""
 
     mode: Literal["list_metrics", "static"] = "list_metrics"
-    refresh_interval: Duration = Field(default=600.0, description="how long ListMetrics results are reused")
+    refresh_interval: Annotated[float, BeforeValidator(parse_duration), _duration_bounds(0, DAY), _DURATION_SCHEMA] = (
+        Field(default=600.0, description="how long ListMetrics results are reused (0: list on every poll; at most 1d)")
+    )
     recently_active: bool = Field(
         default=True, description="ask ListMetrics only for metrics with data in the last 3 hours"
     )
-    dimension_filters: dict[str, str] = Field(
-        default_factory=dict, description="dimension name -> regular expression its value must match"
+    dimension_filters: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=dict,
+        description="dimension name -> RE2 regular expression (Prometheus' dialect) found anywhere in its value; "
+        "anchor with ^...$ to match the whole value",
     )
     static: tuple[dict[str, str], ...] = Field(
         default=(), description="dimension sets to query in static mode, e.g. [{ModelId: my-model}]"
@@ -120,11 +209,13 @@ class DiscoveryConfig(_Model):
     @field_validator("dimension_filters")
     @classmethod
     def _valid_regexes(cls, value: dict[str, str]) -> dict[str, str]:
+        from exporter.planner import compile_dimension_filter
+
         for name, pattern in value.items():
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"dimension filter for {name!r} is not a valid regex: {exc}") from exc
+                compile_dimension_filter(pattern)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         return value
 
     @model_validator(mode="after")
@@ -148,6 +239,9 @@ BEDROCK_DEFAULT_METRICS: tuple[MetricConfig, ...] = (
 )
 
 
+# RFC 9110 section 5.1 (field names are tokens) and 5.5 (field values: no CR, LF, NUL or other controls but tab).
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HEADER_VALUE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _PROMETHEUS_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _RESERVED_PREFIXES = ("bedrock_batch_exporter_", "bedrock_batch_job", "__")
 # Metrics Insights reads at most the last 3 hours for alarms, and the API reference of GetMetricData says 3 hours
@@ -165,7 +259,7 @@ class InsightsQueryConfig(_Model):
         description="Metrics Insights SQL in the supported subset (docs/insights.md), e.g. SELECT "
         'AVG(NumberOfRecordsPendingProcessing) FROM SCHEMA("AWS/Bedrock/Batch", ModelId) GROUP BY ModelId',
     )
-    period: Duration | None = Field(
+    period: WindowPart | None = Field(
         default=None, description="aggregation period, a multiple of 60s; defaults to the namespace's period"
     )
 
@@ -191,10 +285,16 @@ class NamespaceConfig(_Model):
     """A CloudWatch namespace to poll, with its schedule and metrics."""
 
     namespace: str = Field(min_length=1, max_length=255)
-    interval: Duration = Field(default=60.0, description="how often this namespace is polled")
-    period: Duration = Field(default=60.0, description="CloudWatch aggregation period")
-    length: Duration = Field(default=300.0, description="lookback window; the newest datapoint in it is kept")
-    delay: Duration = Field(default=60.0, description="shift the window back to skip still-filling periods")
+    interval: Interval = Field(default=60.0, description="how often this namespace is polled (1s to 1d)")
+    period: WindowPart = Field(
+        default=60.0,
+        description="CloudWatch aggregation period: 1, 5, 10, 20, 30s or a multiple of 60s; windows reaching back "
+        "more than 3h need a multiple of 60s, 15d 300s, 63d 3600s",
+    )
+    length: WindowPart = Field(
+        default=300.0, description="lookback window; the newest datapoint in it is kept (length + delay <= 455d)"
+    )
+    delay: WindowPart = Field(default=60.0, description="shift the window back to skip still-filling periods")
     statistics: tuple[str, ...] = Field(default=("Average",), min_length=1)
     missing_data: MissingData | None = Field(
         default=None,
@@ -225,10 +325,10 @@ class NamespaceConfig(_Model):
         names = [m.name for m in self.metrics or ()]
         if len(set(names)) != len(names):
             raise ValueError("a metric is listed more than once")
-        for metric in self.resolved_metrics():
-            _check_window(metric)
-        if self.interval < 1:
-            raise ValueError("interval must be at least 1s")
+        own = self.metrics if self.metrics is not None else (None,) * len(self.resolved_metrics())
+        for i, (metric, metric_config) in enumerate(zip(self.resolved_metrics(), own, strict=True)):
+            if (problem := _window_problem(metric, metric_config, i)) is not None:
+                raise ValueError(problem)
         self._check_insights()
         return self
 
@@ -303,13 +403,55 @@ class NamespaceConfig(_Model):
         )
 
 
-def _check_window(metric: ResolvedMetric) -> None:
-    if metric.period not in (1, 5, 10, 30) and (metric.period < 60 or metric.period % 60):
-        raise ValueError(
-            f"metric {metric.name}: period must be 1, 5, 10, 30 or a multiple of 60 seconds, got {metric.period}s"
-        )
+# Periods CloudWatch accepts (botocore cloudwatch 2010-08-01, shape MetricStat, member Period): 1, 5, 10, 20, 30 or a
+# multiple of 60 seconds; and if the start time is more than 3 hours ago a multiple of 60, more than 15 days ago a
+# multiple of 300, more than 63 days ago a multiple of 3600, "or no data points in that time range is returned".
+SUB_MINUTE_PERIODS = (1, 5, 10, 20, 30)
+PERIOD_AGE_TIERS = ((63 * 86400, 3600), (15 * 86400, 300), (3 * 3600, 60))
+
+
+def window_reach(period: int, length: int, delay: int) -> int:
+    """How far back (seconds) the planner's window can start: delay, whole periods of length, one period of alignment.
+
+    `planner.window` ends the window at the last period boundary before now - delay, so its start lies less than
+    delay + ceil(length / period) * period + period seconds ago.
+    """
+    return delay + -(-length // period) * period + period
+
+
+def period_problem(period: int, length: int, delay: int) -> str | None:
+    """Why CloudWatch would refuse or answer nothing for this period and window; None when it is fine."""
+    if period not in SUB_MINUTE_PERIODS and period % 60:
+        return f"period must be 1, 5, 10, 20, 30 or a multiple of 60 seconds, got {period}s"
+    reach = window_reach(period, length, delay)
+    for age, multiple in PERIOD_AGE_TIERS:
+        if reach > age and period % multiple:
+            return (
+                f"the window reaches back up to {format_seconds(reach)} (length + delay + one period of alignment), "
+                f"more than {format_seconds(age)}: CloudWatch then needs a period that is a multiple of "
+                f"{multiple}s, got {period}s"
+            )
+    return None
+
+
+def _window_problem(metric: ResolvedMetric, own: MetricConfig | None, index: int) -> str | None:
+    """The first problem of a metric's window, naming the field that set it (the metric's own, else the namespace's)."""
+
+    def field(name: str) -> str:
+        return f"metrics[{index}].{name}" if own is not None and getattr(own, name) is not None else name
+
+    if metric.period < 1:
+        return f"{field('period')}: must be at least 1s"
     if metric.length < metric.period:
-        raise ValueError(f"metric {metric.name}: length ({metric.length}s) is shorter than period")
+        return f"{field('length')}: {metric.length}s is shorter than the period ({metric.period}s) of {metric.name}"
+    if metric.length + metric.delay > CLOUDWATCH_RETENTION:
+        return (
+            f"{field('length')}: length + delay of {metric.name} reach back "
+            f"{format_seconds(metric.length + metric.delay)}, beyond the 455 days CloudWatch keeps any datapoint"
+        )
+    if (problem := period_problem(metric.period, metric.length, metric.delay)) is not None:
+        return f"{field('period')}: {problem} (metric {metric.name})"
+    return None
 
 
 class TargetConfig(_Model):
@@ -322,7 +464,11 @@ class TargetConfig(_Model):
     regions: tuple[str, ...] = Field(min_length=1)
     role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
     external_id: str | None = Field(default=None, min_length=2, max_length=1224)
-    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    endpoint_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="a CloudWatch-compatible endpoint; port 1-65535, no user:password@",
+    )
     namespaces: tuple[str, ...] | None = Field(
         default=None, description="restrict this target to these namespaces (default: all)"
     )
@@ -331,6 +477,11 @@ class TargetConfig(_Model):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _valid_endpoint(cls, value: str | None) -> str | None:
+        return check_url(value)
 
     @field_validator("regions")
     @classmethod
@@ -358,8 +509,8 @@ class AwsConfig(_Model):
 
     retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     max_attempts: int = Field(default=3, ge=1, le=10)
-    connect_timeout: Duration = 5.0
-    read_timeout: Duration = 15.0
+    connect_timeout: Timeout = Field(default=5.0, description="per attempt, more than 0 and at most 10m")
+    read_timeout: Timeout = Field(default=15.0, description="per attempt, more than 0 and at most 10m")
     max_concurrent_requests: int = Field(default=8, ge=1, le=64, description="GetMetricData calls in flight")
     max_queries_per_call: int = Field(default=500, ge=1, le=500, description="CloudWatch allows 500")
 
@@ -368,11 +519,13 @@ class JobsConfig(_Model):
     """The Bedrock batch-job collector (ListModelInvocationJobs) and job-aware polling of AWS/Bedrock/Batch."""
 
     enabled: bool = True
-    interval: Duration = Field(default=60.0, description="how often jobs are listed in each region")
-    retention: Duration = Field(
-        default=86400.0, description="finished jobs stay exported this long after they end, then are dropped"
-    )
-    lookback: Duration = Field(
+    interval: Interval = Field(default=60.0, description="how often jobs are listed in each region (1s to 1d)")
+    retention: Annotated[
+        float, BeforeValidator(parse_duration), _duration_bounds(0, MAX_JOB_RETENTION), _DURATION_SCHEMA
+    ] = Field(default=86400.0, description="finished jobs stay exported this long after they end (at most 90d)")
+    lookback: Annotated[
+        float, BeforeValidator(parse_duration), _duration_bounds(0, MAX_JOB_LOOKBACK), _DURATION_SCHEMA
+    ] = Field(
         default=14 * 86400.0,
         description="list jobs submitted this long ago or later; must exceed the 7-day maximum job timeout plus "
         "queueing plus retention, so every unfinished job is seen",
@@ -382,24 +535,26 @@ class JobsConfig(_Model):
         default=True,
         description="skip GetMetricData for AWS/Bedrock/Batch in a region while it has no unfinished job",
     )
-    idle_heartbeat: Duration = Field(
-        default=0.0, description="while paused, still poll CloudWatch this often (0 = never)"
-    )
+    idle_heartbeat: Annotated[
+        float, BeforeValidator(parse_duration), _duration_bounds(1, DAY, zero=True), _DURATION_SCHEMA
+    ] = Field(default=0.0, description="while paused, still poll CloudWatch this often (0 = never; 1s to 1d)")
 
     @model_validator(mode="after")
     def _lookback_covers_jobs(self) -> JobsConfig:
-        if self.interval < 1:
-            raise ValueError("interval must be at least 1s")
         if self.lookback < 7 * 86400 + self.retention:
             raise ValueError("lookback must be at least 7 days (the longest job timeout) plus retention")
         return self
 
 
+# No model costs anywhere near this; a bigger number is a unit mistake (dollars per token, say).
+MAX_PRICE = 100_000.0
+
+
 class ModelPrice(_Model):
     """On-demand list prices of one model in US dollars per million tokens."""
 
-    input: float = Field(ge=0, description="dollars per million input tokens, on demand")
-    output: float = Field(ge=0, description="dollars per million output tokens, on demand")
+    input: float = Field(ge=0, le=MAX_PRICE, description="dollars per million input tokens, on demand")
+    output: float = Field(ge=0, le=MAX_PRICE, description="dollars per million output tokens, on demand")
 
 
 # On-demand us-east-1 list prices in USD per million tokens as published by AWS in 2025. They change and differ by
@@ -437,12 +592,42 @@ class PricingConfig(_Model):
 class ServerConfig(_Model):
     """The HTTP endpoint Prometheus scrapes."""
 
-    listen_address: str = Field(default="0.0.0.0:9816", pattern=r"^(\[[0-9a-fA-F:]+\]|[^\s:]*):\d{1,5}$")
-    metrics_path: str = Field(default="/metrics", pattern=r"^/[\w./-]*$")
+    listen_address: str = Field(
+        default="0.0.0.0:9816",
+        pattern=r"^(\[[0-9a-fA-F:]+\]|[^\s:]*):\d{1,5}$",
+        description="HOST:PORT, port 0-65535 (0: a free port chosen at start-up, for tests)",
+    )
+    metrics_path: str = Field(
+        default="/metrics",
+        pattern=r"^/[\w./-]*$",
+        description="path of the Prometheus exposition; not one of the built-in paths (/, /healthz, /readyz, ...)",
+    )
     web_config_file: str | None = Field(
         default=None, description="TLS and basic-auth settings (exporter-toolkit style), read at start-up"
     )
-    enable_reload: bool = Field(default=True, description="accept POST /-/reload to re-read the config file")
+    enable_reload: bool = Field(
+        default=False,
+        description="accept POST /-/reload to re-read the config file (off by default, like Prometheus' "
+        "--web.enable-lifecycle; SIGHUP always reloads)",
+    )
+
+    @field_validator("listen_address")
+    @classmethod
+    def _port_in_range(cls, value: str) -> str:
+        port = int(value.rpartition(":")[2])
+        if port > 65535:
+            raise ValueError(f"port {port} is outside 0-65535")
+        return value
+
+    @field_validator("metrics_path")
+    @classmethod
+    def _not_builtin(cls, value: str) -> str:
+        from exporter.http import BUILTIN_PATHS  # lazily: exporter.http imports this module through webconfig
+
+        for path in BUILTIN_PATHS:
+            if value == path or (path != "/" and value.startswith(path + "/")):
+                raise ValueError(f"{value!r} is a built-in path of the exporter ({', '.join(BUILTIN_PATHS)})")
+        return value
 
 
 class OtlpConfig(_Model):
@@ -451,20 +636,22 @@ class OtlpConfig(_Model):
     endpoint: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s/]+(/\S*)?$",
-        description="receiver base URL, e.g. http://collector:4318 (/v1/metrics is appended for http/protobuf); "
-        "unset: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318",
+        description="receiver base URL (port 1-65535, no user:password@: put credentials in headers), e.g. "
+        "http://collector:4318 (/v1/metrics is appended for http/protobuf); unset: "
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318",
     )
     protocol: Literal["http/protobuf", "grpc"] | None = Field(
         default=None,
         description="unset: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf",
     )
-    interval: Duration | None = Field(
-        default=None, description="how often metrics are pushed; unset: OTEL_METRIC_EXPORT_INTERVAL, else 60s"
-    )
-    timeout: Duration | None = Field(
+    interval: Interval | None = Field(
         default=None,
-        description="limit of one push, retries included; unset: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT or "
-        "OTEL_EXPORTER_OTLP_TIMEOUT, else 10s",
+        description="how often metrics are pushed (1s to 1d); unset: OTEL_METRIC_EXPORT_INTERVAL, else 60s",
+    )
+    timeout: Timeout | None = Field(
+        default=None,
+        description="limit of one push, retries included (more than 0, at most 10m); unset: "
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT or OTEL_EXPORTER_OTLP_TIMEOUT, else 10s",
     )
     headers: dict[str, SecretStr] = Field(
         default_factory=dict,
@@ -480,11 +667,22 @@ class OtlpConfig(_Model):
         "cloud.provider) and OTEL_RESOURCE_ATTRIBUTES",
     )
 
-    @field_validator("interval", "timeout")
+    @field_validator("endpoint")
     @classmethod
-    def _positive(cls, value: float | None) -> float | None:
-        if value is not None and value <= 0:
-            raise ValueError("must be more than 0s")
+    def _valid_endpoint(cls, value: str | None) -> str | None:
+        return check_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        # Values may be secrets: a problem names the header and the kind of problem, never the value.
+        for name, secret in value.items():
+            if not _HEADER_NAME_RE.match(name):
+                raise ValueError(f"{name!r}: not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~)")
+            if _HEADER_VALUE_BAD_RE.search(secret.get_secret_value()):
+                raise ValueError(
+                    f"{name!r}: the value contains a control character (CR, LF, NUL, ...); it is not shown here"
+                )
         return value
 
 
@@ -528,12 +726,28 @@ class Config(_Model):
                         f"namespaces[{seen[query.name]}]; names must be unique across namespaces"
                     )
                 seen[query.name] = i
+        if collisions := _family_collisions(self):
+            raise ValueError(collisions[0])
         return self
 
     def namespaces_for(self, target: TargetConfig) -> tuple[NamespaceConfig, ...]:
         if target.namespaces is None:
             return self.namespaces
         return tuple(n for n in self.namespaces if n.namespace in target.namespaces)
+
+
+def _family_collisions(config: Config) -> list[str]:
+    """Collision check hook: configured things that would export one family twice (exporter.families), path first.
+
+    Imported lazily (exporter.families imports this module). Until that module exists, nothing is checked here.
+    """
+    try:
+        from exporter.families import config_collisions
+    except ModuleNotFoundError as exc:
+        if exc.name != "exporter.families":
+            raise
+        return []
+    return config_collisions(config)
 
 
 def _expand_env(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
@@ -597,15 +811,24 @@ def _validation_problems(exc: ValidationError) -> list[str]:
 _INNER_FIELD = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z_]\w*(?:\[\d+\])*)*): (.+)$", re.DOTALL)
 
 
+def _one_line(problem: str) -> str:
+    """A problem as one printable line: control characters (a key with a newline, say) are shown escaped."""
+    return _CONTROL_RE.sub(lambda m: repr(m.group(0))[1:-1], problem)
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def load_config_text(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     """Parse and validate YAML text; raises ConfigError with one line per problem."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yamlsafe.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError([f"{where}: invalid YAML: {problem}"]) from None
+        kind = "refused" if isinstance(exc, yamlsafe.YamlBudgetError) else "invalid YAML"
+        raise ConfigError([f"{where}: {kind}: {problem}"]) from None
     if raw is None:
         raise ConfigError([f"{source}: the file is empty; at least 'targets' is required"])
     if not isinstance(raw, dict):
@@ -620,15 +843,50 @@ def load_config_text(text: str, source: str = "<config>", env: Mapping[str, str]
         raise ConfigError(_validation_problems(exc)) from None
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a config file; raises ConfigError with one line per problem."""
+# Real configs are a few KiB; the cap keeps a wrong path (a log file, a disk image) from being read into memory.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def read_config_file(path: str | Path) -> str:
+    """The text of a config file: a regular file of at most MAX_CONFIG_BYTES in UTF-8; raises ConfigError.
+
+    Opened without blocking and checked before reading, so a FIFO, a device such as /dev/zero or a directory is
+    refused at once instead of hanging or reading forever.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
+    try:
+        info = os.fstat(fd)
+        if not S_ISREG(info.st_mode):
+            raise ConfigError([f"{path}: not a regular file; the config must be a file (symbolic links are followed)"])
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{path}: the config file is larger than {MAX_CONFIG_BYTES // 1024} KiB"])
+        os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:  # read at most cap + 1 bytes, even if the file grows meanwhile
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
+    finally:
+        os.close(fd)
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: the config file is larger than {MAX_CONFIG_BYTES // 1024} KiB"])
+    try:
+        return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: config file is not UTF-8 text"]) from None
-    return load_config_text(text, str(path), env)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; raises ConfigError with one line per problem."""
+    return load_config_text(read_config_file(path), str(path), env)
 
 
 def json_schema() -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import re
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
 from exporter.model import MissingData, ResolvedInsights, ResolvedMetric, SeriesKey
 
@@ -76,14 +79,40 @@ def window(now: float, period: int, length: int, delay: int) -> tuple[int, int]:
     return end - periods * period, end
 
 
+class RegexError(ValueError):
+    """A dimension filter RE2 cannot compile (backreferences, lookarounds, syntax errors, too large)."""
+
+
+# Prometheus and YACE read regexes with Go's RE2; so does this exporter, through Google's binding. RE2 matches in time
+# linear in the input, so no pattern (`^(a+)+$`, say) can stall the poller on a hostile dimension value. Errors are
+# raised, not logged by RE2 itself, so a bad pattern costs one line naming the field.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+@functools.lru_cache(maxsize=256)
+def compile_dimension_filter(pattern: str) -> Any:
+    """The compiled RE2 pattern; raises RegexError with RE2's reason when RE2 cannot compile it."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else "cannot compile"
+        text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+        raise RegexError(f"not a regular expression RE2 accepts: {text}") from None
+
+
 def select_series(
     discovered: Iterable[SeriesKey],
     metrics: Sequence[ResolvedMetric],
     dimension_filters: Mapping[str, str] | None = None,
 ) -> list[SeriesKey]:
-    """Keep the discovered series of configured metrics whose dimensions pass the filters (sorted, unique)."""
+    """Keep the discovered series of configured metrics whose dimensions pass the filters (sorted, unique).
+
+    A filter matches anywhere in the value (an unanchored search, like Python's `re.search`): anchor it with ^...$
+    to match the whole value. Filters use RE2 syntax, as Prometheus and YACE do, and match in linear time.
+    """
     wanted = {m.name for m in metrics}
-    filters = {name: re.compile(pattern) for name, pattern in (dimension_filters or {}).items()}
+    filters = {name: compile_dimension_filter(pattern) for name, pattern in (dimension_filters or {}).items()}
     selected = set()
     for series in discovered:
         if series.metric not in wanted:

@@ -108,9 +108,12 @@ namespaces:
         ),
         (
             MINIMAL + "namespaces:\n  - namespace: AWS/Bedrock/Batch\n    period: 45s\n",
-            "period must be 1, 5, 10, 30 or a multiple of 60",
+            "namespaces[0].period: period must be 1, 5, 10, 20, 30 or a multiple of 60 seconds, got 45s",
         ),
-        (MINIMAL + "namespaces:\n  - namespace: AWS/Bedrock/Batch\n    length: 30s\n", "length (30s) is shorter"),
+        (
+            MINIMAL + "namespaces:\n  - namespace: AWS/Bedrock/Batch\n    length: 30s\n",
+            "namespaces[0].length: 30s is shorter than the period (60s)",
+        ),
         (
             MINIMAL + "namespaces:\n  - namespace: X\n    metrics: [{name: A, statistics: [Median]}]\n",
             "namespaces[0].metrics[0].statistics: unknown statistic 'Median'",
@@ -126,7 +129,7 @@ namespaces:
         (
             MINIMAL + "namespaces:\n  - namespace: X\n    metrics: [{name: A}]\n"
             "    discovery: {dimension_filters: {ModelId: '('}}\n",
-            "not a valid regex",
+            "namespaces[0].discovery.dimension_filters.ModelId: not a regular expression RE2 accepts: missing )",
         ),
         (
             "targets:\n  - regions: [us-east-1]\n    namespaces: [AWS/EC2]\n",
