@@ -1,9 +1,14 @@
-"""A real OTLP/HTTP metrics receiver on 127.0.0.1 for tests: decodes ExportMetricsServiceRequest, records points."""
+"""A real OTLP/HTTP metrics receiver on 127.0.0.1 for tests: decodes ExportMetricsServiceRequest, records points.
+
+Also what every OTLP transport's test shares: flattening a request into points, finding a point, and comparing the
+points of one push with the /metrics exposition of the same Snapshot, series by series.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import socket
 import threading
 import time
@@ -17,6 +22,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.sinks.otlp import OtelName, attribute_name, otel_name
 
 
 @dataclass(frozen=True)
@@ -187,3 +195,45 @@ class OtlpReceiver(ThreadingHTTPServer):
         """The points of the newest request (empty before the first)."""
         with self.lock:
             return list(self.received[-1].points) if self.received else []
+
+
+# Values that move between two reads of the same snapshot (they are computed from the clock at read time).
+CLOCK_DEPENDENT = {"bedrock_batch_exporter_data_age_seconds", "bedrock_batch_exporter_newest_datapoint_age_seconds"}
+
+
+def find(points: list[Point], name: str, **attributes: str) -> Point | None:
+    for point in points:
+        if point.name == name and all(point.attributes.get(k) == v for k, v in attributes.items()):
+            return point
+    return None
+
+
+def same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def compare_with_exposition(body: str, points: list[Point], names: dict[str, OtelName]) -> int:
+    """Assert every series of /metrics (but runtime and clock-dependent ones) arrived with the same value, name, kind
+    and attributes; returns how many were compared."""
+    compared = 0
+    for family in text_string_to_metric_families(body):
+        if not family.name.startswith(("aws_", "bedrock_batch_")) or family.name in CLOCK_DEPENDENT:
+            continue
+        mapped = otel_name(family.name, names)
+        if family.type == "histogram":
+            for sample in (s for s in family.samples if s.name.endswith("_count")):
+                attrs = {attribute_name(k): v for k, v in sample.labels.items()}
+                got = find(points, mapped.name, **attrs)
+                assert got is not None and got.kind == "histogram" and got.unit == "s", sample
+                assert got.count == sample.value and sum(got.bucket_counts) == got.count
+                compared += 1
+            continue
+        for sample in family.samples:
+            attrs = {attribute_name(k): v for k, v in sample.labels.items()}
+            got = find(points, mapped.name, **attrs)
+            assert got is not None, (family.name, sample.labels)
+            assert set(got.attributes) == set(attrs), (got.attributes, attrs)
+            assert same(got.value, sample.value), (family.name, sample.labels, got.value, sample.value)
+            assert got.kind == ("sum" if family.type == "counter" else "gauge")
+            compared += 1
+    return compared

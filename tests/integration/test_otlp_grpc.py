@@ -1,0 +1,133 @@
+"""The OTLP sink over gRPC (otlp.protocol: grpc) against a real gRPC OTLP receiver on 127.0.0.1: the values equal
+/metrics series by series, headers travel as gRPC metadata, and a receiver that is down, slow and back is survived and
+counted as over OTLP/HTTP (tests/integration/test_otlp.py)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter import __version__
+from exporter.app import Exporter
+from exporter.demo.server import SimulatedAws
+from exporter.sinks.otlp import FIXED_NAMES, cloudwatch_names
+from tests.conftest import free_port, put_values, start_exporter, start_job, wait_for
+from tests.integration.otlp_grpc_receiver import OtlpGrpcReceiver
+from tests.integration.otlp_receiver import compare_with_exposition, find
+from tests.integration.test_otlp import FAILURES, OTEL_SERIES, PENDING, SERIES, config_text, get
+
+
+@pytest.fixture
+def grpc_receiver() -> Iterator[OtlpGrpcReceiver]:
+    server = OtlpGrpcReceiver().start()
+    yield server
+    server.stop()
+
+
+def test_otlp_grpc_carries_what_metrics_shows(
+    fresh_aws: SimulatedAws,
+    grpc_receiver: OtlpGrpcReceiver,
+    exporters: list[Exporter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    put_values(fresh_aws, {(PENDING, "model-a"): 42.0, (PENDING, "model-b"): 7.0})
+    start_job(fresh_aws, "model-a")
+    otlp = f"""  protocol: grpc
+  endpoint: {grpc_receiver.url}
+  interval: 1s
+  timeout: 2s
+  headers: {{authorization: "Bearer ${{OTLP_TOKEN}}"}}
+  resource_attributes: {{deployment.environment: test}}"""
+    exporter, url = start_exporter(exporters, config_text(fresh_aws, otlp), env={"OTLP_TOKEN": "s3cret-token"})
+
+    def scraped() -> bool:
+        body = get(url + "/metrics")[1]
+        samples = [s for f in text_string_to_metric_families(body) for s in f.samples]
+        return "bedrock_batch_job_info{" in body and any(
+            s.name == SERIES and s.labels["dimension_ModelId"] == "model-a" and s.value == 42.0 for s in samples
+        )
+
+    wait_for(scraped, timeout=15)
+    wait_for(lambda: find(grpc_receiver.latest(), "bedrock_batch.job.info"), timeout=10)
+    # Freeze the Snapshot, then read both sinks from it.
+    exporter.poller.stop()
+    assert exporter.otlp is not None and exporter.otlp.export()
+    body = get(url + "/metrics")[1]
+    points = grpc_receiver.latest()
+
+    point = find(points, OTEL_SERIES, **{"aws.bedrock.model_id": "model-a"})
+    assert point is not None and point.kind == "gauge" and point.unit == "{record}" and point.value == 42.0
+    assert point.scope == "bedrock-batch-exporter"
+    resource = point.resource
+    assert resource["service.name"] == "bedrock-batch-exporter" and resource["service.version"] == __version__
+    assert resource["cloud.provider"] == "aws" and resource["deployment.environment"] == "test"
+    requests = find(points, "bedrock_batch_exporter.aws.api.requests", **{"rpc.method": "GetMetricData"})
+    assert requests is not None and requests.kind == "sum" and requests.monotonic and requests.temporality == 2
+
+    names = {**FIXED_NAMES, **cloudwatch_names(exporter.config.namespaces)}
+    compared = compare_with_exposition(body, points, names)
+    assert compared >= 30
+    print(f"{compared} series equal over OTLP/gRPC and on /metrics")
+
+    # The header travels as gRPC metadata, and is never logged.
+    assert grpc_receiver.requests()[-1].headers["authorization"] == "Bearer s3cret-token"
+    assert "s3cret-token" not in caplog.text
+
+
+def test_grpc_receiver_down_slow_and_back(fresh_aws: SimulatedAws, exporters: list[Exporter]) -> None:
+    port = free_port()
+    receiver = OtlpGrpcReceiver(port).start()
+    otlp = f"  protocol: grpc\n  endpoint: http://127.0.0.1:{port}\n  interval: 1s\n  timeout: 500ms"
+    exporter, url = start_exporter(exporters, config_text(fresh_aws, otlp, mode="otlp"))
+    sink = exporter.otlp
+    assert sink is not None
+    try:
+        wait_for(lambda: get(url + "/readyz")[0] == 200, timeout=10)
+        wait_for(receiver.latest, timeout=10)
+    finally:
+        receiver.stop()
+
+    def failures() -> float:
+        return exporter.metrics.registry.get_sample_value(FAILURES) or 0.0
+
+    wait_for(lambda: failures() >= 2, timeout=10)
+    began = time.monotonic()
+    assert not sink.export()
+    down_took = time.monotonic() - began
+
+    slow = OtlpGrpcReceiver(port)
+    slow.delay = 3.0
+    slow.start()
+    try:
+        before = failures()
+        began = time.monotonic()
+        assert not sink.export()
+        slow_took = time.monotonic() - began
+        assert failures() > before
+        # Both are bounded by the 500 ms timeout (plus the SDK's backoff decision), never by the receiver.
+        assert down_took < 1.5 and slow_took < 1.5, (down_took, slow_took)
+        print(f"receiver down: push failed in {down_took:.2f}s; slow: in {slow_took:.2f}s")
+
+        slow.delay = 0.0
+        counted = failures()
+        seen = len(slow.requests())
+        # Data resumes, and the failures counted meanwhile arrive too.
+        latest = wait_for(
+            lambda: (
+                len(slow.requests()) > seen
+                and (p := find(slow.latest(), "bedrock_batch_exporter.otlp.export.failures")) is not None
+                and p.value >= counted
+                and slow.latest()
+            ),
+            timeout=10,
+        )
+        assert find(latest, "bedrock_batch_exporter.up") is not None
+        assert sink._thread is not None and sink._thread.is_alive()
+        assert get(url + "/healthz")[0] == 200
+    finally:
+        slow.stop()
