@@ -1,8 +1,9 @@
-"""Command line: run, once, check-config, demo, schema; exit codes 0 ok, 1 failed, 2 bad config or usage."""
+"""Command line: run, once, plan, doctor, check-config, demo, schema; exit codes 0 ok, 1 failed, 2 bad config/usage."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -12,7 +13,9 @@ from collections.abc import Sequence
 from types import FrameType
 
 from exporter import __version__, logs
-from exporter.config import Config, ConfigError, json_schema, load_config
+from exporter.config import Config, ConfigError, json_schema, load_config, load_config_text
+from exporter.model import BEDROCK_BATCH_NAMESPACE
+from exporter.preflight import preflight
 
 log = logging.getLogger("exporter")
 
@@ -24,24 +27,58 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+CONFIG_ENV = "BEDROCK_BATCH_EXPORTER_CONFIG"
+_CONFIG_HELP = (
+    f"path to the YAML config file (default: ${CONFIG_ENV}, else one target in the AWS region found as the SDKs do)"
+)
+
+
+def _global_flags(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
+    """--log-level and --log-format, accepted before and after the subcommand.
+
+    The subcommand's copies default to SUPPRESS: argparse would otherwise overwrite a value given before the
+    subcommand with the subparser's default.
+    """
+    level: object = "info" if with_defaults else argparse.SUPPRESS
+    fmt: object = "text" if with_defaults else argparse.SUPPRESS
+    parser.add_argument("--log-level", default=level, choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default=fmt, choices=["text", "json"])
+
+
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
-    common.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    common.add_argument("--log-format", default="text", choices=["text", "json"])
+    _global_flags(common, with_defaults=False)
     parser = _Parser(
         prog="bedrock-batch-exporter",
         description="Export Amazon Bedrock batch-inference telemetry from CloudWatch to Prometheus.",
-        parents=[common],
     )
+    _global_flags(parser, with_defaults=True)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", parents=[common], help="run the exporter daemon")
-    run.add_argument("--config", required=True, help="path to the YAML config file")
+    run.add_argument("--config", help=_CONFIG_HELP)
     run.add_argument("--listen-address", help="HOST:PORT to serve on (overrides server.listen_address)")
     run.add_argument("--shard-index", type=int, default=0, help="this replica's shard, 0..shard-count-1")
     run.add_argument("--shard-count", type=int, default=1, help="replicas splitting the targets x regions (default 1)")
     once = sub.add_parser("once", parents=[common], help="poll once and print the metrics to stdout")
-    once.add_argument("--config", required=True, help="path to the YAML config file")
+    once.add_argument("--config", help=_CONFIG_HELP)
+    plan = sub.add_parser(
+        "plan", parents=[common], help="show what a config polls and what it costs, per cycle and month"
+    )
+    plan.add_argument("--config", help=_CONFIG_HELP)
+    plan.add_argument(
+        "--offline", action="store_true", help="estimate from the config alone: no AWS call (series are guessed)"
+    )
+    plan.add_argument(
+        "--series-per-metric",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --offline: dimension sets assumed per ListMetrics-discovered metric (default %(default)s)",
+    )
+    plan.add_argument("--output", choices=["text", "json"], default="text", help="default %(default)s")
+    doctor = sub.add_parser("doctor", parents=[common], help="check credentials, permissions and data, per region")
+    doctor.add_argument("--config", help=_CONFIG_HELP)
     check = sub.add_parser("check-config", parents=[common], help="validate a config file")
     check.add_argument("config", help="path to the YAML config file")
     demo = sub.add_parser("demo", parents=[common], help="run against an embedded simulated AWS")
@@ -61,6 +98,39 @@ def _load(path: str) -> Config | None:
         return None
 
 
+def _config_for(command: str, path: str | None) -> tuple[Config | None, str | None]:
+    """The config and its file: --config, else $BEDROCK_BATCH_EXPORTER_CONFIG, else zero config (file None)."""
+    path = path or os.environ.get(CONFIG_ENV) or None
+    if path is not None:
+        return _load(path), path
+    from exporter.aws.region import find_region
+
+    region = find_region()
+    if region is None:
+        print(
+            "error: no config file and no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in the "
+            f"AWS profile), or pass --config FILE (or set {CONFIG_ENV})",
+            file=sys.stderr,
+        )
+        return None, None
+    try:
+        config = load_config_text(json.dumps({"targets": [{"regions": [region.name]}]}), f"{region.source}")
+    except ConfigError as exc:
+        print(f"config error: {region.source}: {'; '.join(exc.problems)}", file=sys.stderr)
+        return None, None
+    listening = f", listening on {config.server.listen_address}" if command == "run" else ""
+    log.info(
+        "no config file: polling %s in %s (region from %s) with the built-in defaults, jobs on%s; "
+        "pass --config FILE or set %s to change that",
+        BEDROCK_BATCH_NAMESPACE,
+        region.name,
+        region.source,
+        listening,
+        CONFIG_ENV,
+    )
+    return config, None
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
@@ -73,7 +143,7 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _run(config: Config, config_path: str, listen_address: str | None, shard: tuple[int, int]) -> int:
+def _run(config: Config, config_path: str | None, listen_address: str | None, shard: tuple[int, int]) -> int:
     from exporter.app import Exporter
 
     stop = _stop_on_signals()
@@ -100,8 +170,11 @@ def _run(config: Config, config_path: str, listen_address: str | None, shard: tu
     while not stop.wait(0.2):
         if reload_requested.is_set():
             reload_requested.clear()
-            log.info("received SIGHUP, reloading %s", config_path)
-            exporter.reload_from_file()
+            if config_path is None:
+                log.warning("received SIGHUP, but there is no config file to reload (zero config)")
+            else:
+                log.info("received SIGHUP, reloading %s", config_path)
+                exporter.reload_from_file()
     exporter.stop()
     return EXIT_OK
 
@@ -135,15 +208,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run" and not (args.shard_count >= 1 and 0 <= args.shard_index < args.shard_count):
         print("error: --shard-index must be 0..--shard-count-1 and --shard-count at least 1", file=sys.stderr)
         return EXIT_USAGE
-    config = _load(args.config)
-    if config is None:
-        return EXIT_USAGE
     if args.command == "check-config":
+        config = _load(args.config)
+        if config is None or _refused(preflight(config)):
+            return EXIT_USAGE
         print(f"{args.config}: ok ({len(config.targets)} targets, {len(config.namespaces)} namespaces)")
         return EXIT_OK
+    config, path = _config_for(args.command, args.config)
+    if config is None:
+        return EXIT_USAGE
+    if args.command == "plan":
+        from exporter.plan import run_plan
+
+        if args.series_per_metric < 0:
+            print("error: --series-per-metric must be 0 or more", file=sys.stderr)
+            return EXIT_USAGE
+        return run_plan(config, args.offline, args.output, args.series_per_metric)
+    if args.command == "doctor":
+        from exporter.doctor import run_doctor
+
+        return run_doctor(config)
     if args.command == "once":
         return _once(config)
-    return _run(config, args.config, args.listen_address, (args.shard_index, args.shard_count))
+    if _refused(preflight(config, args.listen_address)):
+        return EXIT_USAGE
+    return _run(config, path, args.listen_address, (args.shard_index, args.shard_count))
+
+
+def _refused(problems: list[str]) -> bool:
+    for problem in problems:
+        print(f"config error: {problem}", file=sys.stderr)
+    return bool(problems)
 
 
 def entrypoint() -> None:

@@ -1,0 +1,229 @@
+"""`doctor`: prove, per target and region, that credentials, permissions and endpoints work; it never writes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from exporter.aws import errors
+from exporter.aws.cloudwatch import parse_list_metrics_page, run_batch
+from exporter.aws.region import find_credentials
+from exporter.aws.session import AwsClients
+from exporter.config import Config, NamespaceConfig, TargetConfig
+from exporter.model import BEDROCK_BATCH_NAMESPACE, MissingData, SeriesKey
+from exporter.planner import Batch, Query, window
+
+OK, FAIL, SKIP, INFO = "OK", "FAIL", "--", "INFO"
+
+# Operation -> the IAM action that allows it, as granted in deploy/iam/policy.json (a test keeps them equal).
+IAM_ACTIONS = {
+    "ListMetrics": "cloudwatch:ListMetrics",
+    "GetMetricData": "cloudwatch:GetMetricData",
+    "ListModelInvocationJobs": "bedrock:ListModelInvocationJobs",
+    "AssumeRole": "sts:AssumeRole",
+}
+_UNKNOWN_CREDENTIALS = {"InvalidClientTokenId", "UnrecognizedClientException", "AuthFailure"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: what was checked, OK/FAIL/--/INFO, and the detail in the user's words."""
+
+    name: str
+    status: str
+    detail: str
+
+
+def explain(exc: BaseException) -> str:
+    """What went wrong, in the user's words, with what to do; never a secret or a request body."""
+    operation = str(getattr(exc, "operation_name", "") or "")
+    prefix = f"{operation}: " if operation else ""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code, message = str(error.get("Code", "")), str(error.get("Message", "") or "")
+        lowered = message.lower()
+        if code in ("RequestTimeTooSkewed", "RequestExpired") or "skew" in lowered or "signature expired" in lowered:
+            return f"{prefix}clock skew ({code}): this machine's clock is more than 5 minutes off AWS's; sync it (NTP)"
+        if code == "OptInRequired":
+            return f"{prefix}region not enabled for this account ({code}): enable it under Account > AWS Regions"
+        if code in _UNKNOWN_CREDENTIALS:
+            return (
+                f"{prefix}AWS does not recognise these credentials here ({code}): wrong or deleted keys, or the "
+                "region is not enabled for the account (opt-in regions: Account > AWS Regions)"
+            )
+        outcome = errors.classify(exc)
+        if outcome == errors.ACCESS_DENIED:
+            action = IAM_ACTIONS.get(operation, f"the IAM action for {operation or 'this call'}")
+            hint = f"access denied ({code}): allow the IAM action {action} (deploy/iam/policy.json lists every one)"
+            if operation == "AssumeRole":
+                hint += ", and the role's trust policy must trust this identity"
+            return prefix + hint
+        if outcome == errors.THROTTLED:
+            return f"{prefix}throttled ({code}): AWS refused for request rate; retry later or poll less often"
+        if outcome == errors.EXPIRED_CREDENTIALS:
+            return f"{prefix}credentials expired ({code}): refresh them (e.g. aws sso login, or a new session)"
+    if isinstance(exc, NoCredentialsError):
+        return "no credentials found in the AWS SDK chain"
+    if isinstance(exc, ConnectTimeoutError | EndpointConnectionError):
+        url = urlsplit(str(getattr(exc, "kwargs", {}).get("endpoint_url", "") or ""))
+        endpoint = f"{url.scheme}://{url.hostname}{f':{url.port}' if url.port else ''}" if url.hostname else "endpoint"
+        return (
+            f"{prefix}endpoint unreachable: {endpoint}: check the network, proxy or VPC endpoint, and that the "
+            "service is offered in this region"
+        )
+    if isinstance(exc, ReadTimeoutError):
+        return f"{prefix}no answer within aws.read_timeout: AWS or the network is slow; retry, or raise the timeout"
+    return errors.describe(exc)
+
+
+def _source_of(target: TargetConfig) -> TargetConfig:
+    """The target without its role: the exporter's own identity, whose credentials assume the role."""
+    return target.model_copy(update={"role_arn": None, "external_id": None, "name": f"{target.label} (source)"})
+
+
+def check_region(config: Config, target: TargetConfig, region: str, clients: AwsClients, now: float) -> Iterator[Check]:
+    """Every check of one target in one region, in order; stops after the first failure that blocks the rest."""
+    try:
+        identity = clients.client("sts", _source_of(target), region).get_caller_identity()
+        yield Check("identity", OK, f"{identity.get('Arn', '?')} (GetCallerIdentity)")
+    except Exception as exc:
+        yield Check("identity", FAIL, explain(exc))
+        return
+    if target.role_arn:
+        try:
+            assumed = clients.client("sts", target, region).get_caller_identity()
+            yield Check("assume-role", OK, f"{target.role_arn} -> {assumed.get('Arn', '?')}")
+        except Exception as exc:
+            yield Check("assume-role", FAIL, explain(exc))
+            return
+    else:
+        yield Check("assume-role", SKIP, "not configured (no role_arn)")
+    namespaces = config.namespaces_for(target)
+    discovered: dict[str, list[SeriesKey]] = {}
+    try:
+        cloudwatch = clients.client("cloudwatch", target, region)
+    except Exception as exc:
+        yield Check("cloudwatch", FAIL, explain(exc))
+        return
+    for ns in namespaces:
+        if not ns.resolved_metrics() or ns.discovery.mode != "list_metrics":
+            continue
+        kwargs: dict[str, Any] = {"Namespace": ns.namespace}
+        if ns.discovery.recently_active:
+            kwargs["RecentlyActive"] = "PT3H"
+        try:
+            page = cloudwatch.list_metrics(**kwargs)
+            discovered[ns.namespace] = parse_list_metrics_page(page, ns.namespace)
+            more = " (more pages follow)" if page.get("NextToken") else ""
+            yield Check(
+                f"{IAM_ACTIONS['ListMetrics']} ({ns.namespace})",
+                OK,
+                f"{len(discovered[ns.namespace])} metric(s) on the first page{more}",
+            )
+        except Exception as exc:
+            yield Check(f"{IAM_ACTIONS['ListMetrics']} ({ns.namespace})", FAIL, explain(exc))
+    yield _get_metric_data(cloudwatch, namespaces, discovered, now)
+    polls_bedrock = any(ns.namespace == BEDROCK_BATCH_NAMESPACE for ns in namespaces)
+    if config.jobs.enabled and polls_bedrock:
+        try:
+            answer = clients.client("bedrock", target, region).list_model_invocation_jobs(maxResults=1)
+            jobs = answer.get("invocationJobSummaries") or []
+            yield Check(IAM_ACTIONS["ListModelInvocationJobs"], OK, f"{len(jobs)} job(s) on a page of at most 1")
+        except Exception as exc:
+            yield Check(IAM_ACTIONS["ListModelInvocationJobs"], FAIL, explain(exc))
+    if polls_bedrock and BEDROCK_BATCH_NAMESPACE in discovered:
+        found = discovered[BEDROCK_BATCH_NAMESPACE]
+        models = sorted({v for s in found for k, v in s.dimensions if k == "ModelId"})
+        if found:
+            shown = ", ".join(models[:3]) + (", ..." if len(models) > 3 else "")
+            yield Check("data", INFO, f"{BEDROCK_BATCH_NAMESPACE} has {len(found)} series here (models: {shown})")
+        else:
+            yield Check(
+                "data",
+                INFO,
+                f"no {BEDROCK_BATCH_NAMESPACE} metrics here in the last 3 hours: normal when no batch job ran "
+                "(Bedrock publishes them only while jobs run); series appear with the next job",
+            )
+
+
+def _get_metric_data(
+    client: Any, namespaces: tuple[NamespaceConfig, ...], discovered: dict[str, list[SeriesKey]], now: float
+) -> Check:
+    """One GetMetricData call with one query: a discovered series if any, else the first configured metric."""
+    name = IAM_ACTIONS["GetMetricData"]
+    with_metrics = [ns for ns in namespaces if ns.resolved_metrics()]
+    if not with_metrics:
+        return Check(name, SKIP, "no metric configured (Insights queries use the same permission)")
+    ns = next((n for n in with_metrics if discovered.get(n.namespace)), with_metrics[0])
+    metric = ns.resolved_metrics()[0]
+    found = [s for s in discovered.get(ns.namespace, []) if s.metric in {m.name for m in ns.resolved_metrics()}]
+    series = found[0] if found else SeriesKey.of(ns.namespace, metric.name, {})
+    period = next((m.period for m in ns.resolved_metrics() if m.name == series.metric), metric.period)
+    start, end = window(now, period, max(period, 300), 60)
+    query = Query("q0", series, metric.statistics[0], period, MissingData.NAN)
+    try:
+        run_batch(client, Batch(start, end, (query,)))
+        return Check(name, OK, f"1 query answered ({series.metric} {query.statistic})")
+    except Exception as exc:
+        return Check(name, FAIL, explain(exc))
+
+
+def run_checks(config: Config, emit: Callable[[str, str, Check], None]) -> int:
+    """Run every check, reporting each as it completes; returns the number of failures."""
+    failures = 0
+    credentials = find_credentials()
+    clients = AwsClients(config.aws)
+    now = time.time()
+    for target in config.targets:
+        for region in target.regions:
+            if credentials is None:
+                emit(target.label, region, Check("credentials", FAIL, _NO_CREDENTIALS))
+                failures += 1
+                continue
+            emit(
+                target.label,
+                region,
+                Check("credentials", OK, f"found in {credentials.description} (botocore: {credentials.method})"),
+            )
+            for check in check_region(config, target, region, clients, now):
+                failures += check.status == FAIL
+                emit(target.label, region, check)
+    return failures
+
+
+_NO_CREDENTIALS = (
+    "no credentials found in the AWS SDK chain: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "
+    "or run with an IAM role (instance profile, IRSA, EKS Pod Identity, ECS task role)"
+)
+
+
+def run_doctor(config: Config) -> int:
+    """The `doctor` command: prints one line per check; exit 0 when everything needed works, else 1."""
+    # botocore logs a failed assume-role refresh with its traceback; the report names the cause in one line instead
+    logging.getLogger("botocore.credentials").setLevel(logging.ERROR)
+    current: list[tuple[str, str]] = []
+
+    def emit(target: str, region: str, check: Check) -> None:
+        if current != [(target, region)]:
+            current[:] = [(target, region)]
+            print(f"{target} / {region}", flush=True)
+        print(f"  {check.status:<5} {check.name}: {check.detail}", flush=True)
+
+    failures = run_checks(config, emit)
+    if failures:
+        print(f"{failures} problem(s) found: fix them and run `bedrock-batch-exporter doctor` again")
+        return 1
+    print("everything the config needs works")
+    return 0

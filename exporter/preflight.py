@@ -1,0 +1,57 @@
+"""The start-up checks `run` makes beyond the config's own validation, shared with `check-config`."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from exporter.config import Config, ConfigError
+from exporter.webconfig import load_web_config
+
+GRPC_PACKAGE = "opentelemetry.exporter.otlp.proto.grpc"
+
+
+def preflight(config: Config, listen_address: str | None = None) -> list[str]:
+    """Problems `run` would refuse to start with, one line each naming the field; empty when it would start."""
+    problems: list[str] = []
+    field = "--listen-address" if listen_address else "server.listen_address"
+    problems += _listen_address(listen_address or config.server.listen_address, field)
+    if config.server.web_config_file:
+        try:
+            load_web_config(config.server.web_config_file)
+        except ConfigError as exc:
+            problems += [f"server.web_config_file: {problem}" for problem in exc.problems]
+    if config.mode in ("otlp", "both") and _otlp_protocol(config) == "grpc" and not _importable(GRPC_PACKAGE):
+        problems.append(
+            "otlp.protocol: grpc needs the gRPC exporter, which is not installed: "
+            "pip install 'bedrock-batch-exporter[otlp-grpc]'"
+        )
+    return problems
+
+
+def _listen_address(value: str, field: str) -> list[str]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        return [f"{field}: {value!r} is not HOST:PORT"]
+    if not 1 <= int(port) <= 65535:
+        return [f"{field}: port {port} is outside 1-65535"]
+    if host.startswith("[") != host.endswith("]"):
+        return [f"{field}: {value!r} has an unclosed IPv6 bracket"]
+    return []
+
+
+def _otlp_protocol(config: Config) -> str:
+    """The protocol the OTLP sink will use: the config's, else the standard OTEL_* variables, else http/protobuf."""
+    return (
+        config.otlp.protocol
+        or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a missing parent package raises instead of answering None
+        return False
