@@ -66,11 +66,18 @@ def parse_duration(value: object) -> float:
 
 
 def format_seconds(seconds: float) -> str:
-    """86400 -> '1d', 90 -> '90s', 0.5 -> '500ms': the largest unit that divides the value."""
+    """86400 -> '1d', 10830 -> '3h30s', 0.5 -> '500ms', 1.5 -> '1.5s', 0 -> '0s'."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms" if seconds else "0s"
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    out = ""
+    rest = int(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+        count, rest = divmod(rest, size)
+        if count:
+            out += f"{count}{unit}"
+    return out
 
 
 def _duration_bounds(low: float, high: float, *, above: bool = False, zero: bool = False) -> AfterValidator:
