@@ -50,13 +50,13 @@ def find_region(environ: Mapping[str, str] | None = None) -> FoundRegion | None:
     session = botocore.session.get_session()
     try:
         profile = session.get_scoped_config().get("region")
+        if profile:
+            return FoundRegion(str(profile).strip(), f"the AWS config file (profile {session.profile or 'default'})")
+        session.set_config_variable("metadata_service_timeout", IMDS_TIMEOUT)
+        session.set_config_variable("metadata_service_num_attempts", 1)
+        imds = IMDSRegionProvider(session, environ=dict(env)).provide()
     except ProfileNotFound:
-        profile = None  # AWS_PROFILE names a profile the config file lacks: the credential check says so
-    if profile:
-        return FoundRegion(str(profile).strip(), f"the AWS config file (profile {session.profile or 'default'})")
-    session.set_config_variable("metadata_service_timeout", IMDS_TIMEOUT)
-    session.set_config_variable("metadata_service_num_attempts", 1)
-    imds = IMDSRegionProvider(session, environ=dict(env)).provide()
+        return None  # AWS_PROFILE names a profile the config file lacks: the SDK refuses to go on, and so do we
     if imds:
         return FoundRegion(str(imds), "instance metadata")
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port, run_cli, wait_for
+from exporter.demo.server import SimulatedAws
+from tests.conftest import free_port, put_values, run_cli, start_job, wait_for
 
 BAD_CONFIGS = {
     "unknown key": ("targets:\n  - regions: [us-east-1]\n    regoins: [x]\n", "targets[0].regoins: unknown key"),
@@ -26,6 +28,16 @@ BAD_CONFIGS = {
     "bad yaml": ("targets: [\n", "invalid YAML"),
     "no targets": ("server: {}\n", "targets: Field required"),
     "wrong type": ("targets: 5\n", "targets: Input should be a valid tuple"),
+}
+
+
+# No region anywhere: no variables, no profile file, no instance metadata (never the real one in tests).
+NO_REGION = {
+    "AWS_REGION": "",
+    "AWS_DEFAULT_REGION": "",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "BEDROCK_BATCH_EXPORTER_CONFIG": "",
 }
 
 
@@ -46,8 +58,9 @@ def test_bad_config_exits_2_with_one_line_naming_the_field(name: str, tmp_path: 
 def test_missing_config_file_and_bad_flags(tmp_path: Path) -> None:
     result = run_cli("check-config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2 and "cannot read config file" in result.stderr
-    result = run_cli("run")
-    assert result.returncode == 2 and "--config" in result.stderr
+    result = run_cli("run", env=NO_REGION)
+    assert result.returncode == 2 and "--config" in result.stderr and "AWS_REGION" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     result = run_cli("demo", "--log-format", "xml")
     assert result.returncode == 2 and "--log-format" in result.stderr
 
@@ -161,3 +174,77 @@ def test_python_m_and_console_script_agree() -> None:
         pytest.skip("console script not installed in this environment")
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False, env=os.environ)
     assert out.returncode == 0 and out.stdout.startswith("bedrock-batch-exporter ")
+
+
+def test_global_flags_work_before_and_after_the_subcommand(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("targets: [{endpoint_url: 'http://127.0.0.1:9', regions: [us-east-1]}]\n")
+    env = {**NO_REGION, "AWS_REGION": "us-east-1"}  # zero config logs one info line first
+    for args in (["--log-format", "json", "plan", "--offline"], ["plan", "--offline", "--log-format", "json"]):
+        result = run_cli(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stderr.splitlines()[0])["message"].startswith("no config file"), args
+    for args in (["--log-level", "warning", "plan", "--offline"], ["plan", "--offline", "--log-level", "warning"]):
+        result = run_cli(*args, env=env)
+        assert result.returncode == 0 and "no config file" not in result.stderr, args
+    result = run_cli(
+        "--log-level", "debug", "--log-format", "json", "plan", "--offline", "--log-format", "text", env=env
+    )
+    assert result.stderr.startswith("20") and " INFO " in result.stderr  # the subcommand's flag wins
+
+
+CHECKED_AT_START = {
+    "port out of range": ("server: {listen_address: '0.0.0.0:99999'}\n", "server.listen_address: port 99999"),
+    "missing web config": (
+        "server: {web_config_file: /nonexistent/web.yml}\n",
+        "server.web_config_file: /nonexistent/web.yml: cannot read web config file",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKED_AT_START))
+def test_check_config_makes_the_checks_run_makes(name: str, tmp_path: Path) -> None:
+    head, expected = CHECKED_AT_START[name]
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        head + "targets: [{endpoint_url: 'http://127.0.0.1:9', regions: [us-east-1], account_id: '000000000000'}]\n"
+    )
+    for args in (("check-config", str(config)), ("run", "--config", str(config))):
+        result = run_cli(*args, timeout=30)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert lines == [f"config error: {expected}"] or (len(lines) == 1 and expected in lines[0]), lines
+        assert "Traceback" not in result.stderr
+
+
+def test_preflight_refuses_grpc_without_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporter import preflight as module
+    from exporter.config import load_config_text
+
+    config = load_config_text("mode: otlp\notlp: {protocol: grpc}\ntargets: [{regions: [us-east-1]}]\n")
+    monkeypatch.setattr(module, "GRPC_PACKAGE", "opentelemetry.exporter.otlp.proto.no_such_package")
+    assert [p.split(":")[0] for p in module.preflight(config)] == ["otlp.protocol"]
+    monkeypatch.setattr(module, "GRPC_PACKAGE", "json")
+    assert module.preflight(config) == []
+
+
+def test_zero_config_once_polls_the_region_found(fresh_aws: SimulatedAws) -> None:
+    put_values(fresh_aws, {("NumberOfRecordsPendingProcessing", "zero-config-model"): 3.0}, region="us-west-2")
+    start_job(fresh_aws, region="us-west-2")
+    env = {**NO_REGION, "AWS_REGION": "us-west-2", "AWS_ENDPOINT_URL": fresh_aws.url}
+    fresh_aws.reset_counts()
+    result = run_cli("once", env=env)
+    assert result.returncode == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert "no config file" in first and "us-west-2 (region from AWS_REGION)" in first and "jobs on" in first
+    assert fresh_aws.count("ListModelInvocationJobs", "us-west-2") == 1
+    assert fresh_aws.count("ListMetrics", "us-east-1") == 0 and fresh_aws.count("ListMetrics", "us-west-2") == 1
+    lines = [line for line in result.stdout.splitlines() if 'dimension_ModelId="zero-config-model"' in line]
+    assert lines and all('region="us-west-2"' in line for line in lines)
+
+
+def test_the_config_variable_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("targets:\n  - regions: [us-east-1]\n    regoins: [x]\n")
+    result = run_cli("once", env={**NO_REGION, "AWS_REGION": "us-east-1", "BEDROCK_BATCH_EXPORTER_CONFIG": str(config)})
+    assert result.returncode == 2 and result.stderr.strip() == "config error: targets[0].regoins: unknown key"
