@@ -235,6 +235,7 @@ class _Connection(HTTPConnection):
     RequestHandlerClass = _Request
     _handshaken = False
     _closed = False
+    evicted = False  # shut down to make room under the connection cap; cheroot closes it on its next read
 
     def communicate(self) -> bool:
         if isinstance(self.socket, ssl.SSLSocket) and not self._handshaken:
@@ -327,7 +328,7 @@ class _CherootServer(WsgiServer):
         with self._open_lock:
             self._open += 1
             full = self._open > MAX_CONNECTIONS
-        if full and not self._evict_longest_idle():
+        if full and not self._evict_longest_idle():  # every connection is busy: refuse the new one
             conn.close()
             return
         try:
@@ -346,13 +347,17 @@ class _CherootServer(WsgiServer):
         return getattr(self._connections_manager(), "_selector")  # noqa: B009 - cheroot's parked connections
 
     def _evict_longest_idle(self) -> bool:
-        selector = self._connections_selector()
-        parked = [(c.last_used, fd, c) for fd, c in selector.connections if c is not self]
+        # Shut the socket down rather than close it: the selector then reports it readable (EOF) and cheroot retires
+        # it through its own path; unregistering it here would race with the selector loop's ready list.
+        parked = [
+            (c.last_used, c) for _, c in self._connections_selector().connections if c is not self and not c.evicted
+        ]
         if not parked:
             return False
-        _, fd, oldest = min(parked, key=lambda item: item[0])
-        selector.unregister(fd)
-        oldest.close()
+        _, oldest = min(parked, key=lambda item: item[0])
+        oldest.evicted = True
+        with contextlib.suppress(OSError):
+            oldest.socket.shutdown(socket.SHUT_RDWR)
         return True
 
     def _serve_unservicable(self) -> None:
@@ -365,9 +370,10 @@ class _CherootServer(WsgiServer):
             log.debug("http: %s", msg)
             return
         where = ""
-        if traceback and (tb := sys.exc_info()[2]) is not None:
+        _, exc, tb = sys.exc_info()
+        if traceback and exc is not None and tb is not None:
             frame = tb_module.extract_tb(tb)[-1]
-            where = f" (at {Path(frame.filename).name}:{frame.lineno})"
+            where = f": {type(exc).__name__}: {exc} (at {Path(frame.filename).name}:{frame.lineno})"
         log.error("http: %s%s", msg, where)
 
 

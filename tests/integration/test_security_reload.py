@@ -32,7 +32,8 @@ PENDING = "NumberOfRecordsPendingProcessing"
 SERIES = "aws_bedrock_batch_number_of_records_pending_processing_maximum"
 
 
-def config_text(aws: SimulatedAws, regions: str = "[us-east-1]", extra: str = "") -> str:
+def config_text(aws: SimulatedAws, regions: str = "[us-east-1]", extra: str = "  enable_reload: true") -> str:
+    """A config with POST /-/reload on (it is off by default); `extra` adds lines under `server:`."""
     return fast_config(aws.url, regions=regions, jobs=None, head=f"server:\n  listen_address: 127.0.0.1:0\n{extra}")
 
 
@@ -232,7 +233,7 @@ def test_secrets_never_reach_logs_or_endpoints(
     web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
     config = tmp_path / "config.yaml"
     config.write_text(
-        config_text(fresh_aws, extra=f"  web_config_file: {web}").replace(
+        config_text(fresh_aws, extra=f"  enable_reload: true\n  web_config_file: {web}").replace(
             "\ntargets:",
             "\nmode: both\notlp:\n"
             "  endpoint: http://127.0.0.1:9\n  interval: 1s\n  timeout: 500ms\n"

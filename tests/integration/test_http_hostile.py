@@ -1,0 +1,268 @@
+"""Hostile HTTP against the real server on 127.0.0.1: idle floods, concurrency, smuggling, malformed input, shutdown.
+
+After each attack the server must still answer /healthz within 1 s, and neither the log nor stderr may hold a
+traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import logging
+import resource
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from exporter.http import MAX_CONNECTIONS, SECURITY_HEADERS, WORKERS, MetricsServer, Router
+from exporter.snapshot import Store
+from exporter.webconfig import BasicAuth
+from tests.integration.test_security_reload import _certificate
+
+BODY = b"".join(b'demo_series{n="%d"} 1\n' % i for i in range(2000))
+
+
+class FakeExposition:
+    """A fixed /metrics body (the Router's MetricsBody protocol)."""
+
+    def body(self, gzip: bool = False) -> bytes:
+        return BODY
+
+
+class Reloads:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> tuple[bool, str]:
+        self.calls += 1
+        return True, "config reloaded"
+
+
+@pytest.fixture
+def clean_log(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """Fails the test if anything logged or written to stderr holds a traceback."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    assert not any(record.exc_info for record in caplog.records)
+    assert "Traceback" not in caplog.text
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.fixture
+def reloads() -> Reloads:
+    return Reloads()
+
+
+@pytest.fixture
+def server(clean_log: None, reloads: Reloads) -> Iterator[MetricsServer]:
+    srv = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), FakeExposition(), reload=reloads))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def healthz_within_a_second(srv: MetricsServer) -> None:
+    host, port = srv.server_address
+    started = time.monotonic()
+    conn = http.client.HTTPConnection(host, port, timeout=1)
+    conn.request("GET", "/healthz")
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (200, b"ok\n")
+    conn.close()
+    assert time.monotonic() - started < 1.0
+
+
+def exchange(srv: MetricsServer, data: bytes, timeout: float = 3.0) -> bytes:
+    """Send raw bytes, then read until the server closes or goes quiet (bounded by `timeout`)."""
+    with socket.create_connection(srv.server_address, timeout=timeout) as sock:
+        sock.sendall(data)
+        out = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if out.count(b"\r\n\r\n") and b"Connection: close" in out:
+                sock.settimeout(0.2)  # the answer is complete; wait briefly for the close
+        return out
+
+
+def server_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith(("CP Server", "http")))
+
+
+def test_idle_connections_cost_no_threads_and_health_still_answers(server: MetricsServer) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2000 + MAX_CONNECTIONS + 200
+    if soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"needs {wanted} file descriptors, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    before = threading.active_count()
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(2000):
+            idle.append(socket.create_connection(server.server_address, timeout=5))
+        deadline = time.monotonic() + 10
+        while server.open_connections != MAX_CONNECTIONS and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.open_connections == MAX_CONNECTIONS  # capped: the longest-idle made room for newer ones
+        assert threading.active_count() <= before + 2  # no thread per connection
+        assert server_threads() <= WORKERS + 2
+        healthz_within_a_second(server)
+    finally:
+        for sock in idle:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    healthz_within_a_second(server)
+
+
+def test_two_hundred_concurrent_scrapes_complete(server: MetricsServer) -> None:
+    host, port = server.server_address
+
+    def scrape(gzip: bool) -> tuple[int, int]:
+        conn = http.client.HTTPConnection(host, port, timeout=20)
+        conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"} if gzip else {})
+        response = conn.getresponse()
+        size = len(response.read())
+        conn.close()
+        return response.status, size
+
+    with ThreadPoolExecutor(max_workers=200) as pool:
+        answers = list(pool.map(scrape, [i % 2 == 0 for i in range(200)], timeout=60))
+    assert answers == [(200, len(BODY))] * 200
+    assert server_threads() <= WORKERS + 2
+    healthz_within_a_second(server)
+
+
+def test_a_gets_body_is_never_executed_as_a_request(server: MetricsServer, reloads: Reloads) -> None:
+    hidden = b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    smuggle = b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(hidden), hidden)
+    follow = b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answer = exchange(server, smuggle + follow)
+    assert answer.count(b"HTTP/1.1 ") == 2, answer
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"HTTP/1.1 503" in answer  # /healthz, then /readyz
+    assert reloads.calls == 0
+    # The same with a chunked body: the connection closes rather than parse what follows.
+    chunked = b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (
+        len(hidden),
+        hidden,
+    )
+    answer = exchange(server, chunked + hidden)
+    assert answer.count(b"HTTP/1.1 ") == 1 and reloads.calls == 0
+    healthz_within_a_second(server)
+
+
+def test_http_0_9_gets_no_headerless_answer(server: MetricsServer) -> None:
+    answer = exchange(server, b"GET /metrics\r\n")
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert BODY[:20] not in answer
+    healthz_within_a_second(server)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /healthz HTTP/1.1\r\nNo-Colon-Here\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n folded: continuation\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\n folded-first: line\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nX-Nul: a\x00b\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+        b"GET /healthz HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"POST /-/reload HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nAuthorization: Basic é\r\n\r\n".encode(),
+        b"GET /healthz HTTP/1.1\r\nAuthorization: Basic \xff\xfe\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: " + b"x" * 40_000 + b"\r\n\r\n",
+        b"GET /healthz HTTP/1.1\n\n",
+        b"get /healthz HTTP/1.1\r\n\r\n",
+        b"GET /healthz HTTP/9.9\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS hello to the plain port
+    ],
+)
+def test_malformed_requests_get_400_or_a_clean_close(server: MetricsServer, request_bytes: bytes) -> None:
+    answer = exchange(server, request_bytes)
+    status = answer[9:12]
+    assert answer == b"" or status in (b"400", b"413", b"414", b"505"), answer[:300]
+    if answer:
+        assert all(f"{name}: {value}".encode() in answer for name, value in SECURITY_HEADERS.items())
+    healthz_within_a_second(server)
+
+
+def test_non_ascii_credentials_get_400_with_auth_on(clean_log: None) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    srv = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), None, auth=BasicAuth({"p": hashed})))
+    srv.start()
+    try:
+        answer = exchange(srv, "GET /healthz HTTP/1.1\r\nAuthorization: Basic ü\r\nConnection: close\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        good = "Basic " + base64.b64encode(b"p:pw").decode()
+        answer = exchange(srv, f"GET /healthz HTTP/1.1\r\nAuthorization: {good}\r\nConnection: close\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.1 200 ")
+    finally:
+        srv.stop()
+
+
+def test_unknown_methods_get_405_with_allow(server: MetricsServer) -> None:
+    for method in (b"BREW", b"PUT", b"DELETE", b"TRACE"):
+        answer = exchange(server, method + b" /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 405 ") and b"\r\nAllow: GET, HEAD\r\n" in answer
+
+
+def test_a_slow_tls_client_does_not_stall_the_others(clean_log: None, tmp_path: Path) -> None:
+    cert_file, key_file = _certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    srv = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), None), tls=context)
+    srv.start()
+    silent = [socket.create_connection(srv.server_address, timeout=5) for _ in range(WORKERS // 2)]
+    try:
+        client = ssl.create_default_context(cafile=str(cert_file))
+        started = time.monotonic()
+        conn = http.client.HTTPSConnection("localhost", srv.server_address[1], timeout=2, context=client)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200
+        assert time.monotonic() - started < 1.0
+        conn.close()
+        with socket.create_connection(srv.server_address, timeout=3) as plain:  # plain HTTP to the TLS port
+            plain.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+            assert b"ok" not in plain.recv(1024)
+    finally:
+        for sock in silent:
+            sock.close()
+        srv.stop()
+
+
+def test_stop_returns_within_two_seconds_with_clients_attached(clean_log: None) -> None:
+    srv = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), FakeExposition()))
+    srv.start()
+    idle = [socket.create_connection(srv.server_address, timeout=5) for _ in range(50)]
+    stalled = [socket.create_connection(srv.server_address, timeout=5) for _ in range(WORKERS - 2)]
+    for sock in stalled:  # half a request line: each holds a worker in a blocking read until stop()
+        sock.sendall(b"GET /metr")
+    keep_alive = http.client.HTTPConnection(*srv.server_address, timeout=5)
+    keep_alive.request("GET", "/healthz")
+    keep_alive.getresponse().read()
+    try:
+        started = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - started < 2.0
+        with pytest.raises(OSError):
+            socket.create_connection(srv.server_address, timeout=1).close()
+    finally:
+        for sock in idle + stalled:
+            sock.close()
+        keep_alive.close()
