@@ -836,6 +836,8 @@ def load_config_text(text: str, source: str = "<config>", env: Mapping[str, str]
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         kind = "refused" if isinstance(exc, yamlsafe.YamlBudgetError) else "invalid YAML"
         raise ConfigError([f"{where}: {kind}: {problem}"]) from None
+    except UnicodeError:  # lone surrogates in a str handed in by code (files are decoded strictly)
+        raise ConfigError([f"{source}: not valid Unicode text"]) from None
     if raw is None:
         raise ConfigError([f"{source}: the file is empty; at least 'targets' is required"])
     if not isinstance(raw, dict):

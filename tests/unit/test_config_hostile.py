@@ -89,6 +89,10 @@ def test_hostile_yaml_is_one_clear_line(text: str, expected: str) -> None:
     assert expected in problem
 
 
+def test_text_that_is_not_unicode_is_refused() -> None:
+    assert only_problem("a: \ud800\n") == "cfg.yaml: not valid Unicode text"
+
+
 def test_aliases_and_merge_keys_within_budget_still_work() -> None:
     text = "targets: [&target {regions: [us-east-1]}, {<<: *target, name: second, regions: *regions}]\n"
     text = text.replace("[us-east-1]", "&regions [us-east-1]")
