@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from hypothesis import HealthCheck, settings
 
-from exporter.app import Exporter
-from exporter.config import load_config_text
-from exporter.demo.server import SimulatedAws
+from tests import conformance
+
+# Before any botocore Session exists: every request the suite sends is checked against AWS's model
+# (tests/conformance), in this process and, through PYTHONPATH's sitecustomize, in the Python processes tests start.
+conformance.install(main=True)
+_CONFORMANCE_DIR = tempfile.mkdtemp(prefix="request-conformance-")
+os.environ[conformance.REPORT_DIR_ENV] = _CONFORMANCE_DIR
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (os.path.join(os.path.dirname(conformance.__file__), "site"), os.environ.get("PYTHONPATH")) if p
+)
+
+from exporter.app import Exporter  # noqa: E402
+from exporter.config import load_config_text  # noqa: E402
+from exporter.demo.server import SimulatedAws  # noqa: E402
 
 # Fake credentials for moto only; set before any client is made, so no test can reach a real account.
 for _name, _value in {
@@ -62,6 +76,26 @@ def aws() -> Iterator[SimulatedAws]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run on a request AWS's model does not allow (tests/conformance), or on an IAM policy mismatch."""
+    _check_request_conformance(session)
+    _check_iam_policy(session)
+
+
+def _check_request_conformance(session: pytest.Session) -> None:
+    """Print what the request-conformance hook checked; fail the run if a request broke botocore's input shapes."""
+    record = conformance.merged(Path(_CONFORMANCE_DIR))
+    shutil.rmtree(_CONFORMANCE_DIR, ignore_errors=True)
+    if not record.checked and not record.violations:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for line, violation in conformance.summary(record):
+        if reporter is not None:
+            reporter.write_line(line, red=violation)
+    if record.violations:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _check_iam_policy(session: pytest.Session) -> None:
     """Fail the run if the exporter made an AWS call deploy/iam/policy.json does not allow, or the policy allows
     one the exporter never made (checked when the suites that exercise every call ran)."""
     from tests.iam_check import check_policy
