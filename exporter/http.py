@@ -215,6 +215,15 @@ class _Request(HTTPRequest):
             self.close_connection = True  # an unread chunked body must never be parsed as the next request
         return True
 
+    def write(self, chunk: bytes) -> None:
+        if self.chunked_write:
+            super().write(chunk)
+            return
+        # cheroot's buffered writer copies the whole remainder after every partial send (quadratic on a 3 MB
+        # /metrics body, measured 4x slower than http.server); the headers are already flushed, so send directly.
+        self.conn.wfile.flush()
+        self.conn.socket.sendall(chunk)
+
     def simple_response(self, status: Any, msg: Any = "") -> None:
         self.close_connection = True  # every simple response is an error: do not trust the rest of the stream
         body = msg if isinstance(msg, bytes) else str(msg).encode("latin-1", "replace")
