@@ -6,13 +6,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from exporter.aws.session import AwsClients
 from exporter.config import Config, ConfigError, load_config
 from exporter.http import MetricsServer, Router, parse_listen_address
-from exporter.jobs import price_samples
+from exporter.jobs import prices
 from exporter.poller import Poller
+from exporter.runbooks import RunbooksPage
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.prometheus import Exposition
 from exporter.sinks.status import StatusPage
@@ -41,20 +43,31 @@ class Exporter:
         self._static_credentials = static_credentials
         self._clock = clock
         self._shard = shard
-        self._reload_lock = threading.Lock()
+        self._reload_lock = threading.Lock()  # one reload at a time
+        self._reload_waiters = threading.Lock()
+        self._reload_in_flight: Future[tuple[bool, str]] | None = None
         self._running = False
-        self.store = Store(clock, static=price_samples(config.pricing))
+        self.store = Store(clock, prices=prices(config.pricing))
         self.metrics = SelfMetrics(self.store, clock)
         self.clients = AwsClients(config.aws, self.metrics, static_credentials)
         self.poller = Poller(config, self.clients, self.store, self.metrics, clock, shard)
-        self.exposition = Exposition(self.store, self.metrics.registry)
+        self.poller.generation = self.store.new_generation({t.key for t in self.poller.tasks}, prices(config.pricing))
+        self._exposition: Exposition | None = None
         self.status = StatusPage(self.store, self.metrics, clock, config.server.metrics_path)
+        self.runbooks = RunbooksPage()
         self.server: MetricsServer | None = None
         self.otlp: OtlpSink | None = None
         if config.mode in ("otlp", "both"):
             from exporter.sinks.otlp import OtlpSink
 
             self.otlp = OtlpSink(config, self.store, self.metrics.registry, clock)
+
+    @property
+    def exposition(self) -> Exposition:
+        """The /metrics rendering, created on first use: in OTLP-only mode nothing renders exposition text."""
+        if self._exposition is None:
+            self._exposition = Exposition(self.store, self.metrics.registry, self.metrics.series_dropped.inc)
+        return self._exposition
 
     def run_once(self) -> int:
         """Poll every task once; returns how many succeeded."""
@@ -73,7 +86,7 @@ class Exporter:
             self.store,
             self.exposition if self.config.mode != "otlp" else None,
             server.metrics_path,
-            pages=(self.status,),
+            pages=(self.status, self.runbooks),
             auth=BasicAuth(web.basic_auth_users) if web is not None and web.basic_auth_users else None,
             reload=self.reload_from_file if server.enable_reload and self.config_path else None,
         )
@@ -94,7 +107,30 @@ class Exporter:
         return self.server.url
 
     def reload_from_file(self) -> tuple[bool, str]:
-        """Re-read the config file (SIGHUP, POST /-/reload); a bad file is refused and the old config stays."""
+        """Re-read the config file (SIGHUP, POST /-/reload); a bad file is refused and the old config stays.
+
+        Requests that arrive while a reload runs share its outcome instead of starting another, so a storm of
+        reloads costs one at a time and never more than two generations exist at once.
+        """
+        with self._reload_waiters:
+            in_flight = self._reload_in_flight
+            if in_flight is None:
+                mine: Future[tuple[bool, str]] = Future()
+                self._reload_in_flight = mine
+        if in_flight is not None:
+            return in_flight.result()
+        try:
+            outcome = self._reload_from_file()
+        except Exception as exc:  # the daemon keeps its running config whatever the reload hit
+            log.exception("config reload failed unexpectedly, keeping the running config")
+            outcome = (False, f"config reload failed: {type(exc).__name__}")
+        finally:
+            with self._reload_waiters:
+                self._reload_in_flight = None
+        mine.set_result(outcome)
+        return outcome
+
+    def _reload_from_file(self) -> tuple[bool, str]:
         if self.config_path is None:
             return False, "no config file to reload"
         try:
@@ -107,18 +143,22 @@ class Exporter:
         return True, "config reloaded"
 
     def reload(self, config: Config) -> None:
-        """Poll with `config` from now on: new tasks start, dropped ones are forgotten, kept ones keep their data."""
+        """Poll with `config` from now on: new tasks start, dropped ones are forgotten, kept ones keep their data.
+
+        The old generation (its poller, pools and AWS clients) is stopped and released; the Store refuses its late
+        results, so nothing a reload dropped can come back.
+        """
         with self._reload_lock:
             for setting in ("server", "mode", "otlp"):
                 if getattr(config, setting) != getattr(self.config, setting):
                     log.warning("config reload: changes to %r take effect only after a restart", setting)
             old = self.poller
+            old.stop()
             clients = AwsClients(config.aws, self.metrics, self._static_credentials)
             poller = Poller(config, clients, self.store, self.metrics, self._clock, self._shard)
-            old.stop()
-            self.store.set_static(price_samples(config.pricing))
-            self.store.retain({task.key for task in poller.tasks})
+            poller.generation = self.store.new_generation({t.key for t in poller.tasks}, prices(config.pricing))
             self.config, self.clients, self.poller = config, clients, poller
+            del old
             if self._running:
                 poller.start()
             self.metrics.reload_successful.set(1)

@@ -189,6 +189,7 @@ class TaskState:
     last_error_time: float | None = None
     consecutive_failures: int = 0
     polling_active: bool = True
+    cloudwatch_timestamps: bool = False  # the namespace asks sinks to carry CloudWatch's datapoint times
     # Per-result errors of the last cycle (GetMetricData StatusCode -> results), and CloudWatch's messages.
     result_errors: tuple[tuple[str, int], ...] = ()
     result_messages: tuple[str, ...] = ()

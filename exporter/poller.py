@@ -10,32 +10,25 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Protocol
 
 from exporter.aws import errors
 from exporter.aws.bedrock import list_jobs
-from exporter.aws.cloudwatch import Datapoint, list_series, run_batch
+from exporter.aws.cloudwatch import list_series, run_batch
 from exporter.aws.session import AwsClients
 from exporter.config import Config, JobsConfig, NamespaceConfig, TargetConfig
-from exporter.insights import group_values
-from exporter.jobs import JobTracker, job_samples, retained
-from exporter.model import BEDROCK_BATCH_NAMESPACE, MissingData, SeriesKey
-from exporter.naming import dimension_label, metric_name
-from exporter.planner import Batch, ExpressionQuery, plan, select_series
+from exporter.jobs import JobTracker, retained
+from exporter.model import BEDROCK_BATCH_NAMESPACE, Job, SeriesKey, TaskKey, TaskState
+from exporter.planner import Batch, plan, select_series
+from exporter.results import STALE_INTERVALS, Answer, Outcome, cloudwatch_records
 from exporter.selfmetrics import SelfMetrics
-from exporter.snapshot import Sample, Store, TaskKey, TaskState
+from exporter.snapshot import Store
 
 log = logging.getLogger(__name__)
 
 MAX_TASK_THREADS = 16
 BACKOFF_FACTOR_CAP = 4  # a failing task waits at most 4 intervals, so data returns soon after a fault clears
 JOBS_NAMESPACE = "bedrock:jobs"  # the `namespace` label of the job collector's health series
-# An Insights group seen with data keeps its series (at its missing-data value) this long after its last datapoint,
-# as ListMetrics' RecentlyActive=PT3H keeps a discovered series.
-INSIGHTS_GROUP_MEMORY = 3 * 3600.0
-
-_Answer = tuple[dict[str, Datapoint], dict[str, dict[str, Datapoint]]]
 
 
 def in_shard(target_label: str, region: str, shard_index: int, shard_count: int) -> bool:
@@ -85,7 +78,7 @@ class Task(Protocol):
 
 
 class NamespaceTask:
-    """Polls one namespace in one region of one target; owns that task's discovery cache."""
+    """Polls one namespace in one region of one target: discovery (cached), GetMetricData, then the results step."""
 
     def __init__(
         self,
@@ -115,8 +108,7 @@ class NamespaceTask:
         self._board = board if namespace.namespace == BEDROCK_BATCH_NAMESPACE else None
         self._idle_heartbeat = idle_heartbeat
         self._last_polled = -math.inf
-        # (query name, group values) -> when the group last had a datapoint; and labels already warned about
-        self._groups_seen: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._reported_errors: tuple[tuple[str, int], ...] = ()
         self._unreadable_labels: set[tuple[str, str]] = set()
 
     @property
@@ -134,33 +126,65 @@ class NamespaceTask:
         self._last_polled = now
         futures = [self._call_pool.submit(self._run_batch, client, account_id, b) for b in batches]
         wait(futures)
-        results: list[tuple[Batch, _Answer]] = []
-        for batch, future in zip(batches, futures, strict=True):
-            results.append((batch, future.result()))  # re-raises the first failed batch's error
-        samples, newest = self._samples(account_id, results, now)
-        return self._success(account_id, samples, now, previous, newest, polling_active=True)
+        answered = [(b, f.result()) for b, f in zip(batches, futures, strict=True)]  # re-raises a failed batch
+        outcome = cloudwatch_records(
+            answered,
+            previous.values if previous else (),
+            previous.insights if previous else (),
+            self.insights,
+            now,
+            self.interval,
+        )
+        self._report(account_id, outcome)
+        return self._success(account_id, outcome, now, previous, polling_active=True)
+
+    def _report(self, account_id: str, outcome: Outcome) -> None:
+        """Count per-result errors; log once per change of state, with CloudWatch's messages."""
+        for status, count in outcome.errors:
+            self._metrics.result_errors.labels(account_id, self.region, self.key.namespace, status).inc(count)
+        if outcome.errors != self._reported_errors:
+            if outcome.errors:
+                log.warning(
+                    "GetMetricData for %s in %s (%s): results with errors %s; their series keep their last value "
+                    "for %d intervals, then disappear%s",
+                    self.key.namespace,
+                    self.region,
+                    self.target.label,
+                    ", ".join(f"{status} x{count}" for status, count in outcome.errors),
+                    STALE_INTERVALS,
+                    (": " + "; ".join(outcome.messages)) if outcome.messages else "",
+                )
+            else:
+                log.info("GetMetricData for %s in %s (%s): results complete again", *self._where())
+            self._reported_errors = outcome.errors
+        for name, label in outcome.unsplit_labels:
+            if (name, label) not in self._unreadable_labels and len(self._unreadable_labels) < 1000:
+                self._unreadable_labels.add((name, label))
+                log.warning("Insights query %s: cannot split result label %.200r into its GROUP BY keys", name, label)
+
+    def _where(self) -> tuple[str, str, str]:
+        return self.key.namespace, self.region, self.target.label
 
     def _success(
-        self,
-        account_id: str,
-        samples: list[Sample],
-        now: float,
-        previous: TaskState | None,
-        newest: float | None,
-        polling_active: bool,
+        self, account_id: str, outcome: Outcome, now: float, previous: TaskState | None, polling_active: bool
     ) -> TaskState:
         """A good cycle's state; the newest datapoint and the last error are carried over from `previous`."""
+        newest = outcome.newest if outcome.newest is not None else (previous.newest_datapoint if previous else None)
         return TaskState(
             key=self.key,
             account_id=account_id,
-            samples=tuple(samples),
+            values=outcome.values,
+            insights=outcome.insights,
             up=True,
             last_attempt=now,
             last_success=now,
-            newest_datapoint=newest if newest is not None else (previous.newest_datapoint if previous else None),
+            newest_datapoint=newest,
             last_error=previous.last_error if previous else None,
             last_error_time=previous.last_error_time if previous else None,
             polling_active=polling_active,
+            cloudwatch_timestamps=self.namespace.add_cloudwatch_timestamp,
+            result_errors=outcome.errors,
+            result_messages=outcome.messages,
         )
 
     def _paused(self, now: float) -> bool:
@@ -169,11 +193,17 @@ class NamespaceTask:
         return not (self._idle_heartbeat > 0 and now - self._last_polled >= self._idle_heartbeat)
 
     def _idle_state(self, account_id: str, now: float, previous: TaskState | None) -> TaskState:
-        """No unfinished job in the region: known series show their missing-data value, and AWS is not called."""
+        """No unfinished job in the region: Bedrock publishes nothing, so known series show their missing-data value
+        as if CloudWatch had answered Complete with no datapoint, and AWS is not called."""
         known = select_series(self._discovered or (), self.resolved, self.namespace.discovery.dimension_filters)
         batches = plan(known, self.resolved, now, self._max_queries, self.insights)
-        samples, _ = self._samples(account_id, [(b, ({}, {})) for b in batches], now)
-        return self._success(account_id, samples, now, previous, None, polling_active=False)
+        empty = [
+            (b, {qid: Answer() for qid in [q.id for q in b.queries] + [e.id for e in b.expressions]}) for b in batches
+        ]
+        outcome = cloudwatch_records(
+            empty, (), previous.insights if previous else (), self.insights, now, self.interval
+        )
+        return self._success(account_id, outcome, now, previous, polling_active=False)
 
     def _series(self, client: object, account_id: str, now: float) -> list[SeriesKey]:
         discovery = self.namespace.discovery
@@ -200,104 +230,11 @@ class NamespaceTask:
             found = self._discovered
         return select_series(found, self.resolved, discovery.dimension_filters)
 
-    def _run_batch(self, client: object, account_id: str, batch: Batch) -> _Answer:
+    def _run_batch(self, client: object, account_id: str, batch: Batch) -> dict[str, Answer]:
         def on_page(count: int) -> None:
             self._metrics.record_metrics_requested(account_id, self.region, count)
 
         return run_batch(client, batch, on_page)
-
-    def _samples(
-        self, account_id: str, results: list[tuple[Batch, _Answer]], now: float
-    ) -> tuple[list[Sample], float | None]:
-        samples: list[Sample] = []
-        newest: float | None = None
-        with_timestamp = self.namespace.add_cloudwatch_timestamp
-        for batch, (points, grouped) in results:
-            for expression in batch.expressions:
-                found, stamp = self._insights_samples(account_id, expression, grouped.get(expression.id, {}), now)
-                samples.extend(found)
-                if stamp is not None:
-                    newest = stamp if newest is None else max(newest, stamp)
-            for query in batch.queries:
-                point = points.get(query.id)
-                if point is None:
-                    if query.missing_data is MissingData.DROP:
-                        continue
-                    value = 0.0 if query.missing_data is MissingData.ZERO else math.nan
-                    stamp = None
-                else:
-                    value, stamp = point.value, point.timestamp
-                    newest = stamp if newest is None else max(newest, stamp)
-                series = query.series
-                labels = (
-                    ("account_id", account_id),
-                    ("region", self.region),
-                    *((dimension_label(k), v) for k, v in series.dimensions),
-                )
-                samples.append(
-                    Sample(
-                        name=metric_name(series.namespace, series.metric, query.statistic),
-                        documentation=f"CloudWatch {series.namespace} {series.metric} {query.statistic}",
-                        labels=labels,
-                        value=value,
-                        timestamp=stamp if with_timestamp else None,
-                    )
-                )
-        return samples, newest
-
-    def _insights_samples(
-        self, account_id: str, query: ExpressionQuery, by_label: dict[str, Datapoint], now: float
-    ) -> tuple[list[Sample], float | None]:
-        """One sample per group with a datapoint (labels from its GROUP BY values), plus groups seen recently at
-        the namespace's missing-data value."""
-        values: dict[tuple[str, ...], Datapoint | None] = {}
-        for label, point in by_label.items():
-            group = group_values(label, query.group_by)
-            if group is None:
-                if (query.name, label) not in self._unreadable_labels:
-                    self._unreadable_labels.add((query.name, label))
-                    log.warning(
-                        "Insights query %s: cannot split result label %r into GROUP BY %s; series skipped",
-                        query.name,
-                        label,
-                        ", ".join(query.group_by),
-                    )
-                continue
-            values[group] = point
-            self._groups_seen[(query.name, group)] = now
-        for (name, group), seen in list(self._groups_seen.items()):
-            if name != query.name or group in values:
-                continue
-            if now - seen > INSIGHTS_GROUP_MEMORY:
-                del self._groups_seen[(name, group)]
-            else:
-                values[group] = None
-        missing = next((i.missing_data for i in self.insights if i.name == query.name), MissingData.NAN)
-        samples: list[Sample] = []
-        newest: float | None = None
-        for group, found in sorted(values.items(), key=lambda item: item[0]):
-            if found is None:
-                if missing is MissingData.DROP:
-                    continue
-                value, stamp = (0.0 if missing is MissingData.ZERO else math.nan), None
-            else:
-                value, stamp = found.value, found.timestamp
-                newest = stamp if newest is None else max(newest, stamp)
-            labels = (
-                ("account_id", account_id),
-                ("region", self.region),
-                *((dimension_label(k), v) for k, v in zip(query.group_by, group, strict=True)),
-            )
-            samples.append(
-                Sample(
-                    name=query.name,
-                    documentation=f"CloudWatch Metrics Insights: {query.expression}",
-                    labels=labels,
-                    value=value,
-                    timestamp=stamp if self.namespace.add_cloudwatch_timestamp else None,
-                )
-            )
-        return samples, newest
 
 
 class JobTask:
@@ -311,6 +248,7 @@ class JobTask:
         clients: AwsClients,
         board: ActivityBoard,
         started: float,
+        metrics: SelfMetrics,
     ) -> None:
         self.key = TaskKey(target.label, region, JOBS_NAMESPACE)
         self.target = target
@@ -319,6 +257,8 @@ class JobTask:
         self._clients = clients
         self._board = board
         self._tracker = JobTracker(started)
+        self._metrics = metrics
+        self._unknown_logged: set[str] = set()
 
     @property
     def interval(self) -> float:
@@ -333,12 +273,15 @@ class JobTask:
             self._board.report(self.target.label, self.region, None)  # fail open: metrics keep flowing
             raise
         self._tracker.observe(jobs)
+        self._count_unknown(account_id, jobs)
+        # Fail open: any status outside the terminal set (one the SDK does not list included) is unfinished work.
         self._board.report(self.target.label, self.region, any(not j.finished for j in jobs))
         kept = retained(jobs, now, self._config.retention)
         return TaskState(
             key=self.key,
             account_id=account_id,
-            samples=tuple(job_samples(kept, account_id, self.region, self._tracker)),
+            jobs=tuple(sorted(kept, key=lambda j: j.arn)),
+            jobs_finished=self._tracker.records(),
             up=True,
             last_attempt=now,
             last_success=now,
@@ -346,12 +289,48 @@ class JobTask:
             last_error_time=previous.last_error_time if previous else None,
         )
 
+    def _count_unknown(self, account_id: str, jobs: list[Job]) -> None:
+        for job in jobs:
+            if job.known_status:
+                continue
+            self._metrics.unknown_values.labels(account_id, self.region, "ListModelInvocationJobs", "status").inc()
+            if job.status not in self._unknown_logged and len(self._unknown_logged) < 100:
+                self._unknown_logged.add(job.status)
+                log.warning(
+                    "job status %.100r is not one the SDK lists; exported as is and treated as unfinished", job.status
+                )
 
-@dataclass
+
 class _Slot:
-    task: Task
-    next_due: float = 0.0
-    running: bool = False
+    """One task's schedule. `lock` guards the fields: job threads (wake-ups) and task threads both write them."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.lock = threading.Lock()
+        self.next_due = 0.0
+        self.running = False
+        self.wake_pending = False  # a wake-up that arrived while the task ran: honoured when the cycle ends
+
+    def wake(self) -> None:
+        with self.lock:
+            self.next_due = 0.0
+            if self.running:
+                self.wake_pending = True
+
+    def claim(self, now: float) -> bool:
+        """Mark the task running if it is due and idle; True if the caller should run it."""
+        with self.lock:
+            if self.running or self.next_due > now:
+                return False
+            self.running = True
+            return True
+
+    def finish(self, next_due: float) -> None:
+        """The cycle ended: schedule the next one, now if a wake-up arrived meanwhile."""
+        with self.lock:
+            self.next_due = 0.0 if self.wake_pending else next_due
+            self.wake_pending = False
+            self.running = False
 
 
 class Poller:
@@ -367,6 +346,9 @@ class Poller:
         shard: tuple[int, int] = (0, 1),
     ) -> None:
         self._store = store
+        # The Store generation this poller's results belong to; the owner sets it (Store.new_generation) before
+        # start. None publishes unconditionally (a Poller used alone, as in tests).
+        self.generation: int | None = None
         self._metrics = metrics
         self._clients = clients
         self._clock = clock
@@ -396,7 +378,7 @@ class Poller:
                     for ns in namespaces
                 )
                 if jobs.enabled and any(ns.namespace == BEDROCK_BATCH_NAMESPACE for ns in namespaces):
-                    tasks.append(JobTask(target, region, jobs, clients, self.board, clock()))
+                    tasks.append(JobTask(target, region, jobs, clients, self.board, clock(), metrics))
         self._slots = [_Slot(task) for task in tasks]
         self._task_pool = ThreadPoolExecutor(min(len(tasks), MAX_TASK_THREADS) or 1, thread_name_prefix="poll-task")
         self._stop = threading.Event()
@@ -411,7 +393,7 @@ class Poller:
         """A job appeared: poll that region's Bedrock metrics now rather than at the next interval."""
         for slot in self._slots:
             if slot.task.key == TaskKey(target, region, BEDROCK_BATCH_NAMESPACE):
-                slot.next_due = 0.0
+                slot.wake()
         self._wake.set()
 
     def run_once(self) -> int:
@@ -419,7 +401,7 @@ class Poller:
         job_slots = [slot for slot in self._slots if isinstance(slot.task, JobTask)]
         other_slots = [slot for slot in self._slots if not isinstance(slot.task, JobTask)]
         for group in (job_slots, other_slots):
-            wait([self._task_pool.submit(self._run, slot) for slot in group])
+            wait([self._task_pool.submit(self._run, slot) for slot in group if slot.claim(math.inf)])
         return sum(1 for slot in self._slots if (state := self._store.state(slot.task.key)) is not None and state.up)
 
     def start(self) -> None:
@@ -439,8 +421,7 @@ class Poller:
         while not self._stop.is_set():
             now = time.monotonic()
             for slot in self._slots:
-                if not slot.running and slot.next_due <= now:
-                    slot.running = True
+                if slot.claim(now):
                     self._task_pool.submit(self._run, slot)
             idle = [s.next_due for s in self._slots if not s.running]
             timeout = min(idle) - time.monotonic() if idle else 1.0
@@ -449,16 +430,17 @@ class Poller:
 
     def _run(self, slot: _Slot) -> None:
         started = time.monotonic()
+        next_due = started + slot.task.interval
         try:
-            self._cycle(slot, started)
+            next_due = self._cycle(slot, started)
         except Exception:  # a bug here must not stop this task from being scheduled again
             log.exception("internal error while polling %s", slot.task.key)
-            slot.next_due = started + slot.task.interval
         finally:
-            slot.running = False
+            slot.finish(next_due)
             self._wake.set()
 
-    def _cycle(self, slot: _Slot, started: float) -> None:
+    def _cycle(self, slot: _Slot, started: float) -> float:
+        """One cycle of one task, published; returns when the next one is due."""
         task = slot.task
         previous = self._store.state(task.key)
         labels = (
@@ -471,7 +453,7 @@ class Poller:
             outcome = "success"
         except Exception as exc:
             if self._stop.is_set():
-                return  # shutting down: the pools refuse new calls; nothing to report
+                return math.inf  # shutting down: the pools refuse new calls; nothing to report
             outcome = "error"
             message = errors.describe(exc)
             if isinstance(exc, errors.BadAnswerError):
@@ -489,9 +471,8 @@ class Poller:
             base = previous or TaskState(key=task.key, account_id=labels[0])
             state = base.failed(message, self._clock())
         labels = (state.account_id, task.region, task.key.namespace)
-        if self._stop.is_set():
-            return  # replaced by a reload or shutting down: a late result must not bring back a dropped task
-        self._store.publish(state)
+        if self._stop.is_set() or not self._store.publish(state, self.generation):
+            return math.inf  # replaced by a reload or shutting down: a late result must not bring back a dropped task
         elapsed = time.monotonic() - started
         self._metrics.cycle_duration.labels(*labels).observe(elapsed)
         self._metrics.cycles.labels(*labels, outcome).inc()
@@ -501,4 +482,4 @@ class Poller:
         if state.consecutive_failures:
             factor = min(2 ** (state.consecutive_failures - 1), BACKOFF_FACTOR_CAP)
             delay = task.interval * factor * random.uniform(0.8, 1.0) if factor > 1 else task.interval
-        slot.next_due = started + delay
+        return started + delay

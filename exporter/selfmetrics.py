@@ -60,6 +60,25 @@ class SelfMetrics:
             ["account_id", "region", "operation"],
             registry=self.registry,
         )
+        self.result_errors = Counter(
+            f"{PREFIX}_cloudwatch_result_errors",
+            "GetMetricData results that were errors (StatusCode other than Complete, without datapoints), by status "
+            "code; their series keep their last value for a few intervals, then disappear.",
+            (*_TASK_LABELS, "status_code"),
+            registry=self.registry,
+        )
+        self.unknown_values = Counter(
+            f"{PREFIX}_aws_unknown_values",
+            "Values AWS sent that the SDK's model does not list (e.g. a new job status); exported as sent.",
+            ["account_id", "region", "operation", "field"],
+            registry=self.registry,
+        )
+        self.series_dropped = Counter(
+            f"{PREFIX}_series_dropped",
+            "Series not exported because another series had the same name and labels (e.g. dimension names that "
+            "map to one label); the first one in a stable order is kept.",
+            registry=self.registry,
+        )
         self.metrics_requested = Counter(
             f"{PREFIX}_cloudwatch_metrics_requested",
             "Metrics requested through GetMetricData (what CloudWatch bills).",
@@ -168,7 +187,7 @@ class _HealthCollector(Collector):
         for key, state in snapshot.tasks.items():
             labels = [state.account_id, key.region, key.namespace]
             up.add_metric(labels, 1.0 if state.up else 0.0)
-            series.add_metric(labels, float(len(state.samples)))
+            series.add_metric(labels, float(state.series_count))
             failures.add_metric(labels, float(state.consecutive_failures))
             active.add_metric(labels, 1.0 if state.polling_active else 0.0)
             if state.last_success is not None:

@@ -1,64 +1,18 @@
-"""The latest poll results: one immutable Snapshot, swapped atomically on every publish."""
+"""The latest poll results: one immutable Snapshot of typed records, swapped atomically on every publish.
+
+Each configuration (the first, and every reload) is a generation. A task publishes with the generation that built
+it; the Store refuses results of a superseded generation, so a cycle still in flight when a reload dropped its task
+cannot bring the task back.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
 
-
-@dataclass(frozen=True)
-class TaskKey:
-    """One unit of polling: a namespace in one region of one target."""
-
-    target: str
-    region: str
-    namespace: str
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One exported value; `timestamp` is the CloudWatch datapoint time (epoch seconds) when there was one.
-
-    `name` is the family name; a counter's sample is exposed as `<name>_total`.
-    """
-
-    name: str
-    documentation: str
-    labels: tuple[tuple[str, str], ...]
-    value: float
-    timestamp: float | None = None
-    kind: Literal["gauge", "counter"] = "gauge"
-
-
-@dataclass(frozen=True)
-class TaskState:
-    """What one task last produced, and how its polling is going."""
-
-    key: TaskKey
-    account_id: str
-    samples: tuple[Sample, ...] = ()
-    up: bool = False
-    last_attempt: float | None = None
-    last_success: float | None = None
-    newest_datapoint: float | None = None
-    last_error: str | None = None
-    last_error_time: float | None = None
-    consecutive_failures: int = 0
-    polling_active: bool = True
-
-    def failed(self, error: str, now: float) -> TaskState:
-        """The same samples (last good data stays served), marked down with the error."""
-        return replace(
-            self,
-            up=False,
-            last_attempt=now,
-            last_error=error,
-            last_error_time=now,
-            consecutive_failures=self.consecutive_failures + 1,
-        )
+from exporter.model import Price, TaskKey, TaskState
 
 
 @dataclass(frozen=True)
@@ -67,15 +21,13 @@ class Snapshot:
 
     version: int
     created: float
+    generation: int = 0
     tasks: Mapping[TaskKey, TaskState] = field(default_factory=lambda: MappingProxyType({}))
-    static: tuple[Sample, ...] = ()  # samples that come from the config, e.g. prices
+    prices: tuple[Price, ...] = ()  # from the config's price table
 
     @property
     def ready(self) -> bool:
         return any(state.last_success is not None for state in self.tasks.values())
-
-    def samples(self) -> list[Sample]:
-        return [*self.static, *(sample for state in self.tasks.values() for sample in state.samples)]
 
 
 Listener = Callable[[Snapshot], None]
@@ -84,17 +36,22 @@ Listener = Callable[[Snapshot], None]
 class Store:
     """Holds the current Snapshot; writers publish task states, readers take `snapshot` without locking."""
 
-    def __init__(self, clock: Callable[[], float], static: tuple[Sample, ...] = ()) -> None:
+    def __init__(self, clock: Callable[[], float], prices: tuple[Price, ...] = ()) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._tasks: dict[TaskKey, TaskState] = {}
-        self._static = static
-        self._snapshot = Snapshot(version=0, created=clock(), static=static)
+        self._prices = prices
+        self._generation = 0
+        self._snapshot = Snapshot(version=0, created=clock(), prices=prices)
         self._listeners: list[Listener] = []
 
     @property
     def snapshot(self) -> Snapshot:
         return self._snapshot
+
+    @property
+    def generation(self) -> int:
+        return self._generation
 
     def state(self, key: TaskKey) -> TaskState | None:
         return self._tasks.get(key)
@@ -106,33 +63,44 @@ class Store:
             snapshot = self._snapshot
         listener(snapshot)
 
-    def set_static(self, static: tuple[Sample, ...]) -> None:
-        """Replace the config-derived samples (after a reload); takes effect with the next publish."""
+    def remove_listener(self, listener: Listener) -> None:
         with self._lock:
-            self._static = static
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
-    def retain(self, keys: set[TaskKey]) -> None:
-        """Forget the states of tasks no longer configured (after a reload), so their series disappear."""
+    def new_generation(self, keys: set[TaskKey], prices: tuple[Price, ...]) -> int:
+        """Start a configuration: forget tasks not in `keys`, take the new prices, refuse older generations' results.
+
+        Returns the generation number the new configuration's tasks publish with.
+        """
         with self._lock:
+            self._generation += 1
             for key in [k for k in self._tasks if k not in keys]:
                 del self._tasks[key]
+            self._prices = prices
+            generation = self._generation
         self._swap()
+        return generation
 
-    def publish(self, state: TaskState) -> Snapshot:
+    def publish(self, state: TaskState, generation: int | None = None) -> bool:
+        """Take a task's new state; False (and nothing changes) when `generation` has been superseded."""
         with self._lock:
+            if generation is not None and generation != self._generation:
+                return False
             self._tasks[state.key] = state
-        return self._swap()
+        self._swap()
+        return True
 
-    def _swap(self) -> Snapshot:
+    def _swap(self) -> None:
         with self._lock:
             snapshot = Snapshot(
                 version=self._snapshot.version + 1,
                 created=self._clock(),
+                generation=self._generation,
                 tasks=MappingProxyType(dict(self._tasks)),
-                static=self._static,
+                prices=self._prices,
             )
             self._snapshot = snapshot
             listeners = list(self._listeners)
         for listener in listeners:
             listener(snapshot)
-        return snapshot

@@ -1,43 +1,19 @@
-"""Bedrock control-plane calls: ListModelInvocationJobs, paginated, with answer checking."""
+"""Bedrock control-plane calls: ListModelInvocationJobs, paginated, with answer checking (fail open on the unknown)."""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from exporter.aws.errors import BadAnswerError
+from exporter.model import Job
 
 log = logging.getLogger(__name__)
 
-NON_TERMINAL = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")
-TERMINAL = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
-STATUSES = NON_TERMINAL + TERMINAL
 MAX_JOBS = 100_000  # a bound on one listing; far above Bedrock's quotas on concurrent and recent jobs
-
-
-@dataclass(frozen=True)
-class Job:
-    """The parts of a ModelInvocationJobSummary the exporter uses; times are epoch seconds."""
-
-    arn: str
-    name: str
-    model_id: str
-    status: str
-    invocation_type: str
-    submit_time: float
-    end_time: float | None
-    expiration_time: float | None
-    total_records: float | None
-    processed_records: float | None
-    succeeded_records: float | None
-    failed_records: float | None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in TERMINAL
 
 
 def list_jobs(client: Any, submitted_after: float, page_size: int) -> list[Job]:
@@ -62,44 +38,54 @@ def list_jobs(client: Any, submitted_after: float, page_size: int) -> list[Job]:
 
 
 def _time(value: Any) -> float | None:
-    if value is None:
-        return None
+    """An optional timestamp: absent or unreadable is None (an optional field never hides the job)."""
     if isinstance(value, datetime):
-        return value.timestamp()
-    raise TypeError(f"not a timestamp: {value!r}")
+        try:
+            return value.timestamp()
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
 
 
 def _count(value: Any) -> float | None:
-    if value is None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"not a count: {value!r}")
     return float(value)
 
 
-def parse_job(summary: Mapping[str, Any]) -> Job | None:
-    """A Job from one summary, or None (logged) when required fields are missing or malformed."""
-    try:
-        status = str(summary["status"])
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
-        submit = _time(summary["submitTime"])
-        if submit is None:
-            raise ValueError("submitTime is empty")
-        return Job(
-            arn=str(summary["jobArn"]),
-            name=str(summary.get("jobName", "")),
-            model_id=str(summary["modelId"]),
-            status=status,
-            invocation_type=str(summary.get("modelInvocationType", "")),
-            submit_time=submit,
-            end_time=_time(summary.get("endTime")),
-            expiration_time=_time(summary.get("jobExpirationTime")),
-            total_records=_count(summary.get("totalRecordCount")),
-            processed_records=_count(summary.get("processedRecordCount")),
-            succeeded_records=_count(summary.get("successRecordCount")),
-            failed_records=_count(summary.get("errorRecordCount")),
-        )
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        log.warning("skipping a malformed job summary: %s", exc)
+def _name(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def parse_job(summary: Any) -> Job | None:
+    """A Job from one summary, or None (logged) when a required member (jobArn, modelId, status, submitTime) is
+    missing or malformed. The status is kept raw, known or not; unreadable optional members become absent."""
+    if not isinstance(summary, Mapping):
+        log.warning("skipping a job summary that is not an object")
         return None
+    arn, model, status = summary.get("jobArn"), summary.get("modelId"), summary.get("status")
+    submit = _time(summary.get("submitTime"))
+    missing = [
+        name
+        for name, value in (("jobArn", arn), ("modelId", model), ("status", status), ("submitTime", submit))
+        if value is None or value == "" or (name != "submitTime" and not isinstance(value, str))
+    ]
+    if missing:
+        log.warning("skipping a job summary without %s", ", ".join(missing))
+        return None
+    assert isinstance(arn, str) and isinstance(model, str) and isinstance(status, str) and submit is not None
+    return Job(
+        arn=arn,
+        name=_name(summary.get("jobName")),
+        model_id=model,
+        status=status,
+        invocation_type=_name(summary.get("modelInvocationType")),
+        submit_time=submit,
+        end_time=_time(summary.get("endTime")),
+        expiration_time=_time(summary.get("jobExpirationTime")),
+        total_records=_count(summary.get("totalRecordCount")),
+        processed_records=_count(summary.get("processedRecordCount")),
+        succeeded_records=_count(summary.get("successRecordCount")),
+        failed_records=_count(summary.get("errorRecordCount")),
+        last_modified_time=_time(summary.get("lastModifiedTime")),
+    )

@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,11 +41,12 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, Counter
 
-from exporter import __version__
+from exporter import __version__, families
 from exporter.config import Config, NamespaceConfig, OtlpConfig
+from exporter.families import Sample
 from exporter.naming import metric_name, snake_case
 from exporter.selfmetrics import PREFIX
-from exporter.snapshot import Sample, Store
+from exporter.snapshot import Snapshot, Store
 
 log = logging.getLogger(__name__)
 
@@ -139,22 +140,22 @@ def attribute_name(label: str) -> str:
     return label
 
 
-def cloudwatch_names(namespaces: Iterable[NamespaceConfig]) -> dict[str, OtelName]:
-    """Prometheus name -> OTel name for every configured CloudWatch metric and statistic.
+def cloudwatch_name(namespace: str, metric: str, statistic: str) -> OtelName:
+    """`aws.bedrock.batch.number_of_records_pending_processing.maximum` and its unit, from the record's parts."""
+    unit = "{datapoint}" if statistic == "SampleCount" else CLOUDWATCH_UNITS.get(metric, "")
+    ns_parts = [snake_case(p) for p in namespace.removeprefix("AWS/").split("/")]
+    parts = ["aws", *ns_parts, snake_case(metric), snake_case(statistic.replace(".", "_"))]
+    return OtelName(".".join(p.strip("_") for p in parts if p.strip("_")), unit)
 
-    `aws_bedrock_batch_number_of_records_pending_processing_maximum` ->
-    `aws.bedrock.batch.number_of_records_pending_processing.maximum`.
-    """
-    names = {}
-    for namespace in namespaces:
-        ns_parts = [snake_case(p) for p in namespace.namespace.removeprefix("AWS/").split("/")]
-        for metric in namespace.resolved_metrics():
-            for stat in metric.statistics:
-                parts = ["aws", *ns_parts, snake_case(metric.name), snake_case(stat.replace(".", "_"))]
-                name = ".".join(p.strip("_") for p in parts if p.strip("_"))
-                unit = "{datapoint}" if stat == "SampleCount" else CLOUDWATCH_UNITS.get(metric.name, "")
-                names[metric_name(namespace.namespace, metric.name, stat)] = OtelName(name, unit)
-    return names
+
+def cloudwatch_names(namespaces: Iterable[NamespaceConfig]) -> dict[str, OtelName]:
+    """Prometheus name -> OTel name for every configured CloudWatch metric and statistic (for docs and tests)."""
+    return {
+        metric_name(ns.namespace, metric.name, stat): cloudwatch_name(ns.namespace, metric.name, stat)
+        for ns in namespaces
+        for metric in ns.resolved_metrics()
+        for stat in metric.statistics
+    }
 
 
 def otel_name(prometheus_name: str, known: Mapping[str, OtelName]) -> OtelName:
@@ -271,7 +272,6 @@ class OtlpSink:
         self._store = store
         self._registry = registry
         self._clock = clock
-        self._names = {**FIXED_NAMES, **cloudwatch_names(config.namespaces)}
         self._exporter = exporter or build_exporter(otlp)
         self.resource = build_resource(otlp)
         self.interval = otlp.interval or _env_seconds("OTEL_METRIC_EXPORT_INTERVAL", DEFAULT_INTERVAL)
@@ -304,7 +304,7 @@ class OtlpSink:
         now_ns = int(self._clock() * 1e9)
         reached: dict[_Key, _Cumulative] = {}
         metrics = [
-            *self._snapshot_metrics(self._store.snapshot.samples(), now_ns, reached),
+            *self._snapshot_metrics(self._store.snapshot, now_ns, reached),
             *self._registry_metrics(now_ns, reached),
         ]
         scope = ScopeMetrics(scope=SCOPE, metrics=metrics, schema_url="")
@@ -356,29 +356,56 @@ class OtlpSink:
         while not self._stop.wait(self.interval):
             self.export()
 
-    def _snapshot_metrics(
-        self, samples: Sequence[Sample], now_ns: int, reached: dict[_Key, _Cumulative]
-    ) -> list[Metric]:
-        families: dict[str, list[Sample]] = {}
-        for sample in samples:
-            families.setdefault(sample.name, []).append(sample)
+    def _snapshot_metrics(self, snapshot: Snapshot, now_ns: int, reached: dict[_Key, _Cumulative]) -> list[Metric]:
+        """The Snapshot's records under OpenTelemetry names: CloudWatch values named from their own parts (so a
+        namespace added by a reload is named like one configured at start), built-in families from FIXED_NAMES."""
+        rows: dict[str, tuple[OtelName, str, str, list[Sample]]] = {}
+
+        def add(name: OtelName, description: str, kind: str, sample: Sample) -> None:
+            entry = rows.get(name.name)
+            if entry is None:
+                entry = rows[name.name] = (name, description, kind, [])
+            entry[3].append(sample)
+
+        def add_builtin(found: Iterable[Sample]) -> None:
+            for sample in found:
+                family = sample.family
+                add(FIXED_NAMES.get(family.name, OtelName(family.name, "")), family.help, family.kind, sample)
+
+        add_builtin(families.price_samples(snapshot.prices))
+        for state in snapshot.tasks.values():
+            base = families.task_labels(state.account_id, state.key.region)
+            stamps = state.cloudwatch_timestamps
+            for value in state.values:
+                series = value.series
+                family = families.cloudwatch_family(series.namespace, series.metric, value.statistic)
+                labels = (*base, *((f"dimension_{k}", v) for k, v in series.dimensions))
+                sample = Sample(family, labels, value.value, value.timestamp if stamps else None)
+                add(cloudwatch_name(series.namespace, series.metric, value.statistic), family.help, "gauge", sample)
+            for group in state.insights:
+                family = families.insights_family(group.query, group.expression)
+                labels = (*base, *((f"dimension_{k}", v) for k, v in group.group))
+                sample = Sample(family, labels, group.value, group.timestamp if stamps else None)
+                add(OtelName(group.query, ""), family.help, "gauge", sample)
+            add_builtin(families.job_samples(state))
         metrics = []
-        for name, members in families.items():
-            first = members[0]
-            if first.kind == "counter":
-                points = [self._sum_point(name, s.labels, s.value, now_ns, reached) for s in members]
-                metrics.append(self._metric(name, first.documentation, self._sum(points)))
+        for name, description, kind, members in rows.values():
+            if kind == "counter":
+                points = [self._sum_point(name.name, s.labels, s.value, now_ns, reached) for s in members]
+                data: Gauge | Sum = self._sum(points)
             else:
-                gauge = [
-                    NumberDataPoint(
-                        attributes=_attributes(s.labels),
-                        start_time_unix_nano=0,
-                        time_unix_nano=int(s.timestamp * 1e9) if s.timestamp is not None else now_ns,
-                        value=float(s.value),
-                    )
-                    for s in members
-                ]
-                metrics.append(self._metric(name, first.documentation, Gauge(data_points=gauge)))
+                data = Gauge(
+                    data_points=[
+                        NumberDataPoint(
+                            attributes=_attributes(s.labels),
+                            start_time_unix_nano=0,
+                            time_unix_nano=int(s.timestamp * 1e9) if s.timestamp is not None else now_ns,
+                            value=float(s.value),
+                        )
+                        for s in members
+                    ]
+                )
+            metrics.append(Metric(name=name.name, description=description, unit=name.unit, data=data))
         return metrics
 
     def _registry_metrics(self, now_ns: int, reached: dict[_Key, _Cumulative]) -> Iterator[Metric]:
@@ -463,7 +490,7 @@ class OtlpSink:
         return Sum(data_points=points, aggregation_temporality=self._counter_temporality, is_monotonic=True)
 
     def _metric(self, prometheus_name: str, description: str, data: Gauge | Sum | Histogram) -> Metric:
-        name = otel_name(prometheus_name, self._names)
+        name = otel_name(prometheus_name, FIXED_NAMES)
         return Metric(name=name.name, description=description, unit=name.unit, data=data)
 
 

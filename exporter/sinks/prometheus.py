@@ -1,4 +1,4 @@
-"""The Prometheus sink: a Collector over the Store, rendered once per Snapshot, served over HTTP."""
+"""The Prometheus sink: names the Snapshot's records the Prometheus (YACE) way and renders them once per Snapshot."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 import struct
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -14,6 +14,10 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from exporter import families
+from exporter.families import Sample
+from exporter.model import TaskState
+from exporter.naming import dimension_label
 from exporter.snapshot import Snapshot, Store
 
 log = logging.getLogger(__name__)
@@ -22,21 +26,57 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, 
 _GZIP_LEVEL = 6
 
 
+def cloudwatch_samples(state: TaskState) -> Iterator[Sample]:
+    """YACE-named series: `aws_<namespace>_<metric>_<statistic>` with `dimension_<Name>` labels."""
+    base = families.task_labels(state.account_id, state.key.region)
+    stamps = state.cloudwatch_timestamps
+    for value in state.values:
+        series = value.series
+        family = families.cloudwatch_family(series.namespace, series.metric, value.statistic)
+        labels = (*base, *((dimension_label(k), v) for k, v in series.dimensions))
+        yield Sample(family, labels, value.value, value.timestamp if stamps else None)
+    for group in state.insights:
+        family = families.insights_family(group.query, group.expression)
+        labels = (*base, *((dimension_label(k), v) for k, v in group.group))
+        yield Sample(family, labels, group.value, group.timestamp if stamps else None)
+
+
+def samples(snapshot: Snapshot) -> Iterator[Sample]:
+    """Every series of a Snapshot, named the Prometheus way."""
+    yield from families.price_samples(snapshot.prices)
+    for state in snapshot.tasks.values():
+        yield from cloudwatch_samples(state)
+        yield from families.job_samples(state)
+
+
 class SnapshotCollector(Collector):
-    """Yields the CloudWatch series of one Snapshot as gauge families (no AWS calls, no other work)."""
+    """Yields the series of one Snapshot as metric families (no AWS calls, no other work).
+
+    Two series with one name and one label set (e.g. dimension names `Model-Id` and `Model_Id`, which map to one
+    label) are exported once: the first in the Snapshot's order wins, the others are counted in `dropped`.
+    """
 
     def __init__(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
+        self.dropped = 0
 
     def collect(self) -> Iterator[Metric]:
-        families: dict[str, Metric] = {}
-        for sample in self._snapshot.samples():
-            family = families.get(sample.name)
-            if family is None:
-                family = families[sample.name] = Metric(sample.name, sample.documentation, sample.kind)
-            name = f"{sample.name}_total" if sample.kind == "counter" else sample.name
-            family.add_sample(name, dict(sample.labels), sample.value, sample.timestamp)
-        yield from families.values()
+        found: dict[str, Metric] = {}
+        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        self.dropped = 0
+        for sample in samples(self._snapshot):
+            family = sample.family
+            key = (family.name, sample.labels)
+            if key in seen:
+                self.dropped += 1
+                continue
+            seen.add(key)
+            metric = found.get(family.name)
+            if metric is None:
+                metric = found[family.name] = Metric(family.name, family.help, family.kind)
+            name = f"{family.name}_total" if family.kind == "counter" else family.name
+            metric.add_sample(name, dict(sample.labels), sample.value, sample.timestamp)
+        yield from found.values()
 
 
 @dataclass(frozen=True)
@@ -74,8 +114,11 @@ def format_text(families: Iterable[Metric]) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def render(snapshot: Snapshot) -> RenderedSnapshot:
-    body = format_text(SnapshotCollector(snapshot).collect())
+def render(snapshot: Snapshot, on_dropped: Callable[[int], None] | None = None) -> RenderedSnapshot:
+    collector = SnapshotCollector(snapshot)
+    body = format_text(collector.collect())
+    if collector.dropped and on_dropped is not None:
+        on_dropped(collector.dropped)
     compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     deflated = compressor.compress(body) + compressor.flush(zlib.Z_SYNC_FLUSH)
     return RenderedSnapshot(snapshot.version, body, deflated, zlib.crc32(body))
@@ -93,15 +136,22 @@ def gzip_concat(rendered: RenderedSnapshot, tail: bytes) -> bytes:
 class Exposition:
     """Keeps the rendering of the newest Snapshot; renders in the publishing thread, never in a scrape."""
 
-    def __init__(self, store: Store, self_registry: CollectorRegistry) -> None:
+    def __init__(
+        self, store: Store, self_registry: CollectorRegistry, on_dropped: Callable[[int], None] | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._rendered = RenderedSnapshot(-1, b"", b"", 0)
         self._self_registry = self_registry
         self._store = store
+        self._on_dropped = on_dropped
         store.add_listener(self._on_snapshot)
 
+    def close(self) -> None:
+        """Stop rendering new Snapshots."""
+        self._store.remove_listener(self._on_snapshot)
+
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        rendered = render(snapshot)
+        rendered = render(snapshot, self._on_dropped)
         with self._lock:
             if rendered.version > self._rendered.version:
                 self._rendered = rendered

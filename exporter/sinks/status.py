@@ -22,24 +22,21 @@ from urllib.parse import parse_qs
 from prometheus_client import Counter as PromCounter
 
 from exporter import __version__
-from exporter.aws.bedrock import TERMINAL
 from exporter.http import Response
+from exporter.model import BEDROCK_BATCH_NAMESPACE, CloudWatchValue, TaskState
 from exporter.selfmetrics import SelfMetrics
-from exporter.snapshot import Sample, Snapshot, Store, TaskState
+from exporter.snapshot import Snapshot, Store
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: models[].metrics is a list of CloudWatch metric/statistic records; tasks[].partial
 DEFAULT_LIMIT = 200  # rows per section; keeps the page small and fast at 10,000 series
 MAX_LIMIT = 10_000
 REFRESH_SECONDS = 5
 # The page names its documentation instead of linking a hosting site: the docs ship with the source.
 DOCS = "docs/status.md and docs/metrics.md in the bedrock-batch-exporter source"
 
-MODEL_PREFIX = "aws_bedrock_batch_"
-MODEL_LABEL = "dimension_ModelId"
-JOB_PREFIX = "bedrock_batch_job_"
-JOB_COUNTS = "bedrock_batch_jobs"
+MODEL_DIMENSION = "ModelId"
 
 JSON = dict[str, Any]
 _TEXT = "text/plain; charset=utf-8"
@@ -139,7 +136,10 @@ def _task(state: TaskState, now: float, cycles: Mapping[str, int]) -> JSON:
         "last_error": error,
         "consecutive_failures": state.consecutive_failures,
         "cycles": dict(cycles),
-        "series": len(state.samples),
+        "series": state.series_count,
+        "partial": state.partial,
+        "result_errors": dict(state.result_errors),
+        "result_messages": list(state.result_messages),
     }
 
 
@@ -175,35 +175,38 @@ def _regions(
 
 def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
     """The section of models; only the `limit` shown are built in full, so 10,000 series stay cheap."""
-    series: defaultdict[tuple[str, str, str], list[tuple[Sample, TaskState]]] = defaultdict(list)
+    series: defaultdict[tuple[str, str, str], list[tuple[CloudWatchValue, TaskState]]] = defaultdict(list)
     jobs: defaultdict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
     for state in snapshot.tasks.values():
         region = state.key.region
-        for sample in state.samples:
-            if sample.name.startswith(MODEL_PREFIX):
-                labels = dict(sample.labels)
-                if MODEL_LABEL in labels:
-                    series[(labels.get("account_id", state.account_id), region, labels[MODEL_LABEL])].append(
-                        (sample, state)
-                    )
-            elif sample.name == JOB_COUNTS and sample.value > 0:
-                labels = dict(sample.labels)
-                if "model_id" in labels:
-                    key = (labels.get("account_id", state.account_id), region, labels["model_id"])
-                    jobs[key][labels.get("status", "")] = int(sample.value)
+        for value in state.values:
+            if value.series.namespace != BEDROCK_BATCH_NAMESPACE:
+                continue
+            model = dict(value.series.dimensions).get(MODEL_DIMENSION)
+            if model is not None:
+                series[(state.account_id, region, model)].append((value, state))
+        for job in state.jobs:
+            counts = jobs[(state.account_id, region, job.model_id)]
+            counts[job.status] = counts.get(job.status, 0) + 1
+    prices = {p.model_id: p for p in snapshot.prices}
     keys = sorted(series.keys() | jobs.keys())
     items = []
     for key in keys[:limit]:
-        metrics: dict[str, JSON] = {}
+        metrics: list[JSON] = []
         refreshed = None
-        for sample, state in sorted(series.get(key, ()), key=lambda s: (s[0].name, s[0].timestamp or -math.inf)):
-            # sorted by timestamp, so the newest datapoint of a name wins
-            metrics[sample.name] = {
-                "value": _finite(sample.value),
-                "timestamp": sample.timestamp,
-                "age_seconds": _ago(now, sample.timestamp),
-            }
+        for value, state in sorted(series.get(key, ()), key=lambda s: (s[0].series.metric, s[0].statistic)):
+            metrics.append(
+                {
+                    "metric": value.series.metric,
+                    "statistic": value.statistic,
+                    "value": _finite(value.value),
+                    "timestamp": value.timestamp,
+                    "age_seconds": _ago(now, value.timestamp),
+                    "stale": value.stale,
+                }
+            )
             refreshed = state.last_success if refreshed is None else max(refreshed, state.last_success or refreshed)
+        price = prices.get(key[2])
         items.append(
             {
                 "account_id": key[0],
@@ -213,59 +216,42 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
                 "refreshed_age_seconds": _ago(now, refreshed),
                 "metrics": metrics,
                 "jobs_by_status": jobs.get(key, {}),
+                "batch_price": None if price is None else {"input": price.input, "output": price.output},
             }
         )
     return {"total": len(keys), "shown": len(items), "items": items}
 
 
-_JOB_VALUES = {
-    "input_records": "total_records",
-    "processed_records": "processed_records",
-    "succeeded_records": "succeeded_records",
-    "failed_records": "failed_records",
-    "submit_timestamp_seconds": "submitted",
-    "expiration_timestamp_seconds": "expires",
-    "end_timestamp_seconds": "ended",
-}
-
-
 def _jobs(snapshot: Snapshot, now: float) -> list[JSON]:
-    jobs: dict[tuple[str, str, str], JSON] = {}
-    for state in snapshot.tasks.values():
-        for sample in state.samples:
-            if not sample.name.startswith(JOB_PREFIX):
-                continue
-            labels = dict(sample.labels)
-            arn = labels.get("job_arn")
-            if arn is None:
-                continue
-            key = (labels.get("account_id", state.account_id), state.key.region, arn)
-            job = jobs.get(key)
-            if job is None:
-                job = jobs[key] = {
-                    "account_id": key[0],
-                    "region": key[1],
-                    "job_arn": arn,
-                    "job_name": labels.get("job_name", ""),
-                    "model_id": labels.get("model_id", ""),
-                    "status": None,
-                    "invocation_type": None,
-                    **dict.fromkeys(_JOB_VALUES.values()),
-                }
-            suffix = sample.name.removeprefix(JOB_PREFIX)
-            if suffix == "info":
-                job["status"] = labels.get("status")
-                job["invocation_type"] = labels.get("invocation_type")
-            elif suffix in _JOB_VALUES:
-                job[_JOB_VALUES[suffix]] = _finite(sample.value)
     out = []
-    for job in jobs.values():
-        total, processed = job["total_records"], job["processed_records"]
-        job["finished"] = job["status"] in TERMINAL
-        job["progress"] = round(min(processed / total, 1.0), 4) if total and processed is not None else None
-        job["since_submit_seconds"] = _ago(now, job["submitted"])
-        job["to_expiration_seconds"] = None if job["expires"] is None else round(job["expires"] - now, 3)
-        out.append(job)
+    for state in snapshot.tasks.values():
+        for job in state.jobs:
+            total, processed = job.total_records, job.processed_records
+            out.append(
+                {
+                    "account_id": state.account_id,
+                    "region": state.key.region,
+                    "job_arn": job.arn,
+                    "job_name": job.name,
+                    "model_id": job.model_id,
+                    "status": job.status,
+                    "known_status": job.known_status,
+                    "invocation_type": job.invocation_type,
+                    "total_records": _finite(total),
+                    "processed_records": _finite(processed),
+                    "succeeded_records": _finite(job.succeeded_records),
+                    "failed_records": _finite(job.failed_records),
+                    "submitted": job.submit_time,
+                    "expires": job.expiration_time,
+                    "ended": job.ended,
+                    "finished": job.finished,
+                    "progress": round(min(processed / total, 1.0), 4) if total and processed is not None else None,
+                    "since_submit_seconds": _ago(now, job.submit_time),
+                    "to_expiration_seconds": None
+                    if job.expiration_time is None
+                    else round(job.expiration_time - now, 3),
+                }
+            )
     return out
 
 
@@ -319,7 +305,7 @@ def build_status(
             "tasks_up": sum(1 for t in tasks if t["health"] == "up"),
             "tasks_paused": sum(1 for t in tasks if t["health"] == "paused"),
             "tasks_down": down,
-            "series": len(snapshot.static) + sum(t["series"] for t in tasks),
+            "series": 2 * len(snapshot.prices) + sum(t["series"] for t in tasks),
             "models": models["total"],
             "jobs_running": len(running),
             "jobs_finished": len(finished),
@@ -445,13 +431,21 @@ def _summary(status: JSON) -> str:
 
 def _error_cell(task: JSON) -> str:
     error = task["last_error"]
+    partial = ""
+    if task["partial"]:
+        codes = ", ".join(f"{_e(code)} x{n:,}" for code, n in sorted(task["result_errors"].items()))
+        said = "; ".join(_e(m) for m in task["result_messages"])
+        partial = (
+            f'<div class="error">partial: CloudWatch answered some series with errors ({codes}); they keep their '
+            f"last value for a few intervals, then disappear{': ' + said if said else ''}</div>"
+        )
     if error is None:
-        return _NONE
+        return partial or _NONE
     failures = task["consecutive_failures"]
     count = f"{failures:,} in a row" if failures else "recovered"
     total = task["cycles"].get("error", 0)
     return (
-        f'<div class="error">{_e(error["message"])}</div>'
+        f'{partial}<div class="error">{_e(error["message"])}</div>'
         f'<span class="muted small">{_duration(error["age_seconds"])} ago · {count} · {total:,} failed cycles in all'
         f"</span>"
     )
@@ -496,33 +490,30 @@ def _regions_html(section: JSON) -> str:
     return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
-_STATISTIC = re.compile(r"^(?P<metric>.+)_(?P<stat>sum|average|minimum|maximum|sample_count|p\d+(?:_\d+)?)$")
-_STAT_SHORT = {"maximum": "max", "average": "avg", "minimum": "min", "sample_count": "count"}
+_STAT_SHORT = {"Maximum": "max", "Average": "avg", "Minimum": "min", "SampleCount": "count", "Sum": "sum"}
 # The Bedrock batch metrics in the order people read them: backlog first, then throughput.
 _METRIC_ORDER = (
-    "number_of_records_pending_processing",
-    "number_of_tokens_pending_processing",
-    "number_of_input_tokens_processed_per_minute",
-    "number_of_output_tokens_processed_per_minute",
+    "NumberOfRecordsPendingProcessing",
+    "NumberOfTokensPendingProcessing",
+    "NumberOfInputTokensProcessedPerMinute",
+    "NumberOfOutputTokensProcessedPerMinute",
 )
 
 
-def _split_metric(name: str) -> tuple[str, str]:
-    """`aws_bedrock_batch_number_of_records_pending_processing_maximum` -> (`number_of_...`, `max`)."""
-    short = name.removeprefix(MODEL_PREFIX)
-    match = _STATISTIC.match(short)
-    if match is None:
-        return short, ""
-    stat = match["stat"]
-    return match["metric"], _STAT_SHORT.get(stat, stat.replace("_", "."))
-
-
 def _metric_title(metric: str) -> str:
-    return metric.removeprefix("number_of_").replace("_processed_per_minute", " per minute").replace("_", " ")
+    """`NumberOfInputTokensProcessedPerMinute` -> `input tokens per minute`."""
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", metric.removeprefix("NumberOf")).lower()
+    return words.replace(" processed per minute", " per minute")
 
 
 def _models_html(section: JSON) -> str:
-    split = [[(*_split_metric(name), name, point) for name, point in m["metrics"].items()] for m in section["items"]]
+    split = [
+        [
+            (p["metric"], _STAT_SHORT.get(p["statistic"], p["statistic"]), f"{p['metric']} {p['statistic']}", p)
+            for p in m["metrics"]
+        ]
+        for m in section["items"]
+    ]
     columns = sorted(
         {metric for cells in split for metric, *_ in cells},
         key=lambda c: (_METRIC_ORDER.index(c) if c in _METRIC_ORDER else len(_METRIC_ORDER), c),
@@ -535,6 +526,9 @@ def _models_html(section: JSON) -> str:
             for _, stat, name, point in sorted((c for c in cells if c[0] == column), key=lambda c: c[1]):
                 value = "NaN" if point["value"] is None else _number(point["value"])
                 age = "" if point["timestamp"] is None else f" · {_duration(point['age_seconds'])} ago"
+                if point["stale"]:
+                    age += " · kept from an earlier cycle: CloudWatch answered this series with an error"
+                    value += " (stale)"
                 parts.append(
                     f'<div title="{_e(name)}{_e(age)}">{_e(value)} <span class="muted small">{_e(stat)}</span></div>'
                 )

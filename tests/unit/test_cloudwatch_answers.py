@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from exporter.aws.cloudwatch import Datapoint, merge_results, parse_list_metrics_page, run_batch
+from exporter.aws.cloudwatch import parse_list_metrics_page, run_batch
 from exporter.aws.errors import BadAnswerError
-from exporter.config import MissingData
-from exporter.planner import Batch, Query, SeriesKey
+from exporter.model import MissingData, SeriesKey
+from exporter.planner import Batch, Query
+from exporter.results import Answer, Datapoint, merge_page
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 T1 = datetime(2026, 1, 1, 12, 1, tzinfo=UTC)
@@ -22,11 +23,20 @@ def batch(n: int) -> Batch:
 
 
 def test_newest_datapoint_wins_regardless_of_order() -> None:
-    newest: dict[str, Datapoint] = {}
-    merge_results(newest, [{"Id": "q0", "Timestamps": [T0, T1], "Values": [1.0, 2.0]}], {"q0"})
-    assert newest["q0"] == Datapoint(2.0, T1.timestamp())
-    merge_results(newest, [{"Id": "q0", "Timestamps": [T0], "Values": [9.0]}], {"q0"})
-    assert newest["q0"].value == 2.0
+    answers: dict[str, Answer] = {}
+    merge_page(answers, [{"Id": "q0", "Timestamps": [T0, T1], "Values": [1.0, 2.0]}], {"q0"}, set())
+    assert answers["q0"].newest == Datapoint(2.0, T1.timestamp())
+    merge_page(answers, [{"Id": "q0", "Timestamps": [T0], "Values": [9.0]}], {"q0"}, set())
+    assert answers["q0"].newest is not None and answers["q0"].newest.value == 2.0
+
+
+def test_the_status_of_the_last_page_wins_and_messages_are_kept() -> None:
+    answers: dict[str, Answer] = {}
+    merge_page(answers, [{"Id": "q0", "StatusCode": "PartialData", "Timestamps": [T0], "Values": [1.0]}], {"q0"}, set())
+    page = [{"Id": "q0", "StatusCode": "Forbidden", "Messages": [{"Code": "Forbidden", "Value": "denied"}]}]
+    merge_page(answers, page, {"q0"}, set())
+    assert answers["q0"].status == "Forbidden" and answers["q0"].messages == ["Forbidden: denied"]
+    assert answers["q0"].newest == Datapoint(1.0, T0.timestamp())  # a datapoint counts whatever the status
 
 
 @pytest.mark.parametrize(
@@ -36,12 +46,15 @@ def test_newest_datapoint_wins_regardless_of_order() -> None:
         [{"Id": "zz", "Timestamps": [], "Values": []}],
         [{"Id": "q0", "Timestamps": [T0], "Values": []}],
         [{"Id": "q0", "Timestamps": ["yesterday"], "Values": [1.0]}],
+        [{"Id": "q0", "Timestamps": [T0], "Values": ["NaN-ish"]}],
+        [{"Id": []}],  # found by hypothesis once: an unhashable Id
+        [{"Id": "q0", "Timestamps": "T0", "Values": "1"}],
         ["not a dict"],
     ],
 )
 def test_malformed_answers_are_clean_errors(results: Any) -> None:
     with pytest.raises(BadAnswerError):
-        merge_results({}, results, {"q0"})
+        merge_page({}, results, {"q0"}, set())
 
 
 class PagingClient:
@@ -68,8 +81,12 @@ def test_next_token_is_followed_to_the_end() -> None:
         ]
     )
     pages: list[int] = []
-    result, _ = run_batch(client, batch(2), pages.append)
-    assert result == {"q0": Datapoint(5.0, T1.timestamp()), "q1": Datapoint(3.0, T0.timestamp())}
+    result = run_batch(client, batch(2), pages.append)
+    assert {k: a.newest for k, a in result.items()} == {
+        "q0": Datapoint(5.0, T1.timestamp()),
+        "q1": Datapoint(3.0, T0.timestamp()),
+    }
+    assert result["q0"].status == "Complete"  # read from the last page that carried q0
     assert [r.get("NextToken") for r in client.requests] == [None, "a", "b"]
     assert pages == [2, 2, 2]
     assert client.requests[0]["ScanBy"] == "TimestampDescending"

@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from exporter.aws.bedrock import STATUSES, Job, parse_job
+from exporter.aws.bedrock import parse_job
 from exporter.config import ModelPrice, PricingConfig
-from exporter.jobs import JobTracker, job_samples, price_samples, retained
+from exporter.families import Sample, job_samples, price_samples
+from exporter.jobs import JobTracker, prices, retained
+from exporter.model import KNOWN_STATUSES, Job, TaskKey, TaskState
 from exporter.poller import in_shard
+
+
+def samples_of(jobs: list[Job], tracker: JobTracker) -> list[Sample]:
+    tracker.observe(jobs)
+    state = TaskState(TaskKey("t", "r", "bedrock:jobs"), "1", jobs=tuple(jobs), jobs_finished=tracker.records())
+    return list(job_samples(state))
 
 
 def job(arn: str, status: str, model: str = "m", end: float | None = None, submit: float = 1000.0) -> Job:
@@ -13,20 +23,40 @@ def job(arn: str, status: str, model: str = "m", end: float | None = None, submi
 
 
 def by_name(samples: list, name: str) -> dict:  # type: ignore[type-arg]
-    return {dict(s.labels).get("status", dict(s.labels).get("job_arn")): s.value for s in samples if s.name == name}
+    return {
+        dict(s.labels).get("status", dict(s.labels).get("job_arn")): s.value for s in samples if s.family.name == name
+    }
 
 
 def test_every_status_is_present_per_model() -> None:
     jobs = [job("a", "InProgress"), job("b", "InProgress"), job("c", "Failed", end=2000)]
-    samples = job_samples(jobs, "1", "us-east-1", JobTracker(0))
+    samples = samples_of(jobs, JobTracker(0))
     counts = by_name(samples, "bedrock_batch_jobs")
-    assert set(counts) == set(STATUSES)
+    assert set(counts) == set(KNOWN_STATUSES)
     assert counts["InProgress"] == 2 and counts["Failed"] == 1 and counts["Completed"] == 0
 
 
+def test_an_unknown_status_is_exported_raw_and_counts_as_unfinished() -> None:
+    jobs = [job("a", "Paused"), job("b", "Completed", end=2000)]
+    samples = samples_of(jobs, JobTracker(0))
+    counts = by_name(samples, "bedrock_batch_jobs")
+    assert counts["Paused"] == 1 and set(counts) == {*KNOWN_STATUSES, "Paused"}
+    assert not jobs[0].finished and not jobs[0].known_status
+    assert [j.arn for j in retained(jobs, now=10**9, retention=60)] == ["a"]  # unfinished: never retired
+
+
+def test_a_finished_job_without_end_time_uses_last_modified_time() -> None:
+    tracker = JobTracker(started=5000.0)
+    late = Job("x", "x", "m", "Completed", "", 1000.0, None, None, None, None, None, None, last_modified_time=6000.0)
+    early = Job("y", "y", "m", "Failed", "", 1000.0, None, None, None, None, None, None, last_modified_time=10.0)
+    tracker.observe([late, early])
+    assert tracker.finished == {("m", "Completed"): 1}  # ended while watched; the other is history
+    assert late.ended == 6000.0 and retained([late], now=6100.0, retention=200) == [late]
+
+
 def test_per_job_series() -> None:
-    samples = job_samples([job("a", "InProgress")], "1", "us-east-1", JobTracker(0))
-    values = {s.name: s.value for s in samples if dict(s.labels).get("job_arn") == "a"}
+    samples = samples_of([job("a", "InProgress")], JobTracker(0))
+    values = {s.family.name: s.value for s in samples if dict(s.labels).get("job_arn") == "a"}
     assert values == {
         "bedrock_batch_job_info": 1.0,
         "bedrock_batch_job_input_records": 100,
@@ -36,7 +66,7 @@ def test_per_job_series() -> None:
         "bedrock_batch_job_submit_timestamp_seconds": 1000.0,
         "bedrock_batch_job_expiration_timestamp_seconds": 87400.0,
     }
-    info = next(s for s in samples if s.name == "bedrock_batch_job_info")
+    info = next(s for s in samples if s.family.name == "bedrock_batch_job_info")
     assert dict(info.labels)["status"] == "InProgress" and dict(info.labels)["job_name"] == "name-a"
 
 
@@ -52,8 +82,9 @@ def test_finished_jobs_are_counted_once_when_seen_finishing() -> None:
     tracker.observe([job("a", "Failed", end=6000.0), job("b", "Expired", end=6001.0)])
     tracker.observe([job("a", "Failed", end=6000.0), job("b", "Expired", end=6001.0)])
     assert tracker.finished == {("m", "Failed"): 1, ("m", "Expired"): 1}
-    counter = [s for s in job_samples([], "1", "r", tracker) if s.name == "bedrock_batch_jobs_finished"]
-    assert {dict(s.labels)["status"]: (s.value, s.kind) for s in counter} == {
+    state = TaskState(TaskKey("t", "r", "bedrock:jobs"), "1", jobs_finished=tracker.records())
+    counter = [s for s in job_samples(state) if s.family.name == "bedrock_batch_jobs_finished"]
+    assert {dict(s.labels)["status"]: (s.value, s.family.kind) for s in counter} == {
         "Failed": (1.0, "counter"),
         "Expired": (1.0, "counter"),
     }
@@ -66,19 +97,40 @@ def test_finished_jobs_are_counted_once_when_seen_finishing() -> None:
         {"jobArn": "a", "modelId": "m", "status": "Dancing", "submitTime": None},
         {"jobArn": "a", "modelId": "m", "status": "Completed", "submitTime": "yesterday"},
         {"jobArn": "a", "modelId": "m", "status": "Completed", "submitTime": None},
+        {"jobArn": "a", "modelId": "m", "status": 7, "submitTime": datetime(2026, 1, 1, tzinfo=UTC)},
+        {"jobArn": "a", "status": "Completed", "submitTime": datetime(2026, 1, 1, tzinfo=UTC)},
+        "not an object",
     ],
 )
-def test_malformed_job_summaries_are_skipped(summary: dict) -> None:  # type: ignore[type-arg]
+def test_summaries_without_required_members_are_skipped(summary: dict) -> None:  # type: ignore[type-arg]
     assert parse_job(summary) is None
+
+
+def test_unknown_status_and_broken_optional_members_never_hide_a_job() -> None:
+    job = parse_job(
+        {
+            "jobArn": "a",
+            "modelId": "m",
+            "status": "Paused",
+            "submitTime": datetime(2026, 1, 1, tzinfo=UTC),
+            "endTime": "not a time",
+            "totalRecordCount": -5,
+            "processedRecordCount": float("inf"),
+            "modelInvocationType": 42,
+        }
+    )
+    assert job is not None and job.status == "Paused" and not job.finished
+    assert job.end_time is None and job.total_records is None and job.processed_records is None
+    assert job.invocation_type == ""
 
 
 def test_batch_prices_apply_the_discount_and_overrides() -> None:
     pricing = PricingConfig(batch_discount=0.5, models={"x": ModelPrice(input=2.0, output=8.0)})
-    prices = pricing.batch_prices()
-    assert prices["x"] == ModelPrice(input=1.0, output=4.0)
-    assert prices["anthropic.claude-3-5-sonnet-20240620-v1:0"] == ModelPrice(input=1.5, output=7.5)
+    table = pricing.batch_prices()
+    assert table["x"] == ModelPrice(input=1.0, output=4.0)
+    assert table["anthropic.claude-3-5-sonnet-20240620-v1:0"] == ModelPrice(input=1.5, output=7.5)
     only = PricingConfig(include_defaults=False, models={"x": ModelPrice(input=2.0, output=8.0)})
-    names = {(s.name, dict(s.labels)["model_id"]) for s in price_samples(only)}
+    names = {(s.family.name, dict(s.labels)["model_id"]) for s in price_samples(prices(only))}
     assert names == {
         ("bedrock_batch_model_input_price_dollars_per_million_tokens", "x"),
         ("bedrock_batch_model_output_price_dollars_per_million_tokens", "x"),

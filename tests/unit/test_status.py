@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 
-from exporter.aws.bedrock import Job
 from exporter.http import SECURITY_HEADERS, MetricsServer, Router
-from exporter.jobs import JobTracker, job_samples
+from exporter.model import CloudWatchValue, Job, SeriesKey, TaskKey, TaskState
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.prometheus import Exposition
 from exporter.sinks.status import DEFAULT_LIMIT, StatusPage, build_status, render_html
-from exporter.snapshot import Sample, Store, TaskKey, TaskState
+from exporter.snapshot import Store
 
 NOW = 1_800_000_000.0
 BATCH = "AWS/Bedrock/Batch"
@@ -24,9 +23,9 @@ EVIL = "<script>alert(1)</script>"
 EVIL_ATTR = '"><img src=x onerror=alert(2)>'
 
 
-def cw(model: str, name: str, value: float, region: str = "us-east-1", stamp: float | None = None) -> Sample:
-    labels = (("account_id", "111122223333"), ("region", region), ("dimension_ModelId", model))
-    return Sample(f"aws_bedrock_batch_{name}", "doc", labels, value, stamp)
+def cw(model: str, stat: str, value: float, stamp: float | None = None) -> CloudWatchValue:
+    series = SeriesKey.of(BATCH, "NumberOfRecordsPendingProcessing", {"ModelId": model})
+    return CloudWatchValue(series, stat, value, stamp, NOW - 30)
 
 
 def job(name: str, model: str, status: str, total: float | None = 1000, processed: float = 400, **kw: Any) -> Job:
@@ -50,14 +49,14 @@ def job(name: str, model: str, status: str, total: float | None = 1000, processe
 
 def east_metrics() -> TaskState:
     samples = (
-        cw("amazon.nova-pro-v1:0", "number_of_records_pending_processing_maximum", 1234.0),
-        cw("amazon.nova-pro-v1:0", "number_of_records_pending_processing_average", 1000.5),
-        cw(EVIL, "number_of_records_pending_processing_maximum", math.nan, stamp=NOW - 90),
+        cw("amazon.nova-pro-v1:0", "Maximum", 1234.0),
+        cw("amazon.nova-pro-v1:0", "Average", 1000.5),
+        cw(EVIL, "Maximum", math.nan, stamp=NOW - 90),
     )
     return TaskState(
         key=TaskKey("prod", "us-east-1", BATCH),
         account_id="111122223333",
-        samples=samples,
+        values=samples,
         up=True,
         last_attempt=NOW - 30,
         last_success=NOW - 30,
@@ -73,11 +72,10 @@ def east_jobs() -> TaskState:
         job(EVIL_ATTR, EVIL, "Scheduled", total=None, processed=0),
         job("done", "amazon.nova-pro-v1:0", "Completed", processed=1000, end_time=NOW - 120),
     ]
-    samples = job_samples(jobs, "111122223333", "us-east-1", JobTracker(NOW - 10_000))
     return TaskState(
         key=TaskKey("prod", "us-east-1", "bedrock:jobs"),
         account_id="111122223333",
-        samples=tuple(samples),
+        jobs=tuple(jobs),
         up=True,
         last_attempt=NOW - 20,
         last_success=NOW - 20,
@@ -88,7 +86,7 @@ def west_down() -> TaskState:
     state = TaskState(
         key=TaskKey("prod", "us-west-2", BATCH),
         account_id="111122223333",
-        samples=(cw("amazon.titan-embed-text-v2:0", "number_of_records_pending_processing_maximum", 5.0, "us-west-2"),),
+        values=(cw("amazon.titan-embed-text-v2:0", "Maximum", 5.0),),
         up=True,
         last_attempt=NOW - 400,
         last_success=NOW - 400,
@@ -184,15 +182,18 @@ def test_models_have_newest_values_and_job_counts(store: Store) -> None:
         ("us-west-2", "amazon.titan-embed-text-v2:0"),
     }
     nova = models[("us-east-1", "amazon.nova-pro-v1:0")]
-    assert nova["metrics"]["aws_bedrock_batch_number_of_records_pending_processing_maximum"] == {
+    assert nova["metrics"][1] == {
+        "metric": "NumberOfRecordsPendingProcessing",
+        "statistic": "Maximum",
         "value": 1234.0,
         "timestamp": None,
         "age_seconds": None,
+        "stale": False,
     }
     assert nova["refreshed"] == NOW - 30 and nova["refreshed_age_seconds"] == 30
     assert nova["jobs_by_status"] == {"InProgress": 1, "Completed": 1}
-    evil = models[("us-east-1", EVIL)]["metrics"]["aws_bedrock_batch_number_of_records_pending_processing_maximum"]
-    assert evil == {"value": None, "timestamp": NOW - 90, "age_seconds": 90}  # NaN becomes null
+    (evil,) = models[("us-east-1", EVIL)]["metrics"]
+    assert (evil["value"], evil["timestamp"], evil["age_seconds"]) == (None, NOW - 90, 90)  # NaN becomes null
 
 
 def test_jobs_have_progress_and_times(store: Store) -> None:
@@ -212,8 +213,8 @@ def test_jobs_have_progress_and_times(store: Store) -> None:
 
 def test_sections_are_capped_with_a_count_of_the_rest() -> None:
     store = Store(lambda: NOW)
-    samples = tuple(cw(f"model-{i:04d}", "number_of_records_pending_processing_maximum", i) for i in range(250))
-    store.publish(TaskState(key=TaskKey("t", "us-east-1", BATCH), account_id="1", samples=samples, up=True))
+    samples = tuple(cw(f"model-{i:04d}", "Maximum", i) for i in range(250))
+    store.publish(TaskState(key=TaskKey("t", "us-east-1", BATCH), account_id="1", values=samples, up=True))
     models = status_of(store)["models"]
     assert models["total"] == 250 and models["shown"] == 200 and len(models["items"]) == 200
     page = render_html(build_status(store.snapshot, NOW, NOW, None))

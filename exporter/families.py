@@ -1,0 +1,182 @@
+"""Every Prometheus family the exporter can produce, and the one check that no two configured things share one.
+
+Outside `sinks/` so config validation can call it. Names of CloudWatch families follow YACE (exporter.naming);
+built-in families are listed here once, with their labels and help, and the Prometheus sink takes them from here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from exporter.model import KNOWN_STATUSES, Price, TaskState
+from exporter.naming import metric_name
+
+if TYPE_CHECKING:
+    from exporter.config import Config
+
+TASK_LABELS = ("account_id", "region")
+JOB_LABELS = (*TASK_LABELS, "job_arn", "job_name", "model_id")
+# Families that are the exporter's own: a configured name may not start with these.
+RESERVED_PREFIXES = ("bedrock_batch_exporter_", "bedrock_batch_job", "bedrock_batch_model_", "process_", "python_")
+
+
+@dataclass(frozen=True)
+class Family:
+    """One exported family: its name, kind, label names (dimension labels of CloudWatch families vary) and help."""
+
+    name: str
+    kind: Literal["gauge", "counter"]
+    labels: tuple[str, ...]
+    help: str
+
+
+def _job(suffix: str, help_text: str, labels: tuple[str, ...] = JOB_LABELS) -> Family:
+    return Family(f"bedrock_batch_job_{suffix}", "gauge", labels, help_text)
+
+
+JOBS = Family(
+    "bedrock_batch_jobs",
+    "gauge",
+    (*TASK_LABELS, "model_id", "status"),
+    "Bedrock batch jobs by model and status (finished ones while retained).",
+)
+JOBS_FINISHED = Family(
+    "bedrock_batch_jobs_finished",
+    "counter",
+    (*TASK_LABELS, "model_id", "status"),
+    "Jobs seen entering a terminal status since the exporter started.",
+)
+JOB_INFO = _job(
+    "info",
+    "Bedrock batch job; always 1. Labels carry its status and invocation type.",
+    (*JOB_LABELS, "status", "invocation_type"),
+)
+JOB_INPUT_RECORDS = _job("input_records", "Records in the job's input.")
+JOB_PROCESSED_RECORDS = _job("processed_records", "Records processed so far.")
+JOB_SUCCEEDED_RECORDS = _job("succeeded_records", "Records processed successfully.")
+JOB_FAILED_RECORDS = _job("failed_records", "Records that failed.")
+JOB_SUBMIT_TIME = _job("submit_timestamp_seconds", "When the job was submitted (Unix time).")
+JOB_EXPIRATION_TIME = _job("expiration_timestamp_seconds", "When the job will time out (Unix time).")
+JOB_END_TIME = _job("end_timestamp_seconds", "When the job ended (Unix time); finished jobs only.")
+INPUT_PRICE = Family(
+    "bedrock_batch_model_input_price_dollars_per_million_tokens",
+    "gauge",
+    ("model_id",),
+    "Batch price of one million input tokens (from the exporter's price table; check AWS prices).",
+)
+OUTPUT_PRICE = Family(
+    "bedrock_batch_model_output_price_dollars_per_million_tokens",
+    "gauge",
+    ("model_id",),
+    "Batch price of one million output tokens (from the exporter's price table; check AWS prices).",
+)
+BUILTIN: tuple[Family, ...] = (
+    JOBS,
+    JOBS_FINISHED,
+    JOB_INFO,
+    JOB_INPUT_RECORDS,
+    JOB_PROCESSED_RECORDS,
+    JOB_SUCCEEDED_RECORDS,
+    JOB_FAILED_RECORDS,
+    JOB_SUBMIT_TIME,
+    JOB_EXPIRATION_TIME,
+    JOB_END_TIME,
+    INPUT_PRICE,
+    OUTPUT_PRICE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One series of a family: labels are the exporter's label names (the OTLP sink maps them to attributes)."""
+
+    family: Family
+    labels: tuple[tuple[str, str], ...]
+    value: float
+    timestamp: float | None = None
+
+
+def task_labels(account_id: str, region: str) -> tuple[tuple[str, str], ...]:
+    return (("account_id", account_id), ("region", region))
+
+
+def price_samples(prices: Iterable[Price]) -> Iterator[Sample]:
+    for price in prices:
+        labels = (("model_id", price.model_id),)
+        yield Sample(INPUT_PRICE, labels, price.input)
+        yield Sample(OUTPUT_PRICE, labels, price.output)
+
+
+def job_samples(state: TaskState) -> Iterator[Sample]:
+    """Job counts by model and status (every known status, 0 where none; unknown ones as seen), and per job."""
+    base = task_labels(state.account_id, state.key.region)
+    counts = Counter((j.model_id, j.status) for j in state.jobs)
+    statuses = (*KNOWN_STATUSES, *sorted({j.status for j in state.jobs} - set(KNOWN_STATUSES)))
+    for model in sorted({j.model_id for j in state.jobs} | {f.model_id for f in state.jobs_finished}):
+        for status in statuses:
+            yield Sample(JOBS, (*base, ("model_id", model), ("status", status)), float(counts[(model, status)]))
+    for finished in state.jobs_finished:
+        labels = (*base, ("model_id", finished.model_id), ("status", finished.status))
+        yield Sample(JOBS_FINISHED, labels, float(finished.count))
+    for job in state.jobs:
+        labels = (*base, ("job_arn", job.arn), ("job_name", job.name), ("model_id", job.model_id))
+        info = (*labels, ("status", job.status), ("invocation_type", job.invocation_type))
+        yield Sample(JOB_INFO, info, 1.0)
+        for family, value in (
+            (JOB_INPUT_RECORDS, job.total_records),
+            (JOB_PROCESSED_RECORDS, job.processed_records),
+            (JOB_SUCCEEDED_RECORDS, job.succeeded_records),
+            (JOB_FAILED_RECORDS, job.failed_records),
+            (JOB_SUBMIT_TIME, job.submit_time),
+            (JOB_EXPIRATION_TIME, job.expiration_time),
+            (JOB_END_TIME, job.ended),
+        ):
+            if value is not None:
+                yield Sample(family, labels, value)
+
+
+def cloudwatch_family(namespace: str, metric: str, statistic: str) -> Family:
+    return Family(
+        metric_name(namespace, metric, statistic),
+        "gauge",
+        TASK_LABELS,
+        f"CloudWatch {namespace} {metric} {statistic}",
+    )
+
+
+def insights_family(name: str, expression: str) -> Family:
+    return Family(name, "gauge", TASK_LABELS, f"CloudWatch Metrics Insights: {expression}")
+
+
+def config_families(config: Config) -> list[tuple[str, Family, tuple[str, ...]]]:
+    """(field path, family, meaning) for every family the config produces; equal names need equal meanings."""
+    out: list[tuple[str, Family, tuple[str, ...]]] = []
+    for i, ns in enumerate(config.namespaces):
+        for j, metric in enumerate(ns.resolved_metrics()):
+            where = f"namespaces[{i}].metrics[{j}].name" if ns.metrics is not None else f"namespaces[{i}].namespace"
+            for stat in metric.statistics:
+                family = cloudwatch_family(ns.namespace, metric.name, stat)
+                out.append((where, family, ("cloudwatch", ns.namespace, metric.name, stat)))
+        for j, query in enumerate(ns.insights):
+            out.append((f"namespaces[{i}].insights[{j}].name", insights_family(query.name, query.query), ("insights",)))
+    return out
+
+
+def config_collisions(config: Config) -> list[str]:
+    """One line per pair of configured things that would export one family with a different meaning."""
+    problems: list[str] = []
+    seen: dict[str, tuple[str, tuple[str, ...]]] = {}
+    builtin = {f.name for f in BUILTIN}
+    for where, family, meaning in config_families(config):
+        if family.name in builtin or family.name.startswith(RESERVED_PREFIXES):
+            problems.append(f"{where}: exports {family.name!r}, a name reserved for the exporter's own series")
+            continue
+        first = seen.get(family.name)
+        if first is None:
+            seen[family.name] = (where, meaning)
+        elif first[1] != meaning or meaning == ("insights",):
+            problems.append(f"{where}: exports {family.name!r}, which {first[0]} already exports with another meaning")
+    return problems

@@ -1,0 +1,240 @@
+"""AWS answers -> typed records (pure: no I/O, no clock; `now` is passed in).
+
+The one home of the rules that decide what a number on a sink means:
+- Only values AWS sent. A datapoint counts whatever its result's status (a `PartialData` result carries real values).
+- The missing-data policy applies only to a result CloudWatch answered `Complete` with no datapoint.
+- A result with no datapoint whose status is not `Complete` (`Forbidden`, `InternalError`, a status we do not know)
+  is an error for that series: it keeps its last good value, marked stale, for `STALE_INTERVALS` intervals, then
+  disappears; a series that never had a value stays absent. Errors never become numbers.
+- Metrics Insights groups seen with data are remembered for `INSIGHTS_GROUP_MEMORY` seconds (as ListMetrics'
+  RecentlyActive=PT3H keeps a discovered series) and show the missing-data value meanwhile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from exporter.aws.errors import BadAnswerError
+from exporter.insights import group_values
+from exporter.model import CloudWatchValue, InsightsValue, MissingData, ResolvedInsights, SeriesKey
+from exporter.planner import Batch
+
+COMPLETE = "Complete"
+# A value whose series errored keeps being served this many intervals after AWS last confirmed it, then goes away:
+# long enough to ride out a transient fault, short enough that a lasting one shows as absent data, not a frozen line.
+STALE_INTERVALS = 3
+INSIGHTS_GROUP_MEMORY = 3 * 3600.0
+MAX_MESSAGES = 10  # per cycle, for the log and the status page
+NO_RESULT = "NoResult"  # CloudWatch answered without a result for the query: treated as an error
+UNSPLIT_LABEL = "UnsplittableLabel"  # counted like a status code: an Insights label we cannot attribute to a group
+
+
+@dataclass(frozen=True, slots=True)
+class Datapoint:
+    value: float
+    timestamp: float
+
+
+@dataclass
+class Answer:
+    """Everything the pages of one GetMetricData call said about one query id."""
+
+    newest: Datapoint | None = None
+    status: str = COMPLETE  # the status of the last page that carried this id
+    messages: list[str] = field(default_factory=list)
+    groups: dict[str, Datapoint] = field(default_factory=dict)  # Insights: newest datapoint per result Label
+    seen: bool = False
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)[:200]
+
+
+def merge_page(answers: dict[str, Answer], results: Any, ids: set[str], insight_ids: set[str]) -> None:
+    """Fold one page's `MetricDataResults` into `answers`; raises BadAnswerError on an unusable answer."""
+    if not isinstance(results, list):
+        raise BadAnswerError("GetMetricData answer has no MetricDataResults list")
+    for result in results:
+        if not isinstance(result, dict):
+            raise BadAnswerError("GetMetricData returned a result that is not an object")
+        qid = result.get("Id")
+        if not isinstance(qid, str) or (qid not in ids and qid not in insight_ids):
+            raise BadAnswerError(f"GetMetricData returned a result for an unknown query: {_text(qid)[:80]}")
+        timestamps = result.get("Timestamps") or []
+        values = result.get("Values") or []
+        if not isinstance(timestamps, list) or not isinstance(values, list) or len(timestamps) != len(values):
+            raise BadAnswerError(f"GetMetricData result {qid}: timestamps and values do not pair up")
+        answer = answers.setdefault(qid, Answer())
+        answer.seen = True
+        status = result.get("StatusCode", COMPLETE)
+        answer.status = status if isinstance(status, str) else _text(status)
+        for message in result.get("Messages") or ():
+            if isinstance(message, dict) and len(answer.messages) < MAX_MESSAGES:
+                answer.messages.append(f"{_text(message.get('Code', ''))}: {_text(message.get('Value', ''))}")
+        for when, value in zip(timestamps, values, strict=True):
+            point = _datapoint(qid, when, value)
+            if qid in insight_ids:
+                label = result.get("Label")
+                key = label if isinstance(label, str) else ""
+                current = answer.groups.get(key)
+                if current is None or point.timestamp > current.timestamp:
+                    answer.groups[key] = point
+            elif answer.newest is None or point.timestamp > answer.newest.timestamp:
+                answer.newest = point
+
+
+def _datapoint(qid: str, when: Any, value: Any) -> Datapoint:
+    try:
+        stamp = when.timestamp() if isinstance(when, datetime) else float(when)
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise TypeError("not a number")
+        number = float(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadAnswerError(f"GetMetricData result {qid}: unreadable datapoint") from exc
+    if not math.isfinite(stamp):
+        raise BadAnswerError(f"GetMetricData result {qid}: bad timestamp")
+    return Datapoint(number, stamp)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The records of one namespace cycle, and what went wrong per result."""
+
+    values: tuple[CloudWatchValue, ...]
+    insights: tuple[InsightsValue, ...]
+    newest: float | None
+    errors: tuple[tuple[str, int], ...]  # status code -> results that were errors
+    messages: tuple[str, ...]
+    unsplit_labels: tuple[tuple[str, str], ...] = ()  # (query name, label) that could not be split into groups
+
+
+def cloudwatch_records(
+    results: Sequence[tuple[Batch, Mapping[str, Answer]]],
+    previous_values: Iterable[CloudWatchValue],
+    previous_insights: Iterable[InsightsValue],
+    insights: Sequence[ResolvedInsights],
+    now: float,
+    interval: float,
+) -> Outcome:
+    """Records for one cycle from its answers and the previous cycle's records."""
+    stale_after = STALE_INTERVALS * interval
+    before = {(v.series, v.statistic): v for v in previous_values}
+    errors: Counter[str] = Counter()
+    messages: list[str] = []
+    values: list[CloudWatchValue] = []
+    newest: float | None = None
+    for batch, answers in results:
+        for said in answers.values():
+            messages.extend(said.messages[: max(0, MAX_MESSAGES - len(messages))])
+        for query in batch.queries:
+            answer = answers.get(query.id)
+            if answer is None or (answer.newest is None and answer.status != COMPLETE):
+                errors[answer.status if answer is not None else NO_RESULT] += 1
+            value = _value(query.series, query.statistic, query.missing_data, answer, before, now, stale_after)
+            if value is None:
+                continue
+            if value.timestamp is not None and not value.stale:
+                newest = value.timestamp if newest is None else max(newest, value.timestamp)
+            values.append(value)
+    groups, unsplit, group_errors, group_newest = _insights_records(
+        results, previous_insights, insights, now, stale_after
+    )
+    errors.update(group_errors)
+    if group_newest is not None:
+        newest = group_newest if newest is None else max(newest, group_newest)
+    return Outcome(
+        values=tuple(values),
+        insights=tuple(groups),
+        newest=newest,
+        errors=tuple(sorted(errors.items())),
+        messages=tuple(messages),
+        unsplit_labels=tuple(unsplit),
+    )
+
+
+def _value(
+    series: SeriesKey,
+    statistic: str,
+    missing: MissingData,
+    answer: Answer | None,
+    before: Mapping[tuple[SeriesKey, str], CloudWatchValue],
+    now: float,
+    stale_after: float,
+) -> CloudWatchValue | None:
+    if answer is not None and answer.newest is not None:
+        return CloudWatchValue(series, statistic, answer.newest.value, answer.newest.timestamp, now)
+    if answer is not None and answer.status == COMPLETE:
+        fill = missing.fill()
+        return None if fill is None else CloudWatchValue(series, statistic, fill, None, now)
+    # An error (or no result at all for the query): the last good value ages, then goes; never a made-up one.
+    last = before.get((series, statistic))
+    if last is None or now - last.confirmed > stale_after:
+        return None
+    return CloudWatchValue(series, statistic, last.value, last.timestamp, last.confirmed, stale=True)
+
+
+def _insights_records(
+    results: Sequence[tuple[Batch, Mapping[str, Answer]]],
+    previous: Iterable[InsightsValue],
+    insights: Sequence[ResolvedInsights],
+    now: float,
+    stale_after: float,
+) -> tuple[list[InsightsValue], list[tuple[str, str]], Counter[str], float | None]:
+    by_name = {i.name: i for i in insights}
+    before: dict[tuple[str, tuple[tuple[str, str], ...]], InsightsValue] = {(v.query, v.group): v for v in previous}
+    out: list[InsightsValue] = []
+    unsplit: list[tuple[str, str]] = []
+    errors: Counter[str] = Counter()
+    newest: float | None = None
+    for batch, answers in results:
+        for expression in batch.expressions:
+            config = by_name.get(expression.name)
+            if config is None:
+                continue
+            answer = answers.get(expression.id)
+            found: dict[tuple[tuple[str, str], ...], Datapoint] = {}
+            for label, point in sorted((answer.groups if answer else {}).items()):
+                values = group_values(label, expression.group_by)
+                if values is None:
+                    unsplit.append((expression.name, label))
+                    errors[UNSPLIT_LABEL] += 1
+                    continue
+                group = tuple(zip(expression.group_by, values, strict=True))
+                if group in found:  # two labels naming one group: keep the first, count the other
+                    errors[UNSPLIT_LABEL] += 1
+                    continue
+                found[group] = point
+            ok = answer is not None and answer.status == COMPLETE
+            if answer is None or (not ok and not found):
+                errors[answer.status if answer is not None else NO_RESULT] += 1
+            for group, point in found.items():
+                out.append(
+                    InsightsValue(expression.name, expression.expression, group, point.value, point.timestamp, now, now)
+                )
+                newest = point.timestamp if newest is None else max(newest, point.timestamp)
+            for (name, group), last in sorted(before.items()):
+                if name != expression.name or group in found or now - last.last_seen > INSIGHTS_GROUP_MEMORY:
+                    continue
+                if ok:
+                    fill = config.missing_data.fill()
+                    if fill is not None:
+                        out.append(InsightsValue(name, last.expression, group, fill, None, last.last_seen, now))
+                elif now - last.confirmed <= stale_after:
+                    out.append(
+                        InsightsValue(
+                            name,
+                            last.expression,
+                            group,
+                            last.value,
+                            last.timestamp,
+                            last.last_seen,
+                            last.confirmed,
+                            stale=True,
+                        )
+                    )
+    return out, unsplit, errors, newest
