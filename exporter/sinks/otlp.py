@@ -44,7 +44,7 @@ from prometheus_client import CollectorRegistry, Counter
 from exporter import __version__, families
 from exporter.config import Config, NamespaceConfig, OtlpConfig
 from exporter.families import Sample
-from exporter.naming import metric_name, snake_case
+from exporter.naming import metric_name, otel_metric_name
 from exporter.selfmetrics import PREFIX
 from exporter.snapshot import Snapshot, Store
 
@@ -143,9 +143,7 @@ def attribute_name(label: str) -> str:
 def cloudwatch_name(namespace: str, metric: str, statistic: str) -> OtelName:
     """`aws.bedrock.batch.number_of_records_pending_processing.maximum` and its unit, from the record's parts."""
     unit = "{datapoint}" if statistic == "SampleCount" else CLOUDWATCH_UNITS.get(metric, "")
-    ns_parts = [snake_case(p) for p in namespace.removeprefix("AWS/").split("/")]
-    parts = ["aws", *ns_parts, snake_case(metric), snake_case(statistic.replace(".", "_"))]
-    return OtelName(".".join(p.strip("_") for p in parts if p.strip("_")), unit)
+    return OtelName(otel_metric_name(namespace, metric, statistic), unit)
 
 
 def cloudwatch_names(namespaces: Iterable[NamespaceConfig]) -> dict[str, OtelName]:
@@ -220,7 +218,8 @@ def build_exporter(config: OtlpConfig) -> MetricExporter:
         or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "http/protobuf"
     ).strip()
-    headers = {name: value.get_secret_value() for name, value in config.headers.items()} or None
+    # gRPC metadata keys must be lower case (HTTP header names are case-insensitive, so lower case suits both).
+    headers = {name.lower(): value.get_secret_value() for name, value in config.headers.items()} or None
     if protocol == "grpc":
         try:
             grpc = importlib.import_module("opentelemetry.exporter.otlp.proto.grpc.metric_exporter")
@@ -228,8 +227,12 @@ def build_exporter(config: OtlpConfig) -> MetricExporter:
             raise OtlpUnavailableError(
                 "otlp.protocol grpc needs the gRPC exporter: pip install 'bedrock-batch-exporter[otlp-grpc]'"
             ) from None
+        gzip = importlib.import_module("grpc").Compression.Gzip
         exporter: MetricExporter = grpc.OTLPMetricExporter(
-            endpoint=config.endpoint, headers=headers, timeout=config.timeout
+            endpoint=config.endpoint,
+            headers=headers,
+            timeout=config.timeout,
+            compression=gzip if config.compression == "gzip" else None,
         )
         return exporter
     if protocol != "http/protobuf":

@@ -133,11 +133,6 @@ def test_grpc_receiver_down_slow_and_back(fresh_aws: SimulatedAws, exporters: li
         slow.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exporter/sinks/otlp.py hands header names to gRPC as written; gRPC metadata keys must be lower case, so "
-    "`X-Tenant` fails every push (lower-case the names in build_exporter's grpc branch, then drop this marker)",
-)
 def test_grpc_header_names_in_any_case_reach_the_receiver(
     fresh_aws: SimulatedAws, grpc_receiver: OtlpGrpcReceiver, exporters: list[Exporter]
 ) -> None:
