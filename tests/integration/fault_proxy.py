@@ -59,6 +59,7 @@ class Fault:
     status_code: str = "Forbidden"
     ids: frozenset[str] | None = None
     messages: tuple[tuple[str, str], ...] = ()  # (Code, Value) pairs
+    keep_datapoints: bool = False  # True: keep the values (a PartialData result without NextToken still has some)
     # "job_status" / "job_fields": the jobs (by jobName or jobArn) they apply to (None: every job)
     jobs: frozenset[str] | None = None
     job_status: str = "Paused"
@@ -66,10 +67,20 @@ class Fault:
 
 
 def forbidden_results(
-    ids: frozenset[str] | None = None, messages: tuple[tuple[str, str], ...] = (), status_code: str = "Forbidden"
+    ids: frozenset[str] | None = None,
+    messages: tuple[tuple[str, str], ...] = (),
+    status_code: str = "Forbidden",
+    keep_datapoints: bool = False,
 ) -> Fault:
-    """Every (or each named) GetMetricData result answered `status_code` with no datapoints."""
-    return Fault("result_status", operation="GetMetricData", status_code=status_code, ids=ids, messages=messages)
+    """Every (or each named) GetMetricData result answered `status_code`, with no datapoints unless kept."""
+    return Fault(
+        "result_status",
+        operation="GetMetricData",
+        status_code=status_code,
+        ids=ids,
+        messages=messages,
+        keep_datapoints=keep_datapoints,
+    )
 
 
 def unknown_job_status(status: str = "Paused", jobs: frozenset[str] | None = None) -> Fault:
@@ -248,7 +259,9 @@ def _rewrite(fault: Fault, answer: dict[str, Any]) -> dict[str, Any]:
         for result in answer.get("MetricDataResults", []):
             if fault.ids is None or result.get("Id") in fault.ids:
                 # An errored result carries no datapoints (GetMetricData API reference, MetricDataResult.StatusCode)
-                result.update(StatusCode=fault.status_code, Timestamps=[], Values=[])
+                result["StatusCode"] = fault.status_code
+                if not fault.keep_datapoints:
+                    result.update(Timestamps=[], Values=[])
                 if fault.messages:
                     result["Messages"] = [{"Code": code, "Value": value} for code, value in fault.messages]
                 else:
