@@ -82,11 +82,12 @@ class Exporter:
         server = self.config.server
         web = load_web_config(server.web_config_file) if server.web_config_file else None
         tls = web.tls_server_config if web is not None else None
+        serve_pages = self.config.mode != "otlp"  # OTLP-only: HTTP serves just the probes, as documented
         router = Router(
             self.store,
-            self.exposition if self.config.mode != "otlp" else None,
+            self.exposition if serve_pages else None,
             server.metrics_path,
-            pages=(self.status, self.runbooks),
+            pages=(self.status, self.runbooks) if serve_pages else (),
             auth=BasicAuth(web.basic_auth_users) if web is not None and web.basic_auth_users else None,
             reload=self.reload_from_file if server.enable_reload and self.config_path else None,
         )
