@@ -97,6 +97,13 @@ class Job:
     succeeded_records: float | None
     failed_records: float | None
     last_modified_time: float | None = None
+    output_s3_uri: str | None = None  # outputDataConfig.s3OutputDataConfig.s3Uri
+    output_bucket_owner: str | None = None  # outputDataConfig.s3OutputDataConfig.s3BucketOwner
+
+    @property
+    def job_id(self) -> str:
+        """The last part of the job ARN (Bedrock names the job's output folder after it)."""
+        return self.arn.rsplit("/", 1)[-1]
 
     @property
     def finished(self) -> bool:
@@ -163,6 +170,18 @@ class JobsFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class JobUsage:
+    """What a finished job's own output manifest (`manifest.json.out`) says it processed: exact, from Bedrock."""
+
+    arn: str
+    input_tokens: int
+    output_tokens: int
+    records: int | None = None
+    succeeded_records: int | None = None
+    failed_records: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """Batch price of one model in US dollars per million tokens (from the price table)."""
 
@@ -181,6 +200,7 @@ class TaskState:
     insights: tuple[InsightsValue, ...] = ()
     jobs: tuple[Job, ...] = ()
     jobs_finished: tuple[JobsFinished, ...] = ()
+    job_usage: tuple[JobUsage, ...] = ()  # manifests read so far, for retained finished jobs
     up: bool = False
     last_attempt: float | None = None
     last_success: float | None = None

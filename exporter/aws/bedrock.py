@@ -88,4 +88,17 @@ def parse_job(summary: Any) -> Job | None:
         succeeded_records=_count(summary.get("successRecordCount")),
         failed_records=_count(summary.get("errorRecordCount")),
         last_modified_time=_time(summary.get("lastModifiedTime")),
+        **_output(summary.get("outputDataConfig")),
     )
+
+
+def _output(config: Any) -> dict[str, str | None]:
+    """`outputDataConfig.s3OutputDataConfig` (a union in botocore's model): where the job writes its results."""
+    s3 = config.get("s3OutputDataConfig") if isinstance(config, Mapping) else None
+    if not isinstance(s3, Mapping):
+        return {}
+    uri, owner = s3.get("s3Uri"), s3.get("s3BucketOwner")
+    return {
+        "output_s3_uri": uri if isinstance(uri, str) and uri.startswith("s3://") else None,
+        "output_bucket_owner": owner if isinstance(owner, str) and owner else None,
+    }
