@@ -170,6 +170,8 @@ class NamespaceTask:
     ) -> TaskState:
         """A good cycle's state; the newest datapoint and the last error are carried over from `previous`."""
         newest = outcome.newest if outcome.newest is not None else (previous.newest_datapoint if previous else None)
+        # A cycle whose results include errors did not refresh all its data: its data age keeps rising.
+        refreshed = now if not outcome.errors else (previous.last_success if previous else None)
         return TaskState(
             key=self.key,
             account_id=account_id,
@@ -177,7 +179,7 @@ class NamespaceTask:
             insights=outcome.insights,
             up=True,
             last_attempt=now,
-            last_success=now,
+            last_success=refreshed,
             newest_datapoint=newest,
             last_error=previous.last_error if previous else None,
             last_error_time=previous.last_error_time if previous else None,
