@@ -13,6 +13,7 @@ from exporter.aws.session import AwsClients
 from exporter.config import Config, ConfigError, load_config
 from exporter.http import MetricsServer, Router, parse_listen_address
 from exporter.jobs import prices
+from exporter.model import TaskKey
 from exporter.poller import Poller
 from exporter.runbooks import RunbooksPage
 from exporter.selfmetrics import SelfMetrics
@@ -157,7 +158,9 @@ class Exporter:
             old.stop()
             clients = AwsClients(config.aws, self.metrics, self._static_credentials)
             poller = Poller(config, clients, self.store, self.metrics, self._clock, self._shard)
-            poller.generation = self.store.new_generation({t.key for t in poller.tasks}, prices(config.pricing))
+            keys = {t.key for t in poller.tasks}
+            poller.generation = self.store.new_generation(keys, prices(config.pricing))
+            self._forget_dropped(old, keys)
             self.config, self.clients, self.poller = config, clients, poller
             del old
             if self._running:
@@ -165,6 +168,19 @@ class Exporter:
             self.metrics.reload_successful.set(1)
             self.metrics.reload_timestamp.set(self._clock())
             log.info("config reloaded: %d poll tasks", len(poller.tasks))
+
+    def _forget_dropped(self, old: Poller, keys: set[TaskKey]) -> None:
+        """Self-metric series of (account, region, namespace) the new configuration no longer polls go away."""
+        accounts = {t.key: self.clients.known_account_id(t.target) for t in old.tasks}
+        kept_tasks = {(accounts.get(k, ""), k.region, k.namespace) for k in keys}
+        kept_regions = {(a, r) for a, r, _ in kept_tasks}
+
+        def keep(account_id: str, region: str, namespace: str | None) -> bool:
+            if namespace is None:
+                return (account_id, region) in kept_regions or not account_id
+            return (account_id, region, namespace) in kept_tasks or not account_id
+
+        self.metrics.forget(keep)
 
     def stop(self) -> None:
         self._running = False

@@ -136,6 +136,30 @@ class SelfMetrics:
         )
         build.labels(__version__, platform.python_version()).set(1)
         self.registry.register(_HealthCollector(store, clock))
+        self._per_target: tuple[Counter | Histogram, ...] = (
+            self.api_requests,
+            self.api_retries,
+            self.bad_answers,
+            self.result_errors,
+            self.unknown_values,
+            self.metrics_requested,
+            self.api_cost,
+            self.cycle_duration,
+            self.cycles,
+            self.cycles_overrun,
+            self.discovery_errors,
+        )
+
+    def forget(self, keep: Callable[[str, str, str | None], bool]) -> None:
+        """Drop the series of (account, region[, namespace]) no longer polled after a reload, so /metrics shows
+        exactly the new configuration. `keep(account_id, region, namespace)` decides; namespace is None for series
+        without one (API calls, cost)."""
+        for metric in self._per_target:
+            names = metric._labelnames
+            for values in list(metric._metrics):
+                labels = dict(zip(names, values, strict=True))
+                if not keep(labels["account_id"], labels["region"], labels.get("namespace")):
+                    metric.remove(*values)
 
     def record_call(self, account_id: str, region: str, operation: str, outcome: str, retries: int) -> None:
         self.api_requests.labels(account_id, region, operation, outcome).inc()

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.app import Exporter
 from exporter.demo.server import SimulatedAws
 from tests.conftest import put_values, start_job, wait_for
 from tests.integration.fault_proxy import FaultProxy, forbidden_results, stripped_jobs, unknown_job_status
