@@ -222,7 +222,7 @@ class ManifestReader:
                 if entry.attempts and self._schedule.given_up(entry.base, now):
                     self._give_up(entry)
                     continue
-                if len(to_read) + self._in_flight() >= self._max_concurrency or self._closed:
+                if self._in_flight() >= self._max_concurrency or self._closed:
                     continue  # next update; jobs that ended first go first
                 entry.in_flight = True
                 entry.attempts += 1
