@@ -1,32 +1,33 @@
-"""Side-by-side measurements: AWS calls per cycle, /metrics latency vs AWS latency, memory, CPU per cycle.
+"""Side-by-side measurements: issue 16's goals for this tree beside two baseline commits, in one run.
 
-Run on demand:  .venv/bin/python -m benchmarks.run [--quick]
-Everything talks to a simulated AWS on 127.0.0.1 (moto over HTTP); every loop is bounded.
+Run on demand:  .venv/bin/python -m benchmarks.run [--quick] [--only scrape,cpu,soak,targets,calls]
+Each build (this tree, and each baseline installed from a git worktree into .cache/bench/<sha>/venv) is measured by
+benchmarks/measure.py in its own process with its own python, against one simulated AWS (moto over HTTP on
+127.0.0.1, in another process). Every loop is bounded.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import http.client
+import json
 import math
 import os
 import platform
-import resource
-import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import boto3
 
 from benchmarks.aws_process import AwsProcess
 from exporter.app import Exporter
 from exporter.config import load_config_text
-from exporter.sinks.prometheus import SnapshotCollector
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
@@ -51,10 +52,6 @@ namespaces:
       - {{name: {METRICS[1]}, statistics: [Sum, Average]}}
     discovery: {{mode: static, static: [{sets}]}}
 """
-
-
-def series_for(queries: int) -> int:
-    return queries // 2  # two statistics per series
 
 
 def bench_calls(aws: AwsProcess, sizes: list[int]) -> list[tuple[str, ...]]:
@@ -86,7 +83,7 @@ def bench_calls(aws: AwsProcess, sizes: list[int]) -> list[tuple[str, ...]]:
     return rows
 
 
-def scrape_latencies(url: str, scrapes: int, gzip: bool) -> list[float]:
+def scrape_latencies(url: str, scrapes: int, gzip: bool, gap: float) -> list[float]:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     headers = {"Accept-Encoding": "gzip"} if gzip else {}
@@ -97,6 +94,7 @@ def scrape_latencies(url: str, scrapes: int, gzip: bool) -> list[float]:
         body = conn.getresponse().read()
         out.append(time.perf_counter() - started)
         assert body
+        time.sleep(gap)  # paced like a scraper, so the scrapes sample every phase of the polling cycles
     conn.close()
     return out
 
@@ -106,84 +104,156 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-def bench_scrape(aws: AwsProcess, sizes: list[int], scrapes: int) -> list[tuple[str, ...]]:
-    """/metrics p50/p99 while polling runs and AWS answers in 10 ms vs 5 s; and a naive per-scrape render."""
-    rows = []
-    for series in sizes:
-        results = {}
-        for label, delay in (("10ms", 0.01), ("5s", 5.0)):
-            exporter = Exporter(load_config_text(config(aws, series // len(METRICS)), env={}))
-            exporter.run_once()  # fill the store, then slow AWS down for the measured period
-            aws.set_delay(delay)
-            url = exporter.start("127.0.0.1:0")
-            scrape_latencies(url, 5, False)  # warm-up
-            results[label] = scrape_latencies(url, scrapes, False)
-            results[label + " gzip"] = scrape_latencies(url, scrapes, True)
-            snapshot = exporter.store.snapshot
-            aws.set_delay(0.0)
-            exporter.stop()
-        naive = []
-        from prometheus_client import CollectorRegistry, generate_latest
+BASELINES = ("759234e", "a1376be")  # the old main; the commit issue 16's work started from
+MEASURE = Path(__file__).with_name("measure.py")
+REPO = Path(__file__).resolve().parent.parent
+CACHE = REPO / ".cache" / "bench"
 
-        for _ in range(max(5, scrapes // 10)):
-            started = time.perf_counter()
-            registry = CollectorRegistry(auto_describe=False)
-            registry.register(SnapshotCollector(snapshot))
-            generate_latest(registry)
-            naive.append(time.perf_counter() - started)
-        fast, slow = results["10ms"], results["5s"]
-        rows.append(
-            (
-                f"{series:,}",
-                f"{pct(fast, 0.5) * 1e3:.2f} / {pct(fast, 0.99) * 1e3:.2f}",
-                f"{pct(slow, 0.5) * 1e3:.2f} / {pct(slow, 0.99) * 1e3:.2f}",
-                f"{pct(slow, 0.99) / pct(fast, 0.99):.2f}",
-                f"{pct(results['10ms gzip'], 0.5) * 1e3:.2f} / {pct(results['10ms gzip'], 0.99) * 1e3:.2f}",
-                f"{statistics.median(naive) * 1e3:.1f}",
-                f"{statistics.median(naive) / pct(fast, 0.5):.0f}x",
+
+def baseline_python(sha: str) -> str:
+    """The python of a venv holding `sha`'s exporter (a git worktree installed with pip -e), made on first use.
+
+    The venv borrows the project venv's third-party packages through a .pth line (same versions, no downloads) and
+    gets only the baseline's own package installed editable, so `import exporter` finds the baseline's code.
+    """
+    home = CACHE / sha
+    python = home / "venv" / "bin" / "python"
+    if python.exists():
+        return str(python)
+    src = home / "src"
+    if not src.exists():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(src), sha], check=True)
+    subprocess.run([sys._base_executable, "-m", "venv", str(home / "venv")], check=True)  # type: ignore[attr-defined]
+    site = next((home / "venv" / "lib").glob("python3.*")) / "site-packages"
+    deps = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    (site / "_deps_from_project_venv.pth").write_text(deps + "\n")
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(src)], check=True)
+    return str(python)
+
+
+def measure(python: str, *args: str) -> dict[str, Any]:
+    """Run measure.py under `python` from a neutral directory (so the build's own `exporter` is imported)."""
+    done = subprocess.run(
+        [python, str(MEASURE), *args],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        timeout=3600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{python} measure.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def scrape_while_polling(
+    python: str, aws: AwsProcess, series: int, interval: str, scrapes: int, gap: float
+) -> dict[str, Any]:
+    """p50/p99 of /metrics (plain, then gzip) from this process while the build polls every `interval`."""
+    child = subprocess.Popen(
+        [python, str(MEASURE), "scrape", aws.url, str(series), interval],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        url = json.loads(child.stdout.readline())["url"]
+        aws.set_delay(0.01)
+        scrape_latencies(url, 5, False, 0.0)  # warm-up
+        plain = scrape_latencies(url, scrapes, False, gap)
+        gzipped = scrape_latencies(url, scrapes, True, gap)
+        aws.set_delay(0.0)
+        child.stdin.write("stop\n")
+        child.stdin.flush()
+        result = dict(json.loads(child.stdout.readline()))
+    finally:
+        aws.set_delay(0.0)
+        child.kill()
+        child.wait(10)
+    result.update(
+        p50=pct(plain, 0.5) * 1e3,
+        p99=pct(plain, 0.99) * 1e3,
+        gz_p50=pct(gzipped, 0.5) * 1e3,
+        gz_p99=pct(gzipped, 0.99) * 1e3,
+    )
+    return result
+
+
+def goals_table(builds: list[tuple[str, str]], aws: AwsProcess, args: argparse.Namespace) -> str:
+    """Each goal's figure for every build, measured one after the other against the same simulated AWS."""
+    quick = args.quick
+    series = 1000 if quick else 10000
+    scrapes = 100 if quick else 500
+    soak_cycles = 50 if quick else 1000
+    target_count = 20 if quick else 200
+    only = set(args.only.split(",")) if args.only else {"scrape", "cpu", "soak", "targets"}
+    rows: list[tuple[str, str, list[str]]] = []
+
+    def add(name: str, goal: str, values: list[str]) -> None:
+        rows.append((name, goal, values))
+
+    if "scrape" in only:
+        for interval in ("1s",) if quick else ("1s", "2s"):
+            got = [scrape_while_polling(python, aws, series, interval, scrapes, args.gap) for _, python in builds]
+            add(
+                f"/metrics p50 / p99 ms, {series:,} series, polled every {interval}",
+                "p99 <= 10",
+                [f"{g['p50']:.2f} / {g['p99']:.2f}" for g in got],
             )
+            add(
+                f"/metrics gzip p50 / p99 ms, polled every {interval}",
+                "p99 <= 10",
+                [f"{g['gz_p50']:.2f} / {g['gz_p99']:.2f}" for g in got],
+            )
+            add(
+                f"CPU share of the exporter while polling every {interval} (cores)",
+                "",
+                [f"{g['cpu_share']:.2f}" for g in got],
+            )
+    if "cpu" in only:
+        got_cpu = [measure(python, "cpu", aws.url, str(series), "5") for _, python in builds]
+        add(
+            f"CPU per {2 * series:,}-query cycle, s (median of 5)",
+            "<= 0.25" if series == 10000 else "",
+            [f"{g['cpu_per_cycle_s']:.3f}" for g in got_cpu],
         )
-    return rows
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def bench_memory_cpu(aws: AwsProcess, series: int, cycles: int, soak_series: int) -> list[tuple[str, ...]]:
-    """Peak RSS and CPU per cycle at `series`; RSS growth over `cycles` cycles at `soak_series`."""
-    exporter = Exporter(load_config_text(config(aws, series // len(METRICS)), env={}))
-    cpu: list[float] = []
-    for _ in range(5):
-        started = time.process_time()
-        exporter.run_once()
-        cpu.append(time.process_time() - started)
-    exporter.poller.stop()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the soak adds its own exporter
-    soak = Exporter(load_config_text(config(aws, soak_series // len(METRICS)), env={}))
-    for _ in range(20):
-        soak.run_once()
-    gc.collect()
-    before = rss_mb()
-    for _ in range(cycles):
-        soak.run_once()
-    gc.collect()
-    after = rss_mb()
-    soak.poller.stop()
-    return [
-        (
-            f"{series:,}",
-            f"{peak:.0f}",
-            f"{statistics.median(cpu) * 1e3:.0f}",
-            f"{soak_series:,} x {cycles:,}",
-            f"{before:.1f} -> {after:.1f}",
-            f"{after - before:+.1f}",
+        add(
+            f"peak RSS MB at {series:,} series ({2 * series:,} exported)",
+            "<= 90" if series == 10000 else "",
+            [f"{g['peak_rss_mb']:.0f}" for g in got_cpu],
         )
-    ]
+    if "soak" in only:
+        soak_series = args.soak_series
+        got_soak = [measure(python, "soak", aws.url, str(soak_series), str(soak_cycles)) for _, python in builds]
+        add(
+            f"RSS MB over a soak of {soak_cycles:,} cycles at {soak_series:,} series (before -> after)",
+            "flat",
+            [f"{g['before_mb']:.1f} -> {g['after_mb']:.1f} ({g['after_mb'] - g['before_mb']:+.1f})" for g in got_soak],
+        )
+    if "targets" in only:
+        one = [measure(python, "targets", aws.url, "1") for _, python in builds]
+        many = [measure(python, "targets", aws.url, str(target_count)) for _, python in builds]
+        add(
+            f"MB per extra assume-role target (1 vs {target_count})",
+            "<= 0.5",
+            [
+                f"{(m['peak_rss_mb'] - o['peak_rss_mb']) / (target_count - 1):.2f}"
+                for o, m in zip(one, many, strict=True)
+            ],
+        )
+        add(
+            f"peak RSS MB with {target_count} assume-role targets (clients)",
+            "<= 170" if target_count == 200 else "",
+            [f"{m['peak_rss_mb']:.0f} ({m['clients']})" for m in many],
+        )
+    header = ("goal", "target", *(label for label, _ in builds))
+    return table(
+        "Goals, side by side (each build measured in its own process, one after the other)",
+        header,
+        [(name, goal, *values) for name, goal, values in rows],
+    )
 
 
 def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -194,70 +264,34 @@ def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)  # the fresh child process
+    parser.add_argument("--quick", action="store_true", help="1,000 series, fewer scrapes and cycles: a smoke run")
+    parser.add_argument("--only", default="", help="comma-separated: calls, scrape, cpu, soak, targets (default all)")
+    parser.add_argument("--no-baselines", action="store_true", help="measure the working tree only")
+    parser.add_argument("--baselines", default=",".join(BASELINES), help="commits to compare against")
+    parser.add_argument("--gap", type=float, default=0.02, help="seconds between scrapes (spreads them over cycles)")
+    parser.add_argument("--soak-series", type=int, default=1000, help="series polled in the soak")
     args = parser.parse_args()
+    builds = [("this tree", sys.executable)]
+    if not args.no_baselines:
+        builds += [(sha, baseline_python(sha)) for sha in args.baselines.split(",") if sha]
     aws = AwsProcess()
-    memory_series = 1000 if args.quick else 10000
-    memory_cycles = 50 if args.quick else 1000
-    if args.memory_only:
-        try:
-            print("\t".join(bench_memory_cpu(aws, memory_series, memory_cycles, 1000)[0]))
-        finally:
-            aws.stop()
-        return 0
-    sections: list[Callable[[], str]] = []
-    call_sizes = [10, 100, 1000] if args.quick else [10, 100, 1000, 10000]
-    scrape_sizes = [1000] if args.quick else [1000, 10000]
-    scrapes = 50 if args.quick else 300
-    sections.append(
-        lambda: table(
-            "1. AWS calls per cycle (server-side count)",
-            ("series", "GetMetricData (ours)", "GetMetricStatistics (one per metric)", "ratio"),
-            bench_calls(aws, call_sizes),
-        )
-    )
-    sections.append(
-        lambda: table(
-            "2. /metrics latency in ms (p50 / p99) while polling, AWS answering in 10 ms vs 5 s",
-            (
-                "series",
-                "AWS 10 ms",
-                "AWS 5 s",
-                "p99 ratio 5s/10ms",
-                "AWS 10 ms, gzip",
-                "naive render per scrape (median)",
-                "naive / ours (p50)",
-            ),
-            bench_scrape(aws, scrape_sizes, scrapes),
-        )
-    )
-
-    def memory() -> str:
-        # A fresh process: peak RSS must not include the other benchmarks' history.
-        child = [sys.executable, "-m", "benchmarks.run", "--memory-only", *(["--quick"] if args.quick else [])]
-        row = tuple(subprocess.run(child, capture_output=True, text=True, check=True).stdout.strip().split("\t"))
-        return table(
-            "3-4. Memory and CPU (exporter process only; the simulated AWS runs in another process)",
-            (
-                "series",
-                "peak RSS MB",
-                "CPU per cycle ms",
-                "soak (series x cycles)",
-                "RSS MB before -> after",
-                "growth MB",
-            ),
-            [row],
-        )
-
-    sections.append(memory)
     try:
         print(
             f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{platform.platform()}\n"
+            f"{platform.platform()}\n",
+            flush=True,
         )
-        for section in sections:
-            print(section(), flush=True)
+        if not args.only or "calls" in args.only.split(","):
+            print(
+                table(
+                    "AWS calls per cycle (server-side count, this tree)",
+                    ("series", "GetMetricData (ours)", "GetMetricStatistics (one per metric)", "ratio"),
+                    bench_calls(aws, [10, 100, 1000] if args.quick else [10, 100, 1000, 10000]),
+                ),
+                flush=True,
+            )
+        if not args.only or set(args.only.split(",")) - {"calls"}:
+            print(goals_table(builds, aws, args), flush=True)
     finally:
         aws.stop()
     return 0
