@@ -49,7 +49,11 @@ otlp:
 
 
 def demo_config(endpoint: str, otlp_endpoint: str | None = None) -> Config:
+    from exporter.config import JobsConfig
+
     text = DEMO_CONFIG.format(endpoint=endpoint)
+    if "read_manifests" in JobsConfig.model_fields:  # the simulated jobs write manifests: show exact job costs
+        text = text.replace("  lookback: 8d\n", "  lookback: 8d\n  read_manifests: true\n")
     if otlp_endpoint:
         text += DEMO_OTLP_CONFIG.format(otlp_endpoint=otlp_endpoint)
     return load_config_text(text, "<demo config>")
@@ -94,7 +98,14 @@ def run_demo(
             )
             for region in models
         }
-        workload = Workload(clients, models, aws.jobs)
+        s3 = boto3.client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=aws.url,
+            aws_access_key_id=DEMO_CREDENTIALS[0],
+            aws_secret_access_key=DEMO_CREDENTIALS[1],
+        )
+        workload = Workload(clients, models, aws.jobs, s3=s3)
         start = datetime.now(UTC)
         history = start - timedelta(seconds=HISTORY_STEPS * PUBLISH_EVERY)
         # One job that has run for almost its whole 24h timeout on a busy model: it expires during the demo.
@@ -119,6 +130,7 @@ def run_demo(
                 for region in models:
                     _prune(region, cutoff)
                 aws.jobs.prune(cutoff)
+                workload.prune(cutoff.timestamp())
                 last_prune = time.monotonic()
             if deadline is not None and time.monotonic() >= deadline:
                 break

@@ -112,6 +112,7 @@ class JobStore:
         role_arn: str | None = None,
         input_uri: str | None = None,
         output_uri: str | None = None,
+        output_bucket_owner: str | None = None,
         client_request_token: str | None = None,
         vpc_config: Mapping[str, builtins.list[str]] | None = None,
     ) -> Job:
@@ -147,6 +148,8 @@ class JobStore:
                 "successRecordCount": 0,
                 "errorRecordCount": 0,
             }
+            if output_bucket_owner is not None:  # ModelInvocationJobS3OutputDataConfig.s3BucketOwner
+                job["outputDataConfig"]["s3OutputDataConfig"]["s3BucketOwner"] = output_bucket_owner
             if client_request_token is not None:
                 job["clientRequestToken"] = client_request_token
             if vpc_config is not None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.demo.jobs import NON_TERMINAL, JobSimulator, JobStore
+from moto.core.models import DEFAULT_ACCOUNT_ID
+
+from exporter.demo.jobs import NON_TERMINAL, TERMINAL, Job, JobSimulator, JobStore
 
 NAMESPACE = "AWS/Bedrock/Batch"
+OUTPUT_BUCKET = "bedrock-batch-demo-output"  # every simulated job writes its results under s3://OUTPUT_BUCKET/<prefix>/
 
 
 @dataclass
@@ -82,13 +87,20 @@ class Workload:
         models: dict[str, list[SimulatedModel]],
         jobs: JobStore,
         seed: int = 11,
+        s3: Any | None = None,
     ) -> None:
         self._cloudwatch = cloudwatch
+        self._s3 = s3
+        self._manifests: dict[str, float] = {}  # key written -> when its job ended (for prune)
+        if s3 is not None:
+            with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+                s3.create_bucket(Bucket=OUTPUT_BUCKET)
         self.models = models
         self.jobs = jobs
         self.simulator = JobSimulator(jobs, seed, queue_seconds=(3.0, 15.0), failure_rate=0.08)
         self._rng = random.Random(seed)
         self._region_of = {m.model_id: region for region, ms in models.items() for m in ms}
+        self._model = {m.model_id: m for ms in models.values() for m in ms}
 
     def submit(self, model: SimulatedModel, now: float, records: int | None = None, timeout_hours: int = 72) -> None:
         model.jobs_submitted += 1
@@ -100,7 +112,48 @@ class Workload:
             now=now,
             timeout_hours=timeout_hours,
             model_invocation_type=self._rng.choice(("InvokeModel", "Converse")),
+            output_uri=f"s3://{OUTPUT_BUCKET}/{model.job_prefix}/" if self._s3 is not None else None,
+            output_bucket_owner=DEFAULT_ACCOUNT_ID if self._s3 is not None else None,
         )
+
+    def manifest(self, job: Job) -> dict[str, int] | None:
+        """The `manifest.json.out` Bedrock would write for a finished job, or None when it processed nothing.
+
+        Fields as the Bedrock user guide's "View the results of a batch inference job" lists them; tokens are the
+        model's tokens per record times the records processed (input) or succeeded (output), the same per-record
+        figures the simulated CloudWatch throughput is built from.
+        """
+        model = self._model.get(job["modelId"])
+        if model is None or job["processedRecordCount"] <= 0:
+            return None  # e.g. failed validation: AWS does not say a manifest exists, so the demo writes none
+        return {
+            "totalRecordCount": job["totalRecordCount"],
+            "processedRecordCount": job["processedRecordCount"],
+            "successRecordCount": job["successRecordCount"],
+            "errorRecordCount": job["errorRecordCount"],
+            "inputTokenCount": job["processedRecordCount"] * model.input_tokens_per_record,
+            "outputTokenCount": job["successRecordCount"] * model.output_tokens_per_record,
+        }
+
+    def _write_manifest(self, job: Job) -> None:
+        """Write a finished job's manifest at `<s3Uri>/<job ID>/manifest.json.out` (docs/job-cost.md's layout)."""
+        body = self.manifest(job)
+        if self._s3 is None or body is None:
+            return
+        uri = job["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        key = f"{prefix.rstrip('/')}/{job['jobArn'].rsplit('/', 1)[-1]}/manifest.json.out".lstrip("/")
+        self._s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode(), ContentType="application/json")
+        self._manifests[key] = job["endTime"].timestamp() if "endTime" in job else 0.0
+
+    def prune(self, ended_before: float) -> int:
+        """Delete the manifests of jobs that ended before `ended_before` (long demos keep flat memory)."""
+        gone = [key for key, ended in self._manifests.items() if ended < ended_before]
+        for key in gone:
+            if self._s3 is not None:
+                self._s3.delete_object(Bucket=OUTPUT_BUCKET, Key=key)
+            del self._manifests[key]
+        return len(gone)
 
     def _by_model(self) -> dict[str, tuple[float, float]]:
         """Per model: (records not yet processed by unfinished jobs, records processed by all jobs)."""
@@ -127,7 +180,9 @@ class Workload:
         running = [j for j in self.jobs.all() if j["status"] == "InProgress"]
         if running and self._rng.random() < 0.004:
             self.simulator.stop(self._rng.choice(running)["jobArn"], stamp)
-        self.simulator.advance(stamp, capacity)
+        for job in self.simulator.advance(stamp, capacity):
+            if job["status"] in TERMINAL:
+                self._write_manifest(job)
         after = self._by_model()
         sent = 0
         for region, models in self.models.items():

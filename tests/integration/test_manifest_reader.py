@@ -317,3 +317,50 @@ def test_no_expected_owner_header_when_the_job_names_none(refusing: RefusingS3) 
         assert refusing.headers and "x-amz-expected-bucket-owner" not in refusing.headers[0]
     finally:
         reader.close()
+
+
+# --- the demo writes the manifests the reader reads -------------------------------------------------------------------
+
+
+def test_demo_jobs_write_manifests_the_reader_reads_through_the_job_api(fresh_aws: SimulatedAws, s3: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from exporter.aws.bedrock import list_jobs
+    from exporter.demo.workload import OUTPUT_BUCKET, Workload, default_models
+    from tests.conftest import cloudwatch
+
+    models = default_models()
+    workload = Workload({r: cloudwatch(fresh_aws, r) for r in models}, models, fresh_aws.jobs, s3=s3)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for step in range(150):
+        workload.step(2.0, start + timedelta(seconds=2 * step))
+    now = (start + timedelta(seconds=300)).timestamp()
+    clients = Clients(fresh_aws.url)
+    # A separate AwsClients for the job API: a second boto3 Session over one botocore session breaks S3 clients
+    # (boto3 injects its S3 transfer methods once per Session; reported to the lead for exporter/aws/session.py).
+    lister = Clients(fresh_aws.url)
+    bedrock = lister._clients.client("bedrock", lister._target, "us-east-1", OWNER)
+    jobs = list_jobs(bedrock, start.timestamp() - 86400, 1000)
+    finished = [j for j in jobs if j.finished]
+    assert finished and all(j.output_s3_uri == f"s3://{OUTPUT_BUCKET}/{j.name.rsplit('-', 1)[0]}/" for j in jobs)
+    assert {j.output_bucket_owner for j in jobs} == {"123456789012"}
+    counters = Counters()
+    reader = ManifestReader(clients, counters, max_concurrency=4)
+    try:
+        for _ in range(len(finished)):  # at most 4 reads per cycle
+            reader.update(jobs, now)
+            assert reader.wait(10.0)
+        usages = {u.arn: u for u in reader.update(jobs, now)}
+    finally:
+        reader.close()
+    tokens = {m.model_id: m for ms in models.values() for m in ms}
+    for j in finished:
+        if not j.processed_records:
+            assert j.arn not in usages  # nothing processed (failed validation): no manifest, never a zero
+            continue
+        usage = usages[j.arn]
+        assert usage.records == j.processed_records and usage.succeeded_records == j.succeeded_records
+        assert usage.input_tokens == j.processed_records * tokens[j.model_id].input_tokens_per_record
+        assert usage.output_tokens == (j.succeeded_records or 0) * tokens[j.model_id].output_tokens_per_record
+    assert counters.reads[OK] == len(usages) > 0
+    assert counters.reads[OK] + counters.reads[NOT_FOUND] == len(finished)
