@@ -49,7 +49,7 @@ class Exporter:
         self._reload_in_flight: Future[tuple[bool, str]] | None = None
         self._running = False
         self.store = Store(clock, prices=prices(config.pricing))
-        self.metrics = SelfMetrics(self.store, clock)
+        self.metrics = SelfMetrics(self.store, clock, config.pricing.cloudwatch.per_metric_and_request)
         self.clients = AwsClients(config.aws, self.metrics, static_credentials)
         self.poller = Poller(config, self.clients, self.store, self.metrics, clock, shard)
         self.poller.generation = self.store.new_generation({t.key for t in self.poller.tasks}, prices(config.pricing))
@@ -165,6 +165,7 @@ class Exporter:
             del old
             if self._running:
                 poller.start()
+            self.metrics.prices = config.pricing.cloudwatch.per_metric_and_request
             self.metrics.reload_successful.set(1)
             self.metrics.reload_timestamp.set(self._clock())
             log.info("config reloaded: %d poll tasks", len(poller.tasks))

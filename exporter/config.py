@@ -562,22 +562,48 @@ class ModelPrice(_Model):
 
     input: float = Field(ge=0, le=MAX_PRICE, description="dollars per million input tokens, on demand")
     output: float = Field(ge=0, le=MAX_PRICE, description="dollars per million output tokens, on demand")
+    source: str | None = Field(
+        default=None, max_length=500, description="where the price comes from and when it was checked (shown on /)"
+    )
+
+
+# The shipped table's provenance: each entry below was read from this page on this date.
+SHIPPED_PRICE_SOURCE = "Amazon Bedrock pricing page, on-demand, us-east-1, checked 2025"
 
 
 # On-demand us-east-1 list prices in USD per million tokens as published by AWS in 2025. They change and differ by
 # region: check the Amazon Bedrock price list and override them under `pricing.models`.
 DEFAULT_PRICES: dict[str, ModelPrice] = {
-    "anthropic.claude-3-5-sonnet-20240620-v1:0": ModelPrice(input=3.0, output=15.0),
-    "anthropic.claude-3-5-sonnet-20241022-v2:0": ModelPrice(input=3.0, output=15.0),
-    "anthropic.claude-3-5-haiku-20241022-v1:0": ModelPrice(input=0.8, output=4.0),
-    "anthropic.claude-3-haiku-20240307-v1:0": ModelPrice(input=0.25, output=1.25),
-    "amazon.nova-pro-v1:0": ModelPrice(input=0.8, output=3.2),
-    "amazon.nova-lite-v1:0": ModelPrice(input=0.06, output=0.24),
-    "amazon.nova-micro-v1:0": ModelPrice(input=0.035, output=0.14),
-    "meta.llama3-1-70b-instruct-v1:0": ModelPrice(input=0.72, output=0.72),
-    "meta.llama3-1-8b-instruct-v1:0": ModelPrice(input=0.22, output=0.22),
-    "amazon.titan-embed-text-v2:0": ModelPrice(input=0.02, output=0.0),
+    model: ModelPrice(input=i, output=o, source=SHIPPED_PRICE_SOURCE)
+    for model, i, o in (
+        ("anthropic.claude-3-5-sonnet-20240620-v1:0", 3.0, 15.0),
+        ("anthropic.claude-3-5-sonnet-20241022-v2:0", 3.0, 15.0),
+        ("anthropic.claude-3-5-haiku-20241022-v1:0", 0.8, 4.0),
+        ("anthropic.claude-3-haiku-20240307-v1:0", 0.25, 1.25),
+        ("amazon.nova-pro-v1:0", 0.8, 3.2),
+        ("amazon.nova-lite-v1:0", 0.06, 0.24),
+        ("amazon.nova-micro-v1:0", 0.035, 0.14),
+        ("meta.llama3-1-70b-instruct-v1:0", 0.72, 0.72),
+        ("meta.llama3-1-8b-instruct-v1:0", 0.22, 0.22),
+        ("amazon.titan-embed-text-v2:0", 0.02, 0.0),
+    )
 }
+
+
+class CloudWatchPricing(_Model):
+    """CloudWatch API list prices the cost self-metrics and `plan` use (one table; override for your region)."""
+
+    per_1000_metrics_requested: float = Field(
+        default=0.01, ge=0, le=100, description="GetMetricData, dollars per 1,000 metrics requested"
+    )
+    per_1000_requests: float = Field(
+        default=0.01, ge=0, le=100, description="ListMetrics and other requests, dollars per 1,000 requests"
+    )
+
+    @property
+    def per_metric_and_request(self) -> tuple[float, float]:
+        """(dollars per metric requested, dollars per request)."""
+        return self.per_1000_metrics_requested / 1000, self.per_1000_requests / 1000
 
 
 class PricingConfig(_Model):
@@ -588,12 +614,23 @@ class PricingConfig(_Model):
     )
     include_defaults: bool = Field(default=True, description="start from the shipped price table")
     models: dict[str, ModelPrice] = Field(default_factory=dict, description="model id -> on-demand prices")
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="model id as CloudWatch or the job API reports it (e.g. an application inference-profile ARN, "
+        "which does not name its model) -> the model id whose price applies",
+    )
+    cloudwatch: CloudWatchPricing = Field(
+        default_factory=CloudWatchPricing, description="CloudWatch API prices for the cost self-metrics and plan"
+    )
 
     def batch_prices(self) -> dict[str, ModelPrice]:
         """Batch prices per model id: the shipped table (if included) overridden by `models`, discounted."""
         table = {**(DEFAULT_PRICES if self.include_defaults else {}), **self.models}
         keep = 1.0 - self.batch_discount
-        return {m: ModelPrice(input=p.input * keep, output=p.output * keep) for m, p in sorted(table.items())}
+        return {
+            m: ModelPrice(input=p.input * keep, output=p.output * keep, source=p.source)
+            for m, p in sorted(table.items())
+        }
 
 
 class ServerConfig(_Model):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from exporter.model import KNOWN_STATUSES, Price, TaskState
 from exporter.naming import metric_name
+from exporter.pricing import resolve
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -103,8 +104,22 @@ def task_labels(account_id: str, region: str) -> tuple[tuple[str, str], ...]:
     return (("account_id", account_id), ("region", region))
 
 
-def price_samples(prices: Iterable[Price]) -> Iterator[Sample]:
-    for price in prices:
+def model_ids(states: Iterable[TaskState]) -> set[str]:
+    """Every model ID the tasks report (CloudWatch's ModelId dimension, Insights groups, jobs), as reported."""
+    seen: set[str] = set()
+    for state in states:
+        seen.update(v for value in state.values for k, v in value.series.dimensions if k == "ModelId")
+        seen.update(v for group in state.insights for k, v in group.group if k == "ModelId")
+        seen.update(job.model_id for job in state.jobs)
+    return seen
+
+
+def price_samples(prices: Iterable[Price], seen: Iterable[str] = ()) -> Iterator[Sample]:
+    """The price table, plus a price for each reported model ID (inference profile, ARN) that resolves to one, so
+    PromQL joins on `model_id` work with the IDs as CloudWatch reports them."""
+    table = {p.model_id: p for p in prices}
+    resolved = (resolve(model, table) for model in sorted(set(seen) - table.keys()))
+    for price in (*table.values(), *(p for p in resolved if p is not None)):
         labels = (("model_id", price.model_id),)
         yield Sample(INPUT_PRICE, labels, price.input)
         yield Sample(OUTPUT_PRICE, labels, price.output)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from exporter.config import PricingConfig
 from exporter.model import TERMINAL_STATUSES, Job, JobsFinished, Price
+from exporter.pricing import with_aliases
 
 
 class JobTracker:
@@ -40,5 +41,6 @@ def retained(jobs: Iterable[Job], now: float, retention: float) -> list[Job]:
 
 
 def prices(pricing: PricingConfig) -> tuple[Price, ...]:
-    """Batch token prices per model, to join with the token-throughput series."""
-    return tuple(Price(model, price.input, price.output) for model, price in pricing.batch_prices().items())
+    """Batch token prices per model (and per configured alias), to join with the token-throughput series."""
+    table = (Price(model, p.input, p.output, p.source) for model, p in pricing.batch_prices().items())
+    return with_aliases(table, pricing.aliases)

@@ -188,6 +188,7 @@ class Price:
     model_id: str
     input: float
     output: float
+    source: str | None = None  # where the price comes from and when it was checked
 
 
 @dataclass(frozen=True)

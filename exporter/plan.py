@@ -15,20 +15,15 @@ from exporter import selfmetrics
 from exporter.aws.bedrock import list_jobs
 from exporter.aws.cloudwatch import list_series
 from exporter.aws.session import AwsClients
-from exporter.config import Config, NamespaceConfig, TargetConfig
+from exporter.config import CloudWatchPricing, Config, NamespaceConfig, TargetConfig
 from exporter.model import BEDROCK_BATCH_NAMESPACE, SeriesKey
 from exporter.planner import plan, select_series
 
 SCHEMA_VERSION = 1
-HOURS_PER_MONTH = 730  # AWS's price examples count a month as 730 hours
+HOURS_PER_MONTH = selfmetrics.HOURS_PER_MONTH
 FIVE_MINUTES = 300.0
 LIST_METRICS_PAGE = 500  # ListMetrics returns at most 500 metrics per page
-# Where selfmetrics' price constants come from (they hold the numbers; this names their source for the output).
-PRICE_SOURCE = (
-    "Amazon CloudWatch pricing page, us-east-1 list prices, checked 2026 (exporter/selfmetrics.py); GetMetricData "
-    "is billed per metric requested and has no free tier; ListMetrics per 1,000 requests after 1 million free "
-    "requests a month, counted here as paid (upper bound)"
-)
+DEFAULT_PRICES = (selfmetrics.PRICE_PER_METRIC_REQUESTED, selfmetrics.PRICE_PER_REQUEST)
 
 
 @dataclass(frozen=True)
@@ -93,16 +88,22 @@ def _every(refresh: float, interval: float) -> float:
     return max(1, math.ceil(refresh / interval)) * interval
 
 
-def usage(queries: int, calls: int, pages: int, interval: float, refresh: float, polled_every: float | None) -> Usage:
+def usage(
+    queries: int,
+    calls: int,
+    pages: int,
+    interval: float,
+    refresh: float,
+    polled_every: float | None,
+    prices: tuple[float, float] = DEFAULT_PRICES,
+) -> Usage:
     """Hourly figures for a namespace polled every `polled_every` seconds (None: never), and its monthly cost."""
     if polled_every is None:
         return Usage(0.0, 0.0, 0.0, 0.0, 0.0)
     cycles = 3600 / polled_every
     list_per_hour = pages * 3600 / _every(refresh, polled_every)
     metrics = queries * cycles
-    cost = (
-        metrics * selfmetrics.PRICE_PER_METRIC_REQUESTED + list_per_hour * selfmetrics.PRICE_PER_REQUEST
-    ) * HOURS_PER_MONTH
+    cost = (metrics * prices[0] + list_per_hour * prices[1]) * HOURS_PER_MONTH
     return Usage(cycles, calls * cycles, metrics, list_per_hour, round(cost, 6))
 
 
@@ -185,12 +186,13 @@ def _namespace(
     jobs = config.jobs
     job_aware = ns.namespace == BEDROCK_BATCH_NAMESPACE and jobs.enabled and jobs.pause_idle_metrics
     refresh = discovery.refresh_interval
+    prices = config.pricing.cloudwatch.per_metric_and_request
 
     def scenario(interval: float, paused: bool) -> Usage:
         if not paused:
-            return usage(queries, calls, pages, interval, refresh, interval)
+            return usage(queries, calls, pages, interval, refresh, interval, prices)
         heartbeat = _every(jobs.idle_heartbeat, interval) if jobs.idle_heartbeat > 0 else None
-        return usage(queries, calls, pages, interval, refresh, heartbeat)
+        return usage(queries, calls, pages, interval, refresh, heartbeat, prices)
 
     now_usage: Usage | None = None
     if clients is not None:  # unknown activity (listing failed) counts as active, as the poller fails open
@@ -239,10 +241,12 @@ def to_document(
         "offline": offline,
         "series_per_metric_assumed": series_per_metric if offline else None,
         "prices": {
-            "dollars_per_metric_requested": selfmetrics.PRICE_PER_METRIC_REQUESTED,
-            "dollars_per_request": selfmetrics.PRICE_PER_REQUEST,
+            "dollars_per_metric_requested": config.pricing.cloudwatch.per_metric_and_request[0],
+            "dollars_per_request": config.pricing.cloudwatch.per_metric_and_request[1],
             "hours_per_month": HOURS_PER_MONTH,
-            "source": PRICE_SOURCE,
+            "source": selfmetrics.PRICE_SOURCE
+            if config.pricing.cloudwatch == CloudWatchPricing()
+            else "pricing.cloudwatch in the config",
         },
         "namespaces": [asdict(row) for row in rows],
         "job_listings": [asdict(listing) for listing in listings],

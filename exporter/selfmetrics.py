@@ -26,9 +26,15 @@ PREFIX = "bedrock_batch_exporter"
 
 # CloudWatch list prices (us-east-1, checked 2026): GetMetricData is billed per metric requested and is never in
 # the free tier; other API requests are billed per 1,000 requests after 1 million free requests a month. We count
-# every request as paid, so the estimate is an upper bound.
+# every request as paid, so the estimate is an upper bound. `pricing.cloudwatch` in the config overrides them.
 PRICE_PER_METRIC_REQUESTED = 0.01 / 1000
 PRICE_PER_REQUEST = 0.01 / 1000
+PRICE_SOURCE = (
+    "Amazon CloudWatch pricing page, us-east-1 list prices, checked 2026; GetMetricData is billed per metric "
+    "requested and has no free tier; ListMetrics per 1,000 requests after 1 million free requests a month, counted "
+    "here as paid (upper bound)"
+)
+HOURS_PER_MONTH = 730  # AWS's price examples count a month as 730 hours
 _BILLED_PER_REQUEST = {"ListMetrics", "GetMetricStatistics"}
 
 _TASK_LABELS = ("account_id", "region", "namespace")
@@ -37,7 +43,14 @@ _TASK_LABELS = ("account_id", "region", "namespace")
 class SelfMetrics:
     """Owns the registry of the exporter's own metrics; its counters are fed by the AWS layer and the poller."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        prices: tuple[float, float] = (PRICE_PER_METRIC_REQUESTED, PRICE_PER_REQUEST),
+    ) -> None:
+        # (dollars per metric requested, dollars per request); a reload may replace them
+        self.prices = prices
         disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series only add bulk
         self.registry = CollectorRegistry(auto_describe=False)
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
@@ -166,11 +179,11 @@ class SelfMetrics:
         if retries:
             self.api_retries.labels(account_id, region, operation).inc(retries)
         if operation in _BILLED_PER_REQUEST:
-            self.api_cost.labels(account_id, region).inc(PRICE_PER_REQUEST * (1 + retries))
+            self.api_cost.labels(account_id, region).inc(self.prices[1] * (1 + retries))
 
     def record_metrics_requested(self, account_id: str, region: str, count: int) -> None:
         self.metrics_requested.labels(account_id, region).inc(count)
-        self.api_cost.labels(account_id, region).inc(PRICE_PER_METRIC_REQUESTED * count)
+        self.api_cost.labels(account_id, region).inc(self.prices[0] * count)
 
 
 class _HealthCollector(Collector):

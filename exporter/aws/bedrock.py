@@ -48,7 +48,10 @@ def _time(value: Any) -> float | None:
 
 
 def _count(value: Any) -> float | None:
+    """A record count, or None when absent or not a count a float represents exactly (never a rounded number)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    if value > 2**53 or (isinstance(value, float) and not value.is_integer()):
         return None
     return float(value)
 

@@ -375,7 +375,7 @@ class OtlpSink:
                 family = sample.family
                 add(FIXED_NAMES.get(family.name, OtelName(family.name, "")), family.help, family.kind, sample)
 
-        add_builtin(families.price_samples(snapshot.prices))
+        add_builtin(families.price_samples(snapshot.prices, families.model_ids(snapshot.tasks.values())))
         for state in snapshot.tasks.values():
             base = families.task_labels(state.account_id, state.key.region)
             stamps = state.cloudwatch_timestamps

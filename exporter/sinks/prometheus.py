@@ -43,7 +43,7 @@ def cloudwatch_samples(state: TaskState) -> Iterator[Sample]:
 
 def samples(snapshot: Snapshot) -> Iterator[Sample]:
     """Every series of a Snapshot, named the Prometheus way."""
-    yield from families.price_samples(snapshot.prices)
+    yield from families.price_samples(snapshot.prices, families.model_ids(snapshot.tasks.values()))
     for state in snapshot.tasks.values():
         yield from cloudwatch_samples(state)
         yield from families.job_samples(state)

@@ -1,4 +1,6 @@
-"""The status page at `/` and its JSON at `/api/status`: one dict built from the Snapshot, rendered two ways.
+"""The status page at `/` and its JSON at `/api/status`: one dict built from the Snapshot's records, rendered two ways.
+
+The dict is built here; its HTML in `status_html`; the stylesheet and script are package data (exporter/assets).
 
 Nothing here calls AWS: the dict comes from the Store's current Snapshot and the self-metrics counters. Every value
 shown in HTML is escaped, since model IDs, job names and error messages come from outside.
@@ -6,16 +8,14 @@ shown in HTML is escaped, since model IDs, job names and error messages come fro
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
 import platform
-import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,19 +24,20 @@ from prometheus_client import Counter as PromCounter
 from exporter import __version__
 from exporter.http import Response
 from exporter.model import BEDROCK_BATCH_NAMESPACE, CloudWatchValue, TaskState
+from exporter.pricing import resolve
 from exporter.selfmetrics import SelfMetrics
+from exporter.sinks.status_html import MAX_LIMIT, render_html
 from exporter.snapshot import Snapshot, Store
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: models[].metrics is a list of CloudWatch metric/statistic records; tasks[].partial
 DEFAULT_LIMIT = 200  # rows per section; keeps the page small and fast at 10,000 series
-MAX_LIMIT = 10_000
-REFRESH_SECONDS = 5
 # The page names its documentation instead of linking a hosting site: the docs ship with the source.
 DOCS = "docs/status.md and docs/metrics.md in the bedrock-batch-exporter source"
 
 MODEL_DIMENSION = "ModelId"
+HOURS_PER_MONTH = 730
 
 JSON = dict[str, Any]
 _TEXT = "text/plain; charset=utf-8"
@@ -206,7 +207,7 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
                 }
             )
             refreshed = state.last_success if refreshed is None else max(refreshed, state.last_success or refreshed)
-        price = prices.get(key[2])
+        price = resolve(key[2], prices)
         items.append(
             {
                 "account_id": key[0],
@@ -216,7 +217,9 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
                 "refreshed_age_seconds": _ago(now, refreshed),
                 "metrics": metrics,
                 "jobs_by_status": jobs.get(key, {}),
-                "batch_price": None if price is None else {"input": price.input, "output": price.output},
+                "batch_price": None
+                if price is None
+                else {"input": price.input, "output": price.output, "source": price.source},
             }
         )
     return {"total": len(keys), "shown": len(items), "items": items}
@@ -281,6 +284,7 @@ def build_status(
         (j for j in jobs if j["finished"]), key=lambda j: (-(j["ended"] or j["submitted"] or 0.0), j["job_arn"])
     )
     down = sum(1 for t in tasks if t["health"] == "down")
+    spent = sum(u["cost_dollars"] for u in usage.values())
     if not tasks:
         health = "starting"
     elif down == len(tasks):
@@ -312,13 +316,16 @@ def build_status(
             "aws_api_requests": sum(u["requests"] for u in usage.values()),
             "aws_api_errors": sum(u["errors"] for u in usage.values()),
             "metrics_requested": sum(u["metrics_requested"] for u in usage.values()),
-            "cost_dollars": sum(u["cost_dollars"] for u in usage.values()),
+            "cost_dollars": spent,
+            # At the rate since start: spend / uptime, over an average month (730 hours).
+            "projected_monthly_cost_dollars": spent / max(now - started, 60.0) * HOURS_PER_MONTH * 3600,
         },
         "links": {
             "metrics": metrics_path,
             "healthz": "/healthz",
             "readyz": "/readyz",
             "status_json": "/api/status",
+            "runbooks": "/runbooks",
             "docs": DOCS,
         },
         "limit": limit,
@@ -329,336 +336,18 @@ def build_status(
     }
 
 
-# --- HTML -----------------------------------------------------------------------------------------------------------
-
-
-_DASH = '<span class="muted">—</span>'
-_NONE = '<span class="muted">none</span>'
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return f"{int(value):,}"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
-
-
-def _dollars(value: float) -> str:
-    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s} s"
-    minutes, s = divmod(s, 60)
-    if minutes < 60:
-        return f"{minutes} min {s} s" if minutes < 10 and s else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
-
-def _time(stamp: float | None) -> str:
-    if stamp is None:
-        return "—"
-    moment = datetime.fromtimestamp(stamp, UTC)
-    iso = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-    return f'<time datetime="{iso}">{moment:%Y-%m-%d %H:%M:%S} UTC</time>'
-
-
-def _when(stamp: float | None, age: float | None) -> str:
-    """An absolute time with its age, e.g. '12 s ago'."""
-    if stamp is None:
-        return '<span class="muted">never</span>'
-    return f'{_duration(age)} ago<br><span class="muted small">{_time(stamp)}</span>'
-
-
-def _badge(health: str) -> str:
-    return f'<span class="badge {_e(health)}">{_e(health)}</span>'
-
-
-def _more(section: JSON, what: str) -> str:
-    hidden = section["total"] - section["shown"]
-    if hidden <= 0:
-        return ""
-    return (
-        f'<p class="more">{hidden:,} more {_e(what)} not shown (showing {section["shown"]:,} of '
-        f"{section['total']:,}; add <code>?limit=N</code>, up to {MAX_LIMIT:,}, or read "
-        f'<a href="api/status?limit={MAX_LIMIT}">api/status</a>).</p>'
-    )
-
-
-def _summary(status: JSON) -> str:
-    ex, su = status["exporter"], status["summary"]
-    paused = f", {su['tasks_paused']:,} paused" if su["tasks_paused"] else ""
-    down = f'<span class="bad">, {su["tasks_down"]:,} down</span>' if su["tasks_down"] else ""
-    cards = [
-        ("Health", f"{_badge(ex['health'])} {'ready' if ex['ready'] else 'not ready'}"),
-        (
-            "Uptime",
-            f"{_duration(ex['uptime_seconds'])}<br><span class='muted small'>since {_time(ex['started'])}</span>",
-        ),
-        ("Poll tasks", f"{su['tasks_up']:,} of {su['tasks']:,} up{paused}{down}"),
-        ("Series", f"{su['series']:,}"),
-        ("Models", f"{su['models']:,}"),
-        ("Batch jobs", f"{su['jobs_running']:,} running, {su['jobs_finished']:,} recently finished"),
-        (
-            "AWS API calls",
-            f"{su['aws_api_requests']:,} ({su['aws_api_errors']:,} failed)<br>"
-            f"<span class='muted small'>{su['metrics_requested']:,} metrics requested</span>",
-        ),
-        ("Estimated spend", f"{_dollars(su['cost_dollars'])}<br><span class='muted small'>since start</span>"),
-    ]
-    items = "".join(
-        f'<div class="card"><div class="label">{_e(k)}</div><div class="value">{v}</div></div>' for k, v in cards
-    )
-    return f'<section id="summary" class="cards">{items}</section>'
-
-
-def _error_cell(task: JSON) -> str:
-    error = task["last_error"]
-    partial = ""
-    if task["partial"]:
-        codes = ", ".join(f"{_e(code)} x{n:,}" for code, n in sorted(task["result_errors"].items()))
-        said = "; ".join(_e(m) for m in task["result_messages"])
-        partial = (
-            f'<div class="error">partial: CloudWatch answered some series with errors ({codes}); they keep their '
-            f"last value for a few intervals, then disappear{': ' + said if said else ''}</div>"
-        )
-    if error is None:
-        return partial or _NONE
-    failures = task["consecutive_failures"]
-    count = f"{failures:,} in a row" if failures else "recovered"
-    total = task["cycles"].get("error", 0)
-    return (
-        f'{partial}<div class="error">{_e(error["message"])}</div>'
-        f'<span class="muted small">{_duration(error["age_seconds"])} ago · {count} · {total:,} failed cycles in all'
-        f"</span>"
-    )
-
-
-def _regions_html(section: JSON) -> str:
-    rows = []
-    for region in section["items"]:
-        api = region["aws_api"]
-        outcomes = ", ".join(f"{_e(k)} {v:,}" for k, v in sorted(api["by_outcome"].items()) if k != "success")
-        api_cell = (
-            f"{api['requests']:,} calls"
-            + (f' <span class="bad">({outcomes})</span>' if outcomes else "")
-            + f"<br><span class='muted small'>{api['metrics_requested']:,} metrics · {api['retries']:,} retries</span>"
-        )
-        span = len(region["tasks"])
-        for i, task in enumerate(region["tasks"]):
-            lead = ""
-            if i == 0:
-                lead = (
-                    f'<td rowspan="{span}"><strong>{_e(region["target"])}</strong><br>'
-                    f'<span class="muted small">{_e(region["account_id"] or "account unknown")}</span></td>'
-                    f'<td rowspan="{span}" class="nowrap">{_e(region["region"])}</td>'
-                )
-            tail = ""
-            if i == 0:
-                tail = f'<td rowspan="{span}">{api_cell}</td><td rowspan="{span}" class="num">'
-                tail += f"{_dollars(api['cost_dollars'])}</td>"
-            polling = "active" if task["polling_active"] else '<span class="muted">paused (no unfinished job)</span>'
-            rows.append(
-                f"<tr>{lead}<td><code>{_e(task['namespace'])}</code></td><td>{_badge(task['health'])}</td>"
-                f"<td>{_when(task['last_success'], task['last_success_age_seconds'])}</td>"
-                f"<td>{_error_cell(task)}</td><td class='num'>{task['series']:,}</td><td>{polling}</td>{tail}</tr>"
-            )
-    if not rows:
-        return '<p class="muted">No poll cycle has finished yet.</p>'
-    head = (
-        "<tr><th>Target</th><th>Region</th><th>Namespace</th><th>Health</th><th>Last success</th>"
-        "<th>Last error</th><th class='num'>Series</th><th>Polling</th><th>AWS API calls</th>"
-        "<th class='num'>Est. spend</th></tr>"
-    )
-    return f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
-
-
-_STAT_SHORT = {"Maximum": "max", "Average": "avg", "Minimum": "min", "SampleCount": "count", "Sum": "sum"}
-# The Bedrock batch metrics in the order people read them: backlog first, then throughput.
-_METRIC_ORDER = (
-    "NumberOfRecordsPendingProcessing",
-    "NumberOfTokensPendingProcessing",
-    "NumberOfInputTokensProcessedPerMinute",
-    "NumberOfOutputTokensProcessedPerMinute",
-)
-
-
-def _metric_title(metric: str) -> str:
-    """`NumberOfInputTokensProcessedPerMinute` -> `input tokens per minute`."""
-    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", metric.removeprefix("NumberOf")).lower()
-    return words.replace(" processed per minute", " per minute")
-
-
-def _models_html(section: JSON) -> str:
-    split = [
-        [
-            (p["metric"], _STAT_SHORT.get(p["statistic"], p["statistic"]), f"{p['metric']} {p['statistic']}", p)
-            for p in m["metrics"]
-        ]
-        for m in section["items"]
-    ]
-    columns = sorted(
-        {metric for cells in split for metric, *_ in cells},
-        key=lambda c: (_METRIC_ORDER.index(c) if c in _METRIC_ORDER else len(_METRIC_ORDER), c),
-    )
-    rows = []
-    for model, cells in zip(section["items"], split, strict=True):
-        tds = []
-        for column in columns:
-            parts = []
-            for _, stat, name, point in sorted((c for c in cells if c[0] == column), key=lambda c: c[1]):
-                value = "NaN" if point["value"] is None else _number(point["value"])
-                age = "" if point["timestamp"] is None else f" · {_duration(point['age_seconds'])} ago"
-                if point["stale"]:
-                    age += " · kept from an earlier cycle: CloudWatch answered this series with an error"
-                    value += " (stale)"
-                parts.append(
-                    f'<div title="{_e(name)}{_e(age)}">{_e(value)} <span class="muted small">{_e(stat)}</span></div>'
-                )
-            tds.append(f'<td class="num">{"".join(parts) or _DASH}</td>')
-        jobs = "<br>".join(f"{n:,} {_e(status)}" for status, n in sorted(model["jobs_by_status"].items()))
-        read = "—" if model["refreshed"] is None else f"{_duration(model['refreshed_age_seconds'])} ago"
-        rows.append(
-            f'<tr><td><strong class="model-id">{_e(model["model_id"])}</strong><br><span class="muted small">'
-            f"account {_e(model['account_id'])}</span></td><td class='nowrap'>{_e(model['region'])}</td>"
-            f"{''.join(tds)}<td class='small nowrap'>{jobs or _NONE}</td><td class='small'>{read}</td></tr>"
-        )
-    if not rows:
-        return '<p class="muted">No model has CloudWatch series or batch jobs yet.</p>'
-    heads = "".join(f'<th class="num">{_e(_metric_title(c))}</th>' for c in columns)
-    head = f"<tr><th>Model</th><th>Region</th>{heads}<th>Batch jobs</th><th>Values read</th></tr>"
-    return (
-        f'<div class="scroll"><table class="models"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
-    )
-
-
-def _bar(job: JSON) -> str:
-    total = job["total_records"]
-    if not total:
-        return '<span class="muted">record counts not reported yet</span>'
-    processed = job["processed_records"] or 0.0
-    ok = job["succeeded_records"] or 0.0
-    failed = job["failed_records"] or 0.0
-    other = max(processed - ok - failed, 0.0)
-    label = (
-        f"{_number(processed)} of {_number(total)} records processed ({100 * processed / total:.1f}%): "
-        f"{_number(ok)} succeeded, {_number(failed)} failed"
-    )
-    parts, x = [], 0.0
-    for cls, amount in (("ok", ok), ("failed", failed), ("other", other)):
-        width = 100.0 * min(amount, total) / total
-        if width > 0:
-            parts.append(f'<rect class="{cls}" x="{x:.2f}%" y="0" width="{min(width, 100 - x):.2f}%" height="100%"/>')
-            x = min(x + width, 100.0)
-    return (
-        f'<svg class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="{total:.0f}" '
-        f'aria-valuenow="{processed:.0f}" aria-label="{_e(label)}" width="100%" height="14">'
-        f'<title>{_e(label)}</title><rect class="track" x="0" y="0" width="100%" height="100%"/>{"".join(parts)}</svg>'
-        f'<div class="small">{_e(label)}</div>'
-    )
-
-
-def _expiry(job: JSON) -> str:
-    left = job["to_expiration_seconds"]
-    if left is None:
-        return _DASH
-    if left < 0:
-        return f'<span class="bad">expired {_duration(-left)} ago</span>'
-    cls = "warn" if left < 6 * 3600 else ""
-    return (
-        f'<span class="{cls}">in {_duration(left)}</span><br><span class="muted small">{_time(job["expires"])}</span>'
-    )
-
-
-def _jobs_html(section: JSON, finished: bool) -> str:
-    rows = []
-    for job in section["items"]:
-        name = (
-            f'<strong class="job-name">{_e(job["job_name"])}</strong><br><span class="muted small" '
-            f'title="{_e(job["job_arn"])}">{_e(job["job_arn"].rsplit("/", 1)[-1])}</span>'
-        )
-        where = f'{_e(job["model_id"])}<br><span class="muted small">{_e(job["region"])}</span>'
-        status = _e(job["status"] or "unknown")
-        if finished:
-            ended = _time(job["ended"])
-            rows.append(
-                f"<tr><td>{name}</td><td>{where}</td><td>{status}</td><td class='wide'>{_bar(job)}</td>"
-                f"<td>{ended}</td></tr>"
-            )
-        else:
-            rows.append(
-                f"<tr><td>{name}</td><td>{where}</td><td>{status}</td><td class='wide'>{_bar(job)}</td>"
-                f"<td>{_duration(job['since_submit_seconds'])} ago</td><td>{_expiry(job)}</td></tr>"
-            )
-    if not rows:
-        what = "finished job retained" if finished else "unfinished batch job"
-        return f'<p class="muted">No {what}.</p>'
-    last = "<th>Ended</th>" if finished else "<th>Submitted</th><th>Expires</th>"
-    head = f"<tr><th>Job</th><th>Model</th><th>Status</th><th>Progress</th>{last}</tr>"
-    return f'<div class="scroll"><table class="jobs"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
-
-
-def render_html(status: JSON) -> str:
-    """The status page; readable without JavaScript (status.js only refreshes it in place)."""
-    ex, links = status["exporter"], status["links"]
-    nav = " ".join(
-        f'<a href="{_e(href.lstrip("/") or ".")}">{_e(text)}</a>'
-        for text, href in (
-            (links["metrics"], links["metrics"]),
-            ("/healthz", links["healthz"]),
-            ("/readyz", links["readyz"]),
-            ("JSON", links["status_json"]),
-        )
-    )
-    nav += f' <span class="muted">docs: {_e(links["docs"])}</span>'
-    regions, models = status["regions"], status["models"]
-    running, finished = status["running_jobs"], status["finished_jobs"]
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>bedrock-batch-exporter status</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="static/status.css">
-<script src="static/status.js" defer></script>
-</head><body>
-<header><h1>bedrock-batch-exporter <span class="muted">{_e(ex["version"])}</span></h1>
-<nav>{nav}<span id="refresh"></span></nav></header>
-<main id="status" data-refresh="{REFRESH_SECONDS}">
-{_summary(status)}
-<section id="regions"><h2>Targets and regions <span class="count">{regions["total"]:,}</span></h2>
-{_regions_html(regions)}{_more(regions, "regions")}</section>
-<section id="models"><h2>Models <span class="count">{models["total"]:,}</span></h2>
-{_models_html(models)}{_more(models, "models")}</section>
-<section id="jobs"><h2>Running batch jobs <span class="count">{running["total"]:,}</span></h2>
-{_jobs_html(running, finished=False)}{_more(running, "running jobs")}</section>
-<section id="finished-jobs"><h2>Recently finished jobs <span class="count">{finished["total"]:,}</span></h2>
-{_jobs_html(finished, finished=True)}{_more(finished, "finished jobs")}</section>
-<footer class="muted small">Page built {_time(ex["now"])} from snapshot {ex["snapshot_version"]:,}
-(published {_duration(ex["snapshot_age_seconds"])} ago) · Python {_e(ex["python_version"])} ·
-nothing on this page calls AWS.</footer>
-</main>
-</body></html>
-"""
-
-
 # --- serving --------------------------------------------------------------------------------------------------------
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("exporter").joinpath("assets", name).read_bytes()
+
+
+# Served from package data (exporter/assets), read once at import.
+_STATIC: Mapping[str, tuple[bytes, str]] = {
+    "/static/status.css": (_asset("status.css"), "text/css; charset=utf-8"),
+    "/static/status.js": (_asset("status.js"), "text/javascript; charset=utf-8"),
+}
 
 
 class StatusPage:
@@ -712,118 +401,3 @@ def _limit(query: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
         raise ValueError(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(text)
-
-
-_CSS = """
-:root { --bg: #f5f6f8; --fg: #1d2430; --muted: #667085; --card: #fff; --line: #e3e6eb; --ok: #1a7f37;
-  --bad: #c62828; --warn: #b26a00; --other: #7a8699; --track: #e8ebf0; --accent: #2f5bd3; }
-@media (prefers-color-scheme: dark) {
-  :root { --bg: #12151b; --fg: #e4e7ec; --muted: #98a2b3; --card: #1b2029; --line: #2c3340; --track: #2c3340;
-    --accent: #8fb0ff; }
-}
-* { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; background: var(--bg);
-  color: var(--fg); }
-header { display: flex; flex-wrap: wrap; align-items: baseline; justify-content: space-between; gap: 8px 24px;
-  padding: 14px 24px; background: var(--card); border-bottom: 1px solid var(--line); }
-h1 { font-size: 20px; margin: 0; }
-h2 { font-size: 16px; margin: 28px 0 10px; }
-h3 { font-size: 14px; margin: 0; }
-nav a { margin-right: 14px; color: var(--accent); }
-#refresh { color: var(--muted); font-size: 12px; }
-#refresh button { font: inherit; margin-left: 6px; }
-main { padding: 8px 24px 24px; max-width: 1500px; }
-.muted { color: var(--muted); }
-.small { font-size: 12px; }
-.bad { color: var(--bad); }
-.warn { color: var(--warn); }
-.nowrap { white-space: nowrap; }
-.count { color: var(--muted); font-weight: normal; }
-code { font-size: 12px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; margin-top: 16px; }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; }
-.card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-.card .value { font-size: 16px; margin-top: 2px; }
-.badge { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
-  color: #fff; background: var(--other); }
-.badge.up, .badge.ok { background: var(--ok); }
-.badge.down { background: var(--bad); }
-.badge.degraded { background: var(--warn); }
-.scroll { overflow-x: auto; }
-table { border-collapse: collapse; width: 100%; background: var(--card); border: 1px solid var(--line); }
-th, td { text-align: left; vertical-align: top; padding: 6px 10px; border-bottom: 1px solid var(--line); }
-th { font-size: 12px; color: var(--muted); font-weight: 600; white-space: nowrap; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.error { color: var(--bad); max-width: 380px; overflow-wrap: anywhere; }
-.models th.num { white-space: normal; min-width: 110px; }
-.model-id { overflow-wrap: anywhere; }
-.jobs td.wide { min-width: 260px; width: 34%; }
-.jobs .muted.small { overflow-wrap: anywhere; }
-svg.bar { display: block; border-radius: 4px; overflow: hidden; margin: 3px 0; }
-svg.bar .track { fill: var(--track); }
-svg.bar .ok { fill: var(--ok); }
-svg.bar .failed { fill: var(--bad); }
-svg.bar .other { fill: var(--other); }
-.more { color: var(--muted); font-style: italic; }
-footer { margin-top: 28px; }
-"""
-
-_JS = """"use strict";
-// Refreshes the status page in place: fetches the same URL and swaps in the new <main> (rendered by the server,
-// so there is one renderer). Without JavaScript the page is complete; reload it to update.
-(function () {
-  var main = document.getElementById("status");
-  var slot = document.getElementById("refresh");
-  if (!main || !slot || !window.fetch || !window.DOMParser) {
-    return;
-  }
-  var period = 1000 * (parseInt(main.getAttribute("data-refresh"), 10) || 5);
-  var paused = false;
-  var state = document.createElement("span");
-  var button = document.createElement("button");
-  button.type = "button";
-  button.textContent = "pause";
-  slot.appendChild(state);
-  slot.appendChild(button);
-  state.textContent = "auto-refresh every " + period / 1000 + " s";
-  button.addEventListener("click", function () {
-    paused = !paused;
-    button.textContent = paused ? "resume" : "pause";
-    state.textContent = paused ? "auto-refresh paused" : "auto-refresh every " + period / 1000 + " s";
-  });
-  function refresh() {
-    if (paused || document.hidden) {
-      window.setTimeout(refresh, period);
-      return;
-    }
-    window.fetch(window.location.href, { cache: "no-store", headers: { Accept: "text/html" } })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
-        return response.text();
-      })
-      .then(function (text) {
-        var fresh = new DOMParser().parseFromString(text, "text/html").getElementById("status");
-        if (fresh) {
-          main.replaceWith(fresh);
-          main = fresh;
-          document.documentElement.setAttribute("data-refreshed", String(Date.now()));
-          state.textContent = "auto-refresh every " + period / 1000 + " s";
-        }
-      })
-      .catch(function (error) {
-        state.textContent = "refresh failed (" + error.message + "), retrying";
-      })
-      .then(function () {
-        window.setTimeout(refresh, period);
-      });
-  }
-  window.setTimeout(refresh, period);
-})();
-"""
-
-_STATIC: Mapping[str, tuple[bytes, str]] = {
-    "/static/status.css": (_CSS.lstrip().encode(), "text/css; charset=utf-8"),
-    "/static/status.js": (_JS.encode(), "text/javascript; charset=utf-8"),
-}

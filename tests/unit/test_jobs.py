@@ -128,7 +128,8 @@ def test_batch_prices_apply_the_discount_and_overrides() -> None:
     pricing = PricingConfig(batch_discount=0.5, models={"x": ModelPrice(input=2.0, output=8.0)})
     table = pricing.batch_prices()
     assert table["x"] == ModelPrice(input=1.0, output=4.0)
-    assert table["anthropic.claude-3-5-sonnet-20240620-v1:0"] == ModelPrice(input=1.5, output=7.5)
+    shipped = table["anthropic.claude-3-5-sonnet-20240620-v1:0"]
+    assert (shipped.input, shipped.output) == (1.5, 7.5) and shipped.source and "checked" in shipped.source
     only = PricingConfig(include_defaults=False, models={"x": ModelPrice(input=2.0, output=8.0)})
     names = {(s.family.name, dict(s.labels)["model_id"]) for s in price_samples(prices(only))}
     assert names == {
@@ -144,3 +145,40 @@ def test_shards_cover_every_target_region_exactly_once(count: int) -> None:
     assert all(len(o) == 1 for o in owners.values())
     if count > 1:  # and the split is not degenerate
         assert len({o[0] for o in owners.values()}) == count
+
+
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        ("x", "x"),
+        ("us.x.y-v1:0", "x.y-v1:0"),  # a cross-region inference profile: any geography prefix
+        ("apac.x.y-v1:0", "x.y-v1:0"),
+        ("arn:aws:bedrock:us-east-1::foundation-model/x.y-v1:0", "x.y-v1:0"),
+        ("arn:aws:bedrock:us-east-1:123456789012:inference-profile/eu.x.y-v1:0", "x.y-v1:0"),
+        ("arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc", "x.y-v1:0"),  # by alias
+        ("unknown.model", None),
+        ("arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/zzz", None),
+    ],
+)
+def test_model_ids_as_accounts_see_them_resolve_to_a_price(seen: str, expected: str | None) -> None:
+    from exporter.pricing import resolve
+
+    pricing = PricingConfig(
+        include_defaults=False,
+        models={"x": ModelPrice(input=2.0, output=8.0), "x.y-v1:0": ModelPrice(input=4.0, output=4.0)},
+        aliases={"arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc": "us.x.y-v1:0"},
+    )
+    table = {p.model_id: p for p in prices(pricing)}
+    found = resolve(seen, table)
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None and found.model_id == seen  # labelled as reported, so PromQL joins work
+        assert (found.input, found.output) == (table[expected].input, table[expected].output)
+
+
+def test_price_series_carry_the_ids_as_reported() -> None:
+    pricing = PricingConfig(include_defaults=False, models={"a.b-v1:0": ModelPrice(input=2.0, output=8.0)})
+    seen = {"us.a.b-v1:0", "nothing.known"}
+    labels = {dict(s.labels)["model_id"] for s in price_samples(prices(pricing), seen)}
+    assert labels == {"a.b-v1:0", "us.a.b-v1:0"}

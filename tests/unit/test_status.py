@@ -143,6 +143,9 @@ def test_exporter_and_summary(store: Store, metrics: SelfMetrics) -> None:
     assert summary["metrics_requested"] == 2000
     assert summary["cost_dollars"] == pytest.approx(2000 * 0.01 / 1000 + 2 * 0.01 / 1000)
     assert status["links"]["metrics"] == "/metrics" and status["links"]["readyz"] == "/readyz"
+    assert status["links"]["runbooks"] == "/runbooks"
+    # spend so far over 3,725 s of uptime, projected over a 730-hour month
+    assert summary["projected_monthly_cost_dollars"] == pytest.approx(summary["cost_dollars"] / 3725 * 730 * 3600)
 
 
 def test_regions_put_failing_ones_first_with_errors_calls_and_spend(store: Store, metrics: SelfMetrics) -> None:
@@ -192,6 +195,8 @@ def test_models_have_newest_values_and_job_counts(store: Store) -> None:
     }
     assert nova["refreshed"] == NOW - 30 and nova["refreshed_age_seconds"] == 30
     assert nova["jobs_by_status"] == {"InProgress": 1, "Completed": 1}
+    assert nova["batch_price"] is None  # the fixture's store has no price table: the page says so
+    assert "no price" in render_html(status_of(store))
     (evil,) = models[("us-east-1", EVIL)]["metrics"]
     assert (evil["value"], evil["timestamp"], evil["age_seconds"]) == (None, NOW - 90, 90)  # NaN becomes null
 
