@@ -27,7 +27,8 @@ import bcrypt
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from exporter.config import ConfigError, _Model, _validation_problems
+from exporter.config import ConfigError, _Model, _validation_problems, read_config_file
+from exporter.yamlsafe import safe_load
 
 # Modular crypt format of bcrypt: $2a$, $2b$ or $2y$, a two-digit cost, then 22 salt and 31 hash characters.
 _BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
@@ -83,10 +84,9 @@ def bcrypt_hash_problem(hashed: str, max_cost: int = BCRYPT_DEFAULT_MAX_COST) ->
 
 def load_web_config(path: str | Path) -> WebConfig:
     """Read and validate a web config file; raises ConfigError with one line per problem."""
+    text = read_config_file(path)  # the same limits as the main config: regular file, size cap, UTF-8
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read web config file: {exc.strerror or exc}"]) from None
+        raw = safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: invalid YAML: {str(exc).splitlines()[0]}"]) from None
     try:

@@ -116,3 +116,24 @@ def test_a_user_name_with_a_colon_is_refused(tmp_path: Path) -> None:
     assert "basic_auth_users.a:b: a user name cannot contain ':'" in _load(
         tmp_path, f"basic_auth_users:\n  'a:b': '{HASH}'\n"
     )
+
+
+def test_a_web_config_that_is_not_a_regular_file_or_a_bomb_is_refused(tmp_path: Path) -> None:
+    import os
+
+    from exporter.config import ConfigError
+    from exporter.webconfig import load_web_config
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(
+        "a: &a [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(
+            f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+            for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+        )
+    )
+    for path in (fifo, bomb, tmp_path):
+        with pytest.raises(ConfigError):
+            load_web_config(path)
