@@ -102,6 +102,9 @@ FIXED_NAMES: dict[str, OtelName] = {
     f"{PREFIX}_aws_api_retries": OtelName(f"{PREFIX}.aws.api.retries", "{retry}"),
     f"{PREFIX}_cloudwatch_metrics_requested": OtelName(f"{PREFIX}.cloudwatch.metrics_requested", "{metric}"),
     f"{PREFIX}_cloudwatch_api_cost_dollars": OtelName(f"{PREFIX}.cloudwatch.api_cost", "{USD}"),
+    f"{PREFIX}_cloudwatch_result_errors": OtelName(f"{PREFIX}.cloudwatch.result_errors", "{result}"),
+    f"{PREFIX}_aws_unknown_values": OtelName(f"{PREFIX}.aws.unknown_values", "{value}"),
+    f"{PREFIX}_series_dropped": OtelName(f"{PREFIX}.series.dropped", "{series}"),
     f"{PREFIX}_otlp_exports": OtelName(f"{PREFIX}.otlp.exports", "{export}"),
     f"{PREFIX}_otlp_export_failures": OtelName(f"{PREFIX}.otlp.export.failures", "{failure}"),
 }
@@ -119,6 +122,8 @@ ATTRIBUTE_NAMES: dict[str, str] = {
     "status": "aws.bedrock.job.status",
     "invocation_type": "aws.bedrock.job.invocation_type",
     "operation": "rpc.method",
+    "status_code": "aws.cloudwatch.status_code",
+    "field": "aws.field",
 }
 
 # Units of the AWS/Bedrock/Batch metrics (CloudWatch reports them as Count); other namespaces get no unit.
