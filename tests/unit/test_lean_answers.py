@@ -1,0 +1,141 @@
+"""The lean GetMetricData path says what botocore's own serializer and parser say (exporter.aws.cloudwatch).
+
+Pure: the botocore client is built but never sends anything; bodies are shaped after GetMetricDataOutput in botocore's
+cloudwatch service model (MetricDataResults[].Id/Label/Timestamps/Values/StatusCode/Messages, NextToken, Messages).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+
+from exporter.aws.cloudwatch import _LeanParser, _LeanSerializer, lean_get_metric_data
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    config = BotoConfig(parameter_validation=False)  # as exporter.aws.session builds them
+    return boto3.client(
+        "cloudwatch", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s", config=config
+    )
+
+
+def _response(body: Any, status: int = 200) -> dict[str, Any]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return {"status_code": status, "headers": {"x-amzn-requestid": "r-1"}, "body": raw}
+
+
+def _epoch(value: Any) -> Any:
+    return value.timestamp() if isinstance(value, datetime) else value
+
+
+def _comparable(parsed: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(parsed, default=str))
+    for result, original in zip(out.get("MetricDataResults", []), parsed.get("MetricDataResults", []), strict=True):
+        result["Timestamps"] = [_epoch(t) for t in original.get("Timestamps", [])]
+    return out
+
+
+ANSWERS = [
+    {
+        "MetricDataResults": [
+            {
+                "Id": "q0",
+                "Label": "a",
+                "Timestamps": [1700000060, 1700000000.5],
+                "Values": [1.5, 2],
+                "StatusCode": "PartialData",
+                "Messages": [{"Code": "c", "Value": "v"}],
+            },
+            {"Id": "q1", "Label": "b", "Timestamps": [], "Values": [], "StatusCode": "Complete"},
+        ],
+        "NextToken": "t",
+        "Messages": [{"Code": "Warn", "Value": "w"}],
+    },
+    {"MetricDataResults": []},
+    {},
+]
+
+
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_lean_parse_equals_botocore_parse(client: Any, answer: dict[str, Any]) -> None:
+    shape = client.meta.service_model.operation_model("GetMetricData").output_shape
+    inner = client._endpoint._response_parser_factory.create_parser(client.meta.service_model.resolved_protocol)
+    ours = _LeanParser(inner).parse(_response(answer), shape)
+    theirs = inner.parse(_response(answer), shape)
+    assert _comparable(ours) == _comparable(theirs)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"MetricDataResults": [{"Id": "q0", "Timestamps": ["2024-01-01T00:00:00Z"], "Values": [1.0]}]},
+        [1, 2],
+        b"not json",
+    ],
+)
+def test_unusual_answers_go_to_botocore(client: Any, body: Any) -> None:
+    shape = client.meta.service_model.operation_model("GetMetricData").output_shape
+    inner = client._endpoint._response_parser_factory.create_parser(client.meta.service_model.resolved_protocol)
+    try:
+        theirs: Any = inner.parse(_response(body), shape)
+    except Exception as exc:  # botocore refuses it: so must the lean path, the same way
+        with pytest.raises(type(exc)):
+            _LeanParser(inner).parse(_response(body), shape)
+        return
+    assert _LeanParser(inner).parse(_response(body), shape) == theirs
+
+
+def test_lean_request_body_equals_botocore_body(client: Any) -> None:
+    params = {
+        "MetricDataQueries": [
+            {
+                "Id": "q0",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/Bedrock/Batch",
+                        "MetricName": "NumberOfRecordsPendingProcessing",
+                        "Dimensions": [{"Name": "ModelId", "Value": "m\u00e9"}],
+                    },
+                    "Period": 60,
+                    "Stat": "Average",
+                },
+                "ReturnData": True,
+            }
+        ],
+        "StartTime": datetime(2024, 1, 1, tzinfo=UTC),
+        "EndTime": datetime(2024, 1, 1, 0, 5, tzinfo=UTC),
+        "ScanBy": "TimestampDescending",
+        "NextToken": "t",
+    }
+    operation = client.meta.service_model.operation_model("GetMetricData")
+    ours = _LeanSerializer(client._serializer).serialize_to_request(dict(params), operation)
+    theirs = client._serializer.serialize_to_request(dict(params), operation)
+    assert json.loads(ours.pop("body")) == json.loads(theirs.pop("body"))
+    assert ours == theirs
+
+
+def test_installed_once_on_a_botocore_client(client: Any) -> None:
+    lean_get_metric_data(client)
+    lean_get_metric_data(client)
+    assert isinstance(client._serializer, _LeanSerializer)
+    assert not isinstance(client._serializer._inner, _LeanSerializer)
+
+
+def test_other_operations_and_clients_are_untouched(client: Any) -> None:
+    class NotBotocore:
+        pass
+
+    plain = NotBotocore()
+    lean_get_metric_data(plain)
+    assert vars(plain) == {}
+    operation = client.meta.service_model.operation_model("ListMetrics")
+    params = {"Namespace": "AWS/Bedrock/Batch"}
+    assert _LeanSerializer(client._serializer).serialize_to_request(
+        params, operation
+    ) == client._serializer.serialize_to_request(params, operation)
