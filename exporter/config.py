@@ -893,7 +893,7 @@ def load_config_text(text: str, source: str = "<config>", env: Mapping[str, str]
 MAX_CONFIG_BYTES = 1024 * 1024
 
 
-def read_config_file(path: str | Path) -> str:
+def read_config_file(path: str | Path, what: str = "config file") -> str:
     """The text of a config file: a regular file of at most MAX_CONFIG_BYTES in UTF-8; raises ConfigError.
 
     Opened without blocking and checked before reading, so a FIFO, a device such as /dev/zero or a directory is
@@ -902,13 +902,13 @@ def read_config_file(path: str | Path) -> str:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
+        raise ConfigError([f"{path}: cannot read {what}: {exc.strerror or exc}"]) from None
     try:
         info = os.fstat(fd)
         if not S_ISREG(info.st_mode):
-            raise ConfigError([f"{path}: not a regular file; the config must be a file (symbolic links are followed)"])
+            raise ConfigError([f"{path}: not a regular file; the {what} must be a file (symbolic links are followed)"])
         if info.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError([f"{path}: the config file is larger than {MAX_CONFIG_BYTES // 1024} KiB"])
+            raise ConfigError([f"{path}: the {what} is larger than {MAX_CONFIG_BYTES // 1024} KiB"])
         os.set_blocking(fd, True)
         chunks: list[bytes] = []
         size = 0
@@ -919,15 +919,15 @@ def read_config_file(path: str | Path) -> str:
             chunks.append(chunk)
             size += len(chunk)
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
+        raise ConfigError([f"{path}: cannot read {what}: {exc.strerror or exc}"]) from None
     finally:
         os.close(fd)
     if size > MAX_CONFIG_BYTES:
-        raise ConfigError([f"{path}: the config file is larger than {MAX_CONFIG_BYTES // 1024} KiB"])
+        raise ConfigError([f"{path}: the {what} is larger than {MAX_CONFIG_BYTES // 1024} KiB"])
     try:
         return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError([f"{path}: config file is not UTF-8 text"]) from None
+        raise ConfigError([f"{path}: {what} is not UTF-8 text"]) from None
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -140,9 +140,14 @@ def test_causes_in_the_users_words(
 
 
 def test_unreachable_endpoint(tmp_path: Path) -> None:
-    result = run_cli("doctor", "--config", str(write_config(tmp_path, "http://user:pw-1234@127.0.0.1:9", False)))
+    result = run_cli("doctor", "--config", str(write_config(tmp_path, "http://127.0.0.1:9", False)))
     assert result.returncode == 1
     assert "endpoint unreachable: http://127.0.0.1:9" in result.stdout
+
+
+def test_credentials_in_an_endpoint_url_are_refused_without_echoing_them(tmp_path: Path) -> None:
+    result = run_cli("doctor", "--config", str(write_config(tmp_path, "http://user:pw-1234@127.0.0.1:9", False)))
+    assert result.returncode == 2 and "endpoint_url" in result.stderr
     assert "pw-1234" not in result.stdout + result.stderr
 
 
