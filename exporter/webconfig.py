@@ -84,7 +84,7 @@ def bcrypt_hash_problem(hashed: str, max_cost: int = BCRYPT_DEFAULT_MAX_COST) ->
 
 def load_web_config(path: str | Path) -> WebConfig:
     """Read and validate a web config file; raises ConfigError with one line per problem."""
-    text = read_config_file(path, "web config file")  # the same limits as the main config: regular file, size cap, UTF-8
+    text = read_config_file(path, "web config file")  # the main config's limits: regular file, size cap, UTF-8
     try:
         raw = safe_load(text)
     except yaml.YAMLError as exc:
