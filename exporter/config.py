@@ -545,6 +545,24 @@ class JobsConfig(_Model):
     idle_heartbeat: Annotated[
         float, BeforeValidator(parse_duration), _duration_bounds(1, DAY, zero=True), _DURATION_SCHEMA
     ] = Field(default=0.0, description="while paused, still poll CloudWatch this often (0 = never; 1s to 1d)")
+    read_manifests: bool = Field(
+        default=False,
+        description="read each finished job's manifest.json.out from its S3 output (exact tokens and cost per job; "
+        "needs s3:GetObject, docs/job-cost.md)",
+    )
+    manifest_max_concurrency: int = Field(default=4, ge=1, le=32, description="manifest reads in flight per region")
+    manifest_retry: Annotated[float, BeforeValidator(parse_duration), _duration_bounds(1, 3600), _DURATION_SCHEMA] = (
+        Field(default=60.0, description="first retry of a failed manifest read; doubles up to 1h (1s to 1h)")
+    )
+    manifest_give_up_after: Annotated[
+        float, BeforeValidator(parse_duration), _duration_bounds(60, 7 * DAY), _DURATION_SCHEMA
+    ] = Field(
+        default=86400.0,
+        description="stop retrying this long after the job ended and count the manifest as missing (1m to 7d)",
+    )
+    manifest_max_bytes: int = Field(
+        default=65536, ge=1024, le=1024 * 1024, description="larger manifests are refused (1 KiB to 1 MiB)"
+    )
 
     @model_validator(mode="after")
     def _lookback_covers_jobs(self) -> JobsConfig:

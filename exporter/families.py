@@ -7,11 +7,11 @@ built-in families are listed here once, with their labels and help, and the Prom
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from exporter.model import KNOWN_STATUSES, Price, TaskState
+from exporter.model import KNOWN_STATUSES, JobUsage, Price, TaskState
 from exporter.naming import metric_name
 from exporter.pricing import resolve
 
@@ -62,6 +62,30 @@ JOB_FAILED_RECORDS = _job("failed_records", "Records that failed.")
 JOB_SUBMIT_TIME = _job("submit_timestamp_seconds", "When the job was submitted (Unix time).")
 JOB_EXPIRATION_TIME = _job("expiration_timestamp_seconds", "When the job will time out (Unix time).")
 JOB_END_TIME = _job("end_timestamp_seconds", "When the job ended (Unix time); finished jobs only.")
+JOB_INPUT_TOKENS = _job("input_tokens", "Input tokens of a finished job, from its manifest.json.out (exact).")
+JOB_OUTPUT_TOKENS = _job("output_tokens", "Output tokens of a finished job, from its manifest.json.out (exact).")
+JOB_COST = _job(
+    "cost_dollars", "Cost of a finished job in US dollars: its manifest's tokens at the model's batch price."
+)
+_FINISHED_LABELS = (*TASK_LABELS, "model_id", "status")
+FINISHED_INPUT_TOKENS = Family(
+    "bedrock_batch_finished_jobs_input_tokens",
+    "gauge",
+    _FINISHED_LABELS,
+    "Input tokens of the retained finished jobs with a manifest, per model and status.",
+)
+FINISHED_OUTPUT_TOKENS = Family(
+    "bedrock_batch_finished_jobs_output_tokens",
+    "gauge",
+    _FINISHED_LABELS,
+    "Output tokens of the retained finished jobs with a manifest, per model and status.",
+)
+FINISHED_COST = Family(
+    "bedrock_batch_finished_jobs_cost_dollars",
+    "gauge",
+    _FINISHED_LABELS,
+    "Cost in US dollars of the retained finished jobs with a manifest and a price, per model and status.",
+)
 INPUT_PRICE = Family(
     "bedrock_batch_model_input_price_dollars_per_million_tokens",
     "gauge",
@@ -85,6 +109,12 @@ BUILTIN: tuple[Family, ...] = (
     JOB_SUBMIT_TIME,
     JOB_EXPIRATION_TIME,
     JOB_END_TIME,
+    JOB_INPUT_TOKENS,
+    JOB_OUTPUT_TOKENS,
+    JOB_COST,
+    FINISHED_INPUT_TOKENS,
+    FINISHED_OUTPUT_TOKENS,
+    FINISHED_COST,
     INPUT_PRICE,
     OUTPUT_PRICE,
 )
@@ -125,7 +155,14 @@ def price_samples(prices: Iterable[Price], seen: Iterable[str] = ()) -> Iterator
         yield Sample(OUTPUT_PRICE, labels, price.output)
 
 
-def job_samples(state: TaskState) -> Iterator[Sample]:
+def job_cost(usage: JobUsage, price: Price | None) -> float | None:
+    """Dollars for a job's exact tokens at a batch price per million tokens; None without a price."""
+    if price is None:
+        return None
+    return usage.input_tokens / 1e6 * price.input + usage.output_tokens / 1e6 * price.output
+
+
+def job_samples(state: TaskState, prices: Mapping[str, Price] | None = None) -> Iterator[Sample]:
     """Job counts by model and status (every known status, 0 where none; unknown ones as seen), and per job."""
     base = task_labels(state.account_id, state.key.region)
     counts = Counter((j.model_id, j.status) for j in state.jobs)
@@ -151,6 +188,37 @@ def job_samples(state: TaskState) -> Iterator[Sample]:
         ):
             if value is not None:
                 yield Sample(family, labels, value)
+    yield from _usage_samples(state, base, prices or {})
+
+
+def _usage_samples(
+    state: TaskState, base: tuple[tuple[str, str], ...], prices: Mapping[str, Price]
+) -> Iterator[Sample]:
+    """Per finished job, its manifest's tokens and cost; per model and status, their sums over retained jobs."""
+    jobs = {job.arn: job for job in state.jobs}
+    totals: dict[tuple[str, str], list[float]] = {}
+    for usage in state.job_usage:
+        job = jobs.get(usage.arn)
+        if job is None:
+            continue
+        labels = (*base, ("job_arn", job.arn), ("job_name", job.name), ("model_id", job.model_id))
+        cost = job_cost(usage, resolve(job.model_id, prices))
+        yield Sample(JOB_INPUT_TOKENS, labels, float(usage.input_tokens))
+        yield Sample(JOB_OUTPUT_TOKENS, labels, float(usage.output_tokens))
+        if cost is not None:
+            yield Sample(JOB_COST, labels, cost)
+        total = totals.setdefault((job.model_id, job.status), [0.0, 0.0, 0.0, 0.0])
+        total[0] += usage.input_tokens
+        total[1] += usage.output_tokens
+        if cost is not None:
+            total[2] += cost
+            total[3] += 1
+    for (model, status), (tokens_in, tokens_out, cost, priced) in sorted(totals.items()):
+        labels = (*base, ("model_id", model), ("status", status))
+        yield Sample(FINISHED_INPUT_TOKENS, labels, tokens_in)
+        yield Sample(FINISHED_OUTPUT_TOKENS, labels, tokens_out)
+        if priced:
+            yield Sample(FINISHED_COST, labels, cost)
 
 
 def cloudwatch_family(namespace: str, metric: str, statistic: str) -> Family:

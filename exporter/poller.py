@@ -18,10 +18,11 @@ from exporter.aws.cloudwatch import list_series, run_batch
 from exporter.aws.session import AwsClients
 from exporter.config import Config, JobsConfig, NamespaceConfig, TargetConfig
 from exporter.jobs import JobTracker, retained
+from exporter.manifests import ManifestReader, RetrySchedule
 from exporter.model import BEDROCK_BATCH_NAMESPACE, Job, SeriesKey, TaskKey, TaskState
 from exporter.planner import Batch, plan, select_series
 from exporter.results import STALE_INTERVALS, Answer, Outcome, cloudwatch_records
-from exporter.selfmetrics import SelfMetrics
+from exporter.selfmetrics import ManifestCounters, SelfMetrics
 from exporter.snapshot import Store
 
 log = logging.getLogger(__name__)
@@ -260,6 +261,7 @@ class JobTask:
         self._board = board
         self._tracker = JobTracker(started)
         self._metrics = metrics
+        self._reader: ManifestReader | None = None
         self._unknown_logged: set[str] = set()
 
     @property
@@ -279,17 +281,36 @@ class JobTask:
         # Fail open: any status outside the terminal set (one the SDK does not list included) is unfinished work.
         self._board.report(self.target.label, self.region, any(not j.finished for j in jobs))
         kept = retained(jobs, now, self._config.retention)
+        usage = self._manifests(account_id).update(kept, now) if self._config.read_manifests else ()
         return TaskState(
             key=self.key,
             account_id=account_id,
             jobs=tuple(sorted(kept, key=lambda j: j.arn)),
             jobs_finished=self._tracker.records(),
+            job_usage=usage,
             up=True,
             last_attempt=now,
             last_success=now,
             last_error=previous.last_error if previous else None,
             last_error_time=previous.last_error_time if previous else None,
         )
+
+    def _manifests(self, account_id: str) -> ManifestReader:
+        """The manifest reader, made on first use: its S3 client exists only when the option is on."""
+        if self._reader is None:
+            config = self._config
+            self._reader = ManifestReader(
+                lambda: self._clients.client("s3", self.target, self.region, account_id),
+                ManifestCounters(self._metrics, account_id, self.region),
+                max_concurrency=config.manifest_max_concurrency,
+                schedule=RetrySchedule(config.manifest_retry, 3600.0, config.manifest_give_up_after),
+                max_bytes=config.manifest_max_bytes,
+            )
+        return self._reader
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
 
     def _count_unknown(self, account_id: str, jobs: list[Job]) -> None:
         for job in jobs:
@@ -418,6 +439,9 @@ class Poller:
             self._thread.join(timeout)
         self._task_pool.shutdown(wait=False, cancel_futures=True)
         self._call_pool.shutdown(wait=False, cancel_futures=True)
+        for slot in self._slots:
+            if isinstance(slot.task, JobTask):
+                slot.task.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

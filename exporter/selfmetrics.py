@@ -92,6 +92,19 @@ class SelfMetrics:
             "map to one label); the first one in a stable order is kept.",
             registry=self.registry,
         )
+        self.manifest_reads = Counter(
+            f"{PREFIX}_manifest_reads",
+            "Reads of finished jobs' manifest.json.out by outcome (ok, access_denied, not_found, kms_denied, "
+            "malformed, too_large, error); failed reads are retried with backoff.",
+            ["account_id", "region", "outcome"],
+            registry=self.registry,
+        )
+        self.manifests_missing = Counter(
+            f"{PREFIX}_manifests_missing",
+            "Finished jobs whose manifest could not be read before the retry limit: no tokens or cost exported.",
+            ["account_id", "region"],
+            registry=self.registry,
+        )
         self.metrics_requested = Counter(
             f"{PREFIX}_cloudwatch_metrics_requested",
             "Metrics requested through GetMetricData (what CloudWatch bills).",
@@ -161,6 +174,8 @@ class SelfMetrics:
             self.cycles,
             self.cycles_overrun,
             self.discovery_errors,
+            self.manifest_reads,
+            self.manifests_missing,
         )
 
     def forget(self, keep: Callable[[str, str, str | None], bool]) -> None:
@@ -233,3 +248,16 @@ class _HealthCollector(Collector):
             if state.newest_datapoint is not None:
                 newest.add_metric(labels, max(0.0, now - state.newest_datapoint))
         yield from (up, last, age, newest, series, failures, active)
+
+
+class ManifestCounters:
+    """The manifest reader's counters for one (account, region)."""
+
+    def __init__(self, metrics: SelfMetrics, account_id: str, region: str) -> None:
+        self._metrics, self._labels = metrics, (account_id, region)
+
+    def manifest_read(self, outcome: str) -> None:
+        self._metrics.manifest_reads.labels(*self._labels, outcome).inc()
+
+    def manifest_missing(self) -> None:
+        self._metrics.manifests_missing.labels(*self._labels).inc()

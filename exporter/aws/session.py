@@ -8,7 +8,6 @@ import re
 import threading
 from typing import Any, Protocol
 
-import boto3
 import botocore.session
 from botocore.config import Config as BotoConfig
 from botocore.credentials import (
@@ -98,8 +97,9 @@ class AwsClients:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                session = boto3.session.Session(botocore_session=self._session_for(target))
-                client = session.client(
+                # Low-level clients straight from botocore: a boto3 Session per client would re-inject boto3's S3
+                # transfer methods into the shared session's S3 client class and fail on the second S3 client.
+                client = self._session_for(target).create_client(
                     service, region_name=region, endpoint_url=_endpoint(target), config=self._config
                 )
                 if self._recorder is not None:

@@ -80,6 +80,12 @@ FIXED_NAMES: dict[str, OtelName] = {
     "bedrock_batch_job_submit_timestamp_seconds": OtelName("bedrock_batch.job.submit_timestamp", "s"),
     "bedrock_batch_job_expiration_timestamp_seconds": OtelName("bedrock_batch.job.expiration_timestamp", "s"),
     "bedrock_batch_job_end_timestamp_seconds": OtelName("bedrock_batch.job.end_timestamp", "s"),
+    "bedrock_batch_job_input_tokens": OtelName("bedrock_batch.job.input_tokens", "{token}"),
+    "bedrock_batch_job_output_tokens": OtelName("bedrock_batch.job.output_tokens", "{token}"),
+    "bedrock_batch_job_cost_dollars": OtelName("bedrock_batch.job.cost", "{USD}"),
+    "bedrock_batch_finished_jobs_input_tokens": OtelName("bedrock_batch.finished_jobs.input_tokens", "{token}"),
+    "bedrock_batch_finished_jobs_output_tokens": OtelName("bedrock_batch.finished_jobs.output_tokens", "{token}"),
+    "bedrock_batch_finished_jobs_cost_dollars": OtelName("bedrock_batch.finished_jobs.cost", "{USD}"),
     "bedrock_batch_model_input_price_dollars_per_million_tokens": OtelName(
         "bedrock_batch.model.input_price", "{USD}/10*6{token}"
     ),
@@ -105,6 +111,8 @@ FIXED_NAMES: dict[str, OtelName] = {
     f"{PREFIX}_cloudwatch_result_errors": OtelName(f"{PREFIX}.cloudwatch.result_errors", "{result}"),
     f"{PREFIX}_aws_unknown_values": OtelName(f"{PREFIX}.aws.unknown_values", "{value}"),
     f"{PREFIX}_series_dropped": OtelName(f"{PREFIX}.series.dropped", "{series}"),
+    f"{PREFIX}_manifest_reads": OtelName(f"{PREFIX}.manifest.reads", "{read}"),
+    f"{PREFIX}_manifests_missing": OtelName(f"{PREFIX}.manifests.missing", "{manifest}"),
     f"{PREFIX}_otlp_exports": OtelName(f"{PREFIX}.otlp.exports", "{export}"),
     f"{PREFIX}_otlp_export_failures": OtelName(f"{PREFIX}.otlp.export.failures", "{failure}"),
 }
@@ -381,6 +389,7 @@ class OtlpSink:
                 add(FIXED_NAMES.get(family.name, OtelName(family.name, "")), family.help, family.kind, sample)
 
         add_builtin(families.price_samples(snapshot.prices, families.model_ids(snapshot.tasks.values())))
+        prices = {p.model_id: p for p in snapshot.prices}
         for state in snapshot.tasks.values():
             base = families.task_labels(state.account_id, state.key.region)
             stamps = state.cloudwatch_timestamps
@@ -395,7 +404,7 @@ class OtlpSink:
                 labels = (*base, *((f"dimension_{k}", v) for k, v in group.group))
                 sample = Sample(family, labels, group.value, group.timestamp if stamps else None)
                 add(OtelName(group.query, ""), family.help, "gauge", sample)
-            add_builtin(families.job_samples(state))
+            add_builtin(families.job_samples(state, prices))
         metrics = []
         for name, description, kind, members in rows.values():
             if kind == "counter":

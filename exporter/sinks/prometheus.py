@@ -44,9 +44,10 @@ def cloudwatch_samples(state: TaskState) -> Iterator[Sample]:
 def samples(snapshot: Snapshot) -> Iterator[Sample]:
     """Every series of a Snapshot, named the Prometheus way."""
     yield from families.price_samples(snapshot.prices, families.model_ids(snapshot.tasks.values()))
+    prices = {p.model_id: p for p in snapshot.prices}
     for state in snapshot.tasks.values():
         yield from cloudwatch_samples(state)
-        yield from families.job_samples(state)
+        yield from families.job_samples(state, prices)
 
 
 class SnapshotCollector(Collector):

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 from prometheus_client import Counter as PromCounter
 
 from exporter import __version__
+from exporter.families import job_cost
 from exporter.http import Response
 from exporter.model import BEDROCK_BATCH_NAMESPACE, CloudWatchValue, TaskState
 from exporter.pricing import resolve
@@ -178,6 +179,8 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
     """The section of models; only the `limit` shown are built in full, so 10,000 series stay cheap."""
     series: defaultdict[tuple[str, str, str], list[tuple[CloudWatchValue, TaskState]]] = defaultdict(list)
     jobs: defaultdict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
+    finished_cost: dict[tuple[str, str, str], float] = {}
+    table = {p.model_id: p for p in snapshot.prices}
     for state in snapshot.tasks.values():
         region = state.key.region
         for value in state.values:
@@ -186,10 +189,15 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
             model = dict(value.series.dimensions).get(MODEL_DIMENSION)
             if model is not None:
                 series[(state.account_id, region, model)].append((value, state))
+        usage = {u.arn: u for u in state.job_usage}
         for job in state.jobs:
             counts = jobs[(state.account_id, region, job.model_id)]
             counts[job.status] = counts.get(job.status, 0) + 1
-    prices = {p.model_id: p for p in snapshot.prices}
+            used = usage.get(job.arn)
+            cost = None if used is None else job_cost(used, resolve(job.model_id, table))
+            if cost is not None:
+                key = (state.account_id, region, job.model_id)
+                finished_cost[key] = finished_cost.get(key, 0.0) + cost
     keys = sorted(series.keys() | jobs.keys())
     items = []
     for key in keys[:limit]:
@@ -207,7 +215,7 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
                 }
             )
             refreshed = state.last_success if refreshed is None else max(refreshed, state.last_success or refreshed)
-        price = resolve(key[2], prices)
+        price = resolve(key[2], table)
         items.append(
             {
                 "account_id": key[0],
@@ -217,6 +225,7 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
                 "refreshed_age_seconds": _ago(now, refreshed),
                 "metrics": metrics,
                 "jobs_by_status": jobs.get(key, {}),
+                "finished_jobs_cost_dollars": finished_cost.get(key),
                 "batch_price": None
                 if price is None
                 else {"input": price.input, "output": price.output, "source": price.source},
@@ -227,8 +236,12 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
 
 def _jobs(snapshot: Snapshot, now: float) -> list[JSON]:
     out = []
+    prices = {p.model_id: p for p in snapshot.prices}
     for state in snapshot.tasks.values():
+        usage = {u.arn: u for u in state.job_usage}
         for job in state.jobs:
+            used = usage.get(job.arn)
+            cost = None if used is None else job_cost(used, resolve(job.model_id, prices))
             total, processed = job.total_records, job.processed_records
             out.append(
                 {
@@ -253,6 +266,10 @@ def _jobs(snapshot: Snapshot, now: float) -> list[JSON]:
                     "to_expiration_seconds": None
                     if job.expiration_time is None
                     else round(job.expiration_time - now, 3),
+                    # from the job's manifest.json.out (jobs.read_manifests); null until read, or without a price
+                    "input_tokens": None if used is None else used.input_tokens,
+                    "output_tokens": None if used is None else used.output_tokens,
+                    "cost_dollars": cost,
                 }
             )
     return out

@@ -228,6 +228,8 @@ def _models_html(section: JSON) -> str:
             if price is None
             else f"${price['input']:g} in<br>${price['output']:g} out"
         )
+        if model["finished_jobs_cost_dollars"] is not None:
+            jobs += f"<br><span class='small'>finished: {_dollars(model['finished_jobs_cost_dollars'])}</span>"
         read = "—" if model["refreshed"] is None else f"{_duration(model['refreshed_age_seconds'])} ago"
         rows.append(
             f'<tr><td><strong class="model-id">{_e(model["model_id"])}</strong><br><span class="muted small">'
@@ -285,6 +287,15 @@ def _expiry(job: JSON) -> str:
     )
 
 
+def _usage(job: JSON) -> str:
+    """A finished job's exact tokens and cost from its manifest, or why they are not shown."""
+    if job["input_tokens"] is None:
+        return '<span class="muted">no manifest read</span>'
+    cost = job["cost_dollars"]
+    shown = _dollars(cost) if cost is not None else '<span class="warn">no price</span>'
+    return f"{_number(job['input_tokens'])} in<br>{_number(job['output_tokens'])} out<br><strong>{shown}</strong>"
+
+
 def _jobs_html(section: JSON, finished: bool) -> str:
     rows = []
     for job in section["items"]:
@@ -298,7 +309,7 @@ def _jobs_html(section: JSON, finished: bool) -> str:
             ended = _time(job["ended"])
             rows.append(
                 f"<tr><td>{name}</td><td>{where}</td><td>{status}</td><td class='wide'>{_bar(job)}</td>"
-                f"<td>{ended}</td></tr>"
+                f"<td class='small nowrap'>{_usage(job)}</td><td>{ended}</td></tr>"
             )
         else:
             rows.append(
@@ -308,7 +319,7 @@ def _jobs_html(section: JSON, finished: bool) -> str:
     if not rows:
         what = "finished job retained" if finished else "unfinished batch job"
         return f'<p class="muted">No {what}.</p>'
-    last = "<th>Ended</th>" if finished else "<th>Submitted</th><th>Expires</th>"
+    last = "<th>Tokens and cost</th><th>Ended</th>" if finished else "<th>Submitted</th><th>Expires</th>"
     head = f"<tr><th>Job</th><th>Model</th><th>Status</th><th>Progress</th>{last}</tr>"
     return f'<div class="scroll"><table class="jobs"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
 
