@@ -1,0 +1,97 @@
+"""Exact job cost from Bedrock's manifest, end to end: the job fake, moto's S3 and the exporter's sinks."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Any
+
+import boto3
+
+from exporter.app import Exporter
+from exporter.demo.server import SimulatedAws
+from tests.conftest import FAST_JOBS, fast_config, start_exporter, wait_for
+from tests.integration.test_faults import get
+
+BUCKET = "job-cost-test-output"
+MODEL = "amazon.nova-pro-v1:0"  # in the shipped price table: $0.80 / $3.20 per million on demand, half for batch
+
+
+def s3(aws: SimulatedAws) -> Any:
+    return boto3.client(
+        "s3", endpoint_url=aws.url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+
+
+def finished_job(aws: SimulatedAws, name: str, ended: float | None = None) -> str:
+    job = aws.jobs.submit(name, MODEL, 100, "us-east-1", output_uri=f"s3://{BUCKET}/out/")
+    arn = str(job["jobArn"])
+    aws.jobs.update(
+        arn,
+        now=ended,
+        status="Completed",
+        processedRecordCount=100,
+        successRecordCount=100,
+        errorRecordCount=0,
+    )
+    return arn
+
+
+def config(aws: SimulatedAws) -> str:
+    jobs = FAST_JOBS + ", read_manifests: true, manifest_retry: 1s, manifest_give_up_after: 1m"
+    return fast_config(aws.url, jobs=jobs)
+
+
+def test_a_finished_jobs_manifest_gives_its_exact_tokens_and_cost_read_once(
+    fresh_aws: SimulatedAws, exporters: list[Exporter]
+) -> None:
+    client = s3(fresh_aws)
+    client.create_bucket(Bucket=BUCKET)
+    arn = finished_job(fresh_aws, "exact")
+    manifest = {
+        "totalRecordCount": 100,
+        "processedRecordCount": 100,
+        "successRecordCount": 100,
+        "errorRecordCount": 0,
+        "inputTokenCount": 1234,
+        "outputTokenCount": 567,
+    }
+    job_id = arn.rsplit("/", 1)[-1]
+    client.put_object(Bucket=BUCKET, Key=f"out/{job_id}/manifest.json.out", Body=json.dumps(manifest).encode())
+    _, url = start_exporter(exporters, config(fresh_aws))
+    wait_for(lambda: get(url, "bedrock_batch_job_input_tokens", job_arn=arn) == 1234.0, timeout=15)
+    assert get(url, "bedrock_batch_job_output_tokens", job_arn=arn) == 567.0
+    expected = 1234 / 1e6 * 0.8 * 0.5 + 567 / 1e6 * 3.2 * 0.5
+    cost = get(url, "bedrock_batch_job_cost_dollars", job_arn=arn)
+    assert cost is not None and abs(cost - expected) < 1e-12
+    assert get(url, "bedrock_batch_finished_jobs_input_tokens", model_id=MODEL, status="Completed") == 1234.0
+    assert get(url, "bedrock_batch_exporter_manifest_reads_total", outcome="ok") == 1.0
+    with urllib.request.urlopen(url + "/api/status", timeout=5) as response:
+        (done,) = json.loads(response.read())["finished_jobs"]["items"]
+    assert (done["input_tokens"], done["output_tokens"]) == (1234, 567) and abs(done["cost_dollars"] - expected) < 1e-12
+    # one successful read per job: the count stays flat over many more cycles (jobs interval 1 s)
+    cycles = get(url, "bedrock_batch_exporter_cycles_total", namespace="bedrock:jobs") or 0
+    wait_for(
+        lambda: (get(url, "bedrock_batch_exporter_cycles_total", namespace="bedrock:jobs") or 0) >= cycles + 20, 40
+    )
+    assert get(url, "bedrock_batch_exporter_manifest_reads_total", outcome="ok") == 1.0
+    assert get(url, "bedrock_batch_exporter_manifest_reads_total", outcome="not_found") is None
+
+
+def test_a_missing_manifest_is_retried_with_backoff_then_counted_missing_never_zero(
+    fresh_aws: SimulatedAws, exporters: list[Exporter]
+) -> None:
+    s3(fresh_aws).create_bucket(Bucket=BUCKET)
+    arn = finished_job(fresh_aws, "nomanifest")
+    old = finished_job(fresh_aws, "long-gone", ended=time.time() - 300)  # past the 1-minute give-up limit
+    _, url = start_exporter(exporters, config(fresh_aws))
+    wait_for(lambda: (get(url, "bedrock_batch_exporter_cycles_total", namespace="bedrock:jobs") or 0) >= 8, 30)
+    reads = get(url, "bedrock_batch_exporter_manifest_reads_total", outcome="not_found") or 0
+    cycles = get(url, "bedrock_batch_exporter_cycles_total", namespace="bedrock:jobs") or 0
+    assert 2 <= reads < cycles  # retried, with backoff (1 s, 2 s, 4 s ...), not once per cycle
+    assert get(url, "bedrock_batch_exporter_manifests_missing_total") == 1.0  # the one past the limit, once
+    for job in (arn, old):
+        assert get(url, "bedrock_batch_job_input_tokens", job_arn=job) is None  # never a made-up 0
+        assert get(url, "bedrock_batch_job_cost_dollars", job_arn=job) is None
+        assert get(url, "bedrock_batch_job_info", job_arn=job) == 1.0  # the job itself keeps flowing
