@@ -18,10 +18,13 @@ from botocore.exceptions import (
 )
 
 from exporter.aws import errors
+from exporter.aws.bedrock import parse_job
 from exporter.aws.cloudwatch import parse_list_metrics_page, run_batch
 from exporter.aws.region import find_credentials
+from exporter.aws.s3 import read_manifest
 from exporter.aws.session import AwsClients
 from exporter.config import Config, NamespaceConfig, TargetConfig
+from exporter.manifests import KMS_DENIED, NOT_FOUND, manifest_location, parse_manifest, read_outcome
 from exporter.model import BEDROCK_BATCH_NAMESPACE, MissingData, SeriesKey
 from exporter.planner import Batch, Query, window
 
@@ -33,6 +36,7 @@ IAM_ACTIONS = {
     "GetMetricData": "cloudwatch:GetMetricData",
     "ListModelInvocationJobs": "bedrock:ListModelInvocationJobs",
     "AssumeRole": "sts:AssumeRole",
+    "GetObject": "s3:GetObject",
 }
 _UNKNOWN_CREDENTIALS = {"InvalidClientTokenId", "UnrecognizedClientException", "AuthFailure"}
 
@@ -143,6 +147,8 @@ def check_region(config: Config, target: TargetConfig, region: str, clients: Aws
             yield Check(IAM_ACTIONS["ListModelInvocationJobs"], OK, f"{len(jobs)} job(s) on a page of at most 1")
         except Exception as exc:
             yield Check(IAM_ACTIONS["ListModelInvocationJobs"], FAIL, explain(exc))
+        if config.jobs.read_manifests:
+            yield _read_one_manifest(config, clients, target, region)
     if polls_bedrock and BEDROCK_BATCH_NAMESPACE in discovered:
         found = discovered[BEDROCK_BATCH_NAMESPACE]
         models = sorted({v for s in found for k, v in s.dimensions if k == "ModelId"})
@@ -156,6 +162,33 @@ def check_region(config: Config, target: TargetConfig, region: str, clients: Aws
                 f"no {BEDROCK_BATCH_NAMESPACE} metrics here in the last 3 hours: normal when no batch job ran "
                 "(Bedrock publishes them only while jobs run); series appear with the next job",
             )
+
+
+def _read_one_manifest(config: Config, clients: AwsClients, target: TargetConfig, region: str) -> Check:
+    """jobs.read_manifests: read the manifest of one recently completed job (GetObject), if there is one."""
+    name = f"{IAM_ACTIONS['GetObject']} (job manifests)"
+    try:
+        answer = clients.client("bedrock", target, region).list_model_invocation_jobs(
+            statusEquals="Completed", maxResults=10, sortBy="CreationTime", sortOrder="Descending"
+        )
+        jobs = [j for s in answer.get("invocationJobSummaries") or () if (j := parse_job(s)) and j.output_s3_uri]
+        if not jobs:
+            return Check(name, SKIP, "no completed job with an S3 output to read a manifest of")
+        job = jobs[0]
+        assert job.output_s3_uri is not None
+        bucket, key = manifest_location(job.output_s3_uri, job.job_id)
+        data = read_manifest(
+            clients.client("s3", target, region), bucket, key, job.output_bucket_owner, config.jobs.manifest_max_bytes
+        )
+        usage = parse_manifest(data, job.arn)
+        return Check(name, OK, f"read s3://{bucket}/{key}: {usage.input_tokens:,} input tokens")
+    except Exception as exc:
+        outcome = read_outcome(exc)
+        if outcome == NOT_FOUND:
+            return Check(name, INFO, "the newest completed job has no manifest (yet): access could not be proven")
+        if outcome == KMS_DENIED:
+            return Check(name, FAIL, f"{explain(exc)}; the bucket is SSE-KMS encrypted: allow kms:Decrypt on its key")
+        return Check(name, FAIL, explain(exc))
 
 
 def _get_metric_data(
