@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from exporter.aws.errors import redact_url
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message (and the exception, if any)."""
@@ -23,8 +25,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class RedactingFilter(logging.Filter):
+    """Removes credentials from URLs in every record (a library may log an endpoint taken from the environment)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_url(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
 def setup(level: str = "info", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

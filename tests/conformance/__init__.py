@@ -67,12 +67,17 @@ _PATTERNS: dict[str, re.Pattern[str] | None] = {}
 # with an unwanted character "failed to satisfy constraint: Member must satisfy regular expression pattern" even
 # when a substring matches (e.g. an IAM role name with a space against [\w+=,.@-]+): the stricter reading.
 def _pattern(text: str) -> re.Pattern[str] | None:
-    """The compiled model pattern, or None where Python's `re` cannot compile it (e.g. `\\p{L}`)."""
+    """The compiled model pattern: Python's `re`, else the Unicode-aware `regex` package (`\\p{L}`), else None."""
     if text not in _PATTERNS:
         try:
             _PATTERNS[text] = re.compile(text)
         except re.error:
-            _PATTERNS[text] = None
+            try:
+                import regex
+
+                _PATTERNS[text] = regex.compile(text)
+            except Exception:
+                _PATTERNS[text] = None
     return _PATTERNS[text]
 
 
