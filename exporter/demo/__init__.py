@@ -13,8 +13,10 @@ from exporter.config import Config, load_config_text
 log = logging.getLogger(__name__)
 
 DEMO_CREDENTIALS = ("demo-access-key", "demo-secret-key")  # moto accepts any key; these never leave loopback
-PUBLISH_EVERY = 2.0
-HISTORY_STEPS = 45
+# One datapoint per model per period, as Bedrock publishes one per model per minute: with several per period the
+# Sum statistic the throughput rules read would count the per-minute rate several times (docs/alerts.md).
+PUBLISH_EVERY = 10.0  # = the demo config's period
+HISTORY_STEPS = 30
 KEEP_HISTORY = 3600.0
 
 # High-resolution 10s periods keep the demo lively; real Bedrock batch metrics arrive once a minute (see
