@@ -23,16 +23,15 @@ class MissingData(StrEnum):
 
     def fill(self) -> float | None:
         """The declared value for a Complete result without a datapoint; None means the series is not exported."""
-        if self is MissingData.ZERO:
-            return 0.0
-        if self is MissingData.NAN:
-            return math.nan
-        return None
+        return _FILL[self.value]
 
     @classmethod
     def default_for(cls, namespace: str) -> MissingData:
         """Zero for AWS/Bedrock/Batch (Bedrock publishes only while batch work exists), NaN elsewhere (as YACE)."""
         return cls.ZERO if namespace == BEDROCK_BATCH_NAMESPACE else cls.NAN
+
+
+_FILL: dict[str, float | None] = {"nan": math.nan, "zero": 0.0, "drop": None}
 
 
 @dataclass(frozen=True, order=True, slots=True)

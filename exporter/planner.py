@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
@@ -65,11 +66,37 @@ class Batch:
     end: int
     queries: tuple[Query, ...]
     expressions: tuple[ExpressionQuery, ...] = ()
+    # The queries as the API's JSON, encoded once with the batch (reused across cycles: see PlanCache); kept as text,
+    # a fraction of the memory of 20,000 nested dicts.
+    api_json: str = field(default="", compare=False, repr=False)
+
+    def to_api(self) -> QueryList:
+        """`MetricDataQueries` of the call: only its JSON text when the batch was planned (see QueryList)."""
+        if self.api_json:
+            return QueryList((), self.api_json)
+        return QueryList([q.to_api() for q in self.queries] + [e.to_api() for e in self.expressions], "")
 
     @property
     def size(self) -> int:
         """MetricDataQueries in the call."""
         return len(self.queries) + len(self.expressions)
+
+
+class QueryList(list[dict[str, object]]):
+    """`MetricDataQueries`: either the queries themselves, or (empty) their JSON text alone. The GetMetricData
+    serializer (exporter.aws.cloudwatch) splices the text into a JSON body, or `materialize`s it for other
+    protocols."""
+
+    def __init__(self, queries: Iterable[dict[str, object]], json_text: str) -> None:
+        super().__init__(queries)
+        self.json_text = json_text
+
+    def materialize(self) -> list[dict[str, object]]:
+        """The queries as dicts."""
+        if self or not self.json_text:
+            return list(self)
+        decoded: list[dict[str, object]] = json.loads(self.json_text)
+        return decoded
 
 
 def window(now: float, period: int, length: int, delay: int) -> tuple[int, int]:
@@ -166,5 +193,37 @@ def plan(
             insights_queries = tuple(
                 ExpressionQuery(f"i{i}", e.name, e.expression, e.period, e.group_by) for i, e in enumerate(expr)
             )
-            batches.append(Batch(start, end, queries, insights_queries))
+            api = [q.to_api() for q in queries] + [e.to_api() for e in insights_queries]
+            batches.append(Batch(start, end, queries, insights_queries, json.dumps(api)))
     return batches
+
+
+class PlanCache:
+    """`plan` for one task, its batches reused while the series list (the same list object) and the windows' layout
+    relative to each other stay the same: then only the windows move, by one shift for all of them."""
+
+    def __init__(self) -> None:
+        self._key: tuple[object, ...] | None = None
+        self._series: Sequence[SeriesKey] | None = None
+        self._batches: list[Batch] = []
+        self._origin = 0
+
+    def plan(
+        self,
+        series: Sequence[SeriesKey],
+        metrics: Sequence[ResolvedMetric],
+        now: float,
+        max_queries_per_call: int = MAX_QUERIES_PER_CALL,
+        insights: Sequence[ResolvedInsights] = (),
+    ) -> list[Batch]:
+        windows = [window(now, m.period, m.length, m.delay) for m in metrics]
+        windows += [window(now, i.period, i.length, i.delay) for i in insights]
+        origin = windows[0][0] if windows else 0
+        layout = tuple((start - origin, end - origin) for start, end in windows)
+        key = (len(series), layout, max_queries_per_call, tuple(metrics), tuple(insights))
+        if key == self._key and series is self._series:
+            shift = origin - self._origin
+            return [replace(b, start=b.start + shift, end=b.end + shift) for b in self._batches]
+        batches = plan(series, metrics, now, max_queries_per_call, insights)
+        self._key, self._series, self._batches, self._origin = key, series, batches, origin
+        return batches

@@ -20,7 +20,7 @@ from exporter.config import Config, JobsConfig, NamespaceConfig, TargetConfig
 from exporter.jobs import JobTracker, retained
 from exporter.manifests import ManifestReader, RetrySchedule
 from exporter.model import BEDROCK_BATCH_NAMESPACE, Job, SeriesKey, TaskKey, TaskState
-from exporter.planner import Batch, plan, select_series
+from exporter.planner import Batch, PlanCache, select_series
 from exporter.results import STALE_INTERVALS, Answer, Outcome, cloudwatch_records
 from exporter.selfmetrics import ManifestCounters, SelfMetrics
 from exporter.snapshot import Store
@@ -110,6 +110,15 @@ class NamespaceTask:
         self._idle_heartbeat = idle_heartbeat
         self._last_polled = -math.inf
         self._reported_errors: tuple[tuple[str, int], ...] = ()
+        self._plans = PlanCache()
+        # The selection is kept while discovery returns the same list object (until its next refresh).
+        self._selected_from: list[SeriesKey] | None = None
+        self._selected: list[SeriesKey] = []
+        self._static = [
+            SeriesKey.of(namespace.namespace, m.name, dims)
+            for m in self.resolved
+            for dims in namespace.discovery.static
+        ]
         self._unreadable_labels: set[tuple[str, str]] = set()
 
     @property
@@ -123,7 +132,7 @@ class NamespaceTask:
             return self._idle_state(account_id, now, previous)
         client = self._clients.client("cloudwatch", self.target, self.region, account_id)
         series = self._series(client, account_id, now) if self.resolved else []  # Insights alone: no ListMetrics
-        batches = plan(series, self.resolved, now, self._max_queries, self.insights)
+        batches = self._plans.plan(series, self.resolved, now, self._max_queries, self.insights)
         self._last_polled = now
         futures = [self._call_pool.submit(self._run_batch, client, account_id, b) for b in batches]
         wait(futures)
@@ -198,8 +207,8 @@ class NamespaceTask:
     def _idle_state(self, account_id: str, now: float, previous: TaskState | None) -> TaskState:
         """No unfinished job in the region: Bedrock publishes nothing, so known series show their missing-data value
         as if CloudWatch had answered Complete with no datapoint, and AWS is not called."""
-        known = select_series(self._discovered or (), self.resolved, self.namespace.discovery.dimension_filters)
-        batches = plan(known, self.resolved, now, self._max_queries, self.insights)
+        known = self._select(self._discovered or [])
+        batches = self._plans.plan(known, self.resolved, now, self._max_queries, self.insights)
         empty = [
             (b, {qid: Answer() for qid in [q.id for q in b.queries] + [e.id for e in b.expressions]}) for b in batches
         ]
@@ -211,9 +220,7 @@ class NamespaceTask:
     def _series(self, client: object, account_id: str, now: float) -> list[SeriesKey]:
         discovery = self.namespace.discovery
         if discovery.mode == "static":
-            found = [
-                SeriesKey.of(self.namespace.namespace, m.name, dims) for m in self.resolved for dims in discovery.static
-            ]
+            found = self._static
         else:
             if self._discovered is None or now - self._discovered_at >= discovery.refresh_interval:
                 try:
@@ -231,7 +238,13 @@ class NamespaceTask:
                         errors.describe(exc),
                     )
             found = self._discovered
-        return select_series(found, self.resolved, discovery.dimension_filters)
+        return self._select(found)
+
+    def _select(self, found: list[SeriesKey]) -> list[SeriesKey]:
+        if found is not self._selected_from:
+            self._selected = select_series(found, self.resolved, self.namespace.discovery.dimension_filters)
+            self._selected_from = found
+        return self._selected
 
     def _run_batch(self, client: object, account_id: str, batch: Batch) -> dict[str, Answer]:
         def on_page(count: int) -> None:

@@ -12,7 +12,7 @@ from botocore.validate import ParamValidationDecorator
 
 from exporter.aws.errors import BadAnswerError
 from exporter.model import SeriesKey
-from exporter.planner import Batch
+from exporter.planner import Batch, QueryList
 from exporter.results import Answer, merge_page
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,20 @@ class _LeanSerializer:
             or getattr(operation_model.service_model, "resolved_protocol", None) != "json"
             or not isinstance(queries, list)
         ):
+            if isinstance(queries, QueryList):  # another protocol: botocore encodes the queries themselves
+                parameters = {**parameters, "MetricDataQueries": queries.materialize()}
             return self._inner.serialize_to_request(parameters, operation_model)
         rest = {k: v for k, v in parameters.items() if k != "MetricDataQueries"}
         request = self._inner.serialize_to_request({**rest, "MetricDataQueries": []}, operation_model)
         body = json.loads(request["body"])
-        body["MetricDataQueries"] = queries
-        request["body"] = json.dumps(body).encode("utf-8")
+        cached = getattr(queries, "json_text", "")
+        if cached:  # the planner encoded this batch's queries once; splice them in
+            body["MetricDataQueries"] = []
+            text = json.dumps(body)
+            request["body"] = text.replace('"MetricDataQueries": []', '"MetricDataQueries": ' + cached, 1).encode()
+        else:
+            body["MetricDataQueries"] = list(queries)
+            request["body"] = json.dumps(body).encode("utf-8")
         return request
 
 
@@ -157,8 +165,10 @@ def lean_get_metric_data(client: Any) -> None:
 def run_batch(client: Any, batch: Batch, on_page: Callable[[int], None] | None = None) -> dict[str, Answer]:
     """Run one batch to the last page; what the pages said per query id (exporter.results reads it)."""
     lean_get_metric_data(client)
+    queries = batch.to_api()
     kwargs: dict[str, Any] = {
-        "MetricDataQueries": [q.to_api() for q in batch.queries] + [e.to_api() for e in batch.expressions],
+        # text alone only where the lean serializer splices it in; anything else gets the queries themselves
+        "MetricDataQueries": queries if getattr(client, _LEAN, False) else queries.materialize(),
         "StartTime": datetime.fromtimestamp(batch.start, UTC),
         "EndTime": datetime.fromtimestamp(batch.end, UTC),
         "ScanBy": "TimestampDescending",

@@ -208,6 +208,10 @@ def _on_request(params: Mapping[str, Any], model: Any, context: Mapping[str, Any
             with _LOCK:
                 RECORD.refused[operation] += 1
             return
+    queries = params.get("MetricDataQueries")
+    if queries is not None and hasattr(queries, "materialize"):
+        # the planner's queries travel as JSON text to the lean serializer: check what that text sends
+        params = {**params, "MetricDataQueries": queries.materialize()}
     problems = check_request(model, params)
     found = [Violation(operation, path, problem, test) for path, problem in problems]
     captured: list[Violation] | None = getattr(_CAPTURE, "violations", None)

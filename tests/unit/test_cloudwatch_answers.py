@@ -35,7 +35,7 @@ def test_the_status_of_the_last_page_wins_and_messages_are_kept() -> None:
     merge_page(answers, [{"Id": "q0", "StatusCode": "PartialData", "Timestamps": [T0], "Values": [1.0]}], {"q0"}, set())
     page = [{"Id": "q0", "StatusCode": "Forbidden", "Messages": [{"Code": "Forbidden", "Value": "denied"}]}]
     merge_page(answers, page, {"q0"}, set())
-    assert answers["q0"].status == "Forbidden" and answers["q0"].messages == ["Forbidden: denied"]
+    assert answers["q0"].status == "Forbidden" and answers["q0"].messages == ("Forbidden: denied",)
     assert answers["q0"].newest == Datapoint(1.0, T0.timestamp())  # a datapoint counts whatever the status
 
 

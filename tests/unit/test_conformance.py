@@ -104,3 +104,16 @@ def test_unicode_patterns_are_checked_with_the_regex_package() -> None:
     assert conformance.uncompilable_patterns({"cloudwatch", "bedrock", "sts"}) == set()
     pattern = conformance._pattern("[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+")
     assert pattern is not None and pattern.fullmatch("héllo wörld") and not pattern.fullmatch("tab\there")
+
+
+def test_queries_sent_as_json_text_are_checked_too() -> None:
+    from botocore.session import get_session
+
+    from exporter.planner import QueryList
+
+    model = get_session().get_service_model("cloudwatch").operation_model("GetMetricData")
+    text = '[{"Id": "q0", "Expression": "' + "x" * 2049 + '", "Period": 60}]'
+    params = {"MetricDataQueries": QueryList((), text), "StartTime": 0, "EndTime": 60}
+    with conformance.capture() as found:
+        conformance._on_request(params, model)
+    assert [v.path for v in found] == ["MetricDataQueries[0].Expression"]

@@ -93,7 +93,7 @@ def test_no_result_for_a_query_is_an_error_not_missing_data() -> None:
 
 
 def test_messages_are_collected() -> None:
-    outcome = run(Answer(status="Forbidden", messages=["Forbidden: no access"], seen=True))
+    outcome = run(Answer(status="Forbidden", messages=("Forbidden: no access",), seen=True))
     assert outcome.messages == ("Forbidden: no access",)
 
 
