@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -94,3 +95,20 @@ def test_select_keeps_configured_metrics_and_filters_dimensions() -> None:
 def test_planning_is_deterministic() -> None:
     shuffled = list(reversed(series(20)))
     assert plan(shuffled, [PENDING], NOW) == plan(series(20), [PENDING], NOW)
+
+
+def test_the_plan_cache_reuses_batches_shifting_their_windows_and_replans_on_change() -> None:
+    from exporter.planner import PlanCache
+
+    metrics = [ResolvedMetric("M", ("Average", "Maximum"), 60, 300, 60, MissingData.ZERO)]
+    series = [SeriesKey.of("NS", "M", {"ModelId": f"m{i}"}) for i in range(300)]
+    cache = PlanCache()
+    first = cache.plan(series, metrics, 1_000_000.0, 500)
+    later = cache.plan(series, metrics, 1_000_000.0 + 120, 500)
+    assert later == plan(series, metrics, 1_000_000.0 + 120, 500)  # the same batches a fresh plan gives
+    assert later[0].queries is first[0].queries and later[0].start == first[0].start + 120
+    assert json.loads(later[0].api_json) == [q.to_api() for q in later[0].queries]
+    grown = [*series, SeriesKey.of("NS", "M", {"ModelId": "new"})]
+    assert cache.plan(grown, metrics, 1_000_000.0 + 180, 500) == plan(grown, metrics, 1_000_000.0 + 180, 500)
+    copy = list(grown)  # an equal list that is another object: planned again, not trusted blindly
+    assert cache.plan(copy, metrics, 1_000_000.0 + 240, 500)[0].queries is not later[0].queries
