@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from exporter.model import KNOWN_STATUSES, JobUsage, Price, TaskState
 from exporter.naming import metric_name
@@ -24,8 +24,7 @@ JOB_LABELS = (*TASK_LABELS, "job_arn", "job_name", "model_id")
 RESERVED_PREFIXES = ("bedrock_batch_exporter_", "bedrock_batch_job", "bedrock_batch_model_", "process_", "python_")
 
 
-@dataclass(frozen=True)
-class Family:
+class Family(NamedTuple):
     """One exported family: its name, kind, label names (dimension labels of CloudWatch families vary) and help."""
 
     name: str

@@ -6,7 +6,7 @@ import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
@@ -18,8 +18,7 @@ MAX_QUERIES_PER_CALL = 500
 MAX_INSIGHTS_PER_CALL = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
+class Query(NamedTuple):  # a tuple: untracked by the cyclic GC (see exporter.model)
     """One MetricDataQuery: a series and a statistic; `id` is unique within its batch."""
 
     id: str

@@ -15,8 +15,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from exporter import families
-from exporter.families import Sample
-from exporter.model import TaskState
+from exporter.families import Family, Sample
+from exporter.model import SeriesKey, TaskState
 from exporter.naming import dimension_label
 from exporter.snapshot import Snapshot, Store
 
@@ -115,11 +115,91 @@ def format_text(families: Iterable[Metric]) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def render(snapshot: Snapshot, on_dropped: Callable[[int], None] | None = None) -> RenderedSnapshot:
-    collector = SnapshotCollector(snapshot)
-    body = format_text(collector.collect())
-    if collector.dropped and on_dropped is not None:
-        on_dropped(collector.dropped)
+def _prefix(family: Family, labels: tuple[tuple[str, str], ...]) -> str:
+    """`name{label="value",...} `: everything of an exposition line but its value."""
+    name = f"{family.name}_total" if family.kind == "counter" else family.name
+    if not labels:
+        return name + " "
+    return name + "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels) + "} "
+
+
+class Renderer:
+    """The text of a Snapshot, as `format_text(SnapshotCollector(snapshot).collect())` gives it, faster.
+
+    A CloudWatch series' line prefix (name and escaped labels) is kept from one render to the next, so a render at
+    20,000 series formats only the values; the kept prefixes are those of the last render (bounded by it).
+    """
+
+    def __init__(self) -> None:
+        self._prefixes: dict[tuple[str, str, SeriesKey, str], tuple[Family, str]] = {}
+        self.dropped = 0
+
+    def text(self, snapshot: Snapshot) -> str:
+        blocks: dict[str, tuple[Family, list[str]]] = {}
+        seen: set[str] = set()
+        dropped = 0
+
+        def add(family: Family, prefix: str, value: float, stamp: float | None) -> None:
+            nonlocal dropped
+            if prefix in seen:  # one name and label set exported once: the first wins (see SnapshotCollector)
+                dropped += 1
+                return
+            seen.add(prefix)
+            block = blocks.get(family.name)
+            if block is None:
+                block = blocks[family.name] = (family, [])
+            line = prefix + floatToGoString(value)  # type: ignore[no-untyped-call]
+            block[1].append(line if stamp is None else f"{line} {int(float(stamp) * 1000)}")
+
+        def add_rows(rows: Iterable[Sample]) -> None:
+            for row in rows:
+                add(row.family, _prefix(row.family, row.labels), row.value, row.timestamp)
+
+        kept: dict[tuple[str, str, SeriesKey, str], tuple[Family, str]] = {}
+        old = self._prefixes
+        add_rows(families.price_samples(snapshot.prices, families.model_ids(snapshot.tasks.values())))
+        prices = {p.model_id: p for p in snapshot.prices}
+        for state in snapshot.tasks.values():
+            stamps = state.cloudwatch_timestamps
+            account, region = state.account_id, state.key.region
+            for value in state.values:
+                key = (account, region, value.series, value.statistic)
+                found = old.get(key)
+                if found is None:
+                    series = value.series
+                    family = families.cloudwatch_family(series.namespace, series.metric, value.statistic)
+                    labels = (
+                        *families.task_labels(account, region),
+                        *((dimension_label(k), v) for k, v in series.dimensions),
+                    )
+                    found = (family, _prefix(family, labels))
+                kept[key] = found
+                add(found[0], found[1], value.value, value.timestamp if stamps else None)
+            base = families.task_labels(account, region)
+            for group in state.insights:
+                family = families.insights_family(group.query, group.expression)
+                labels = (*base, *((dimension_label(k), v) for k, v in group.group))
+                add(family, _prefix(family, labels), group.value, group.timestamp if stamps else None)
+            add_rows(families.job_samples(state, prices))
+        self._prefixes = kept
+        self.dropped = dropped
+        out: list[str] = []
+        for family, lines in blocks.values():
+            name = f"{family.name}_total" if family.kind == "counter" else family.name
+            doc = family.help.replace("\\", r"\\").replace("\n", r"\n")
+            out.append(f"# HELP {name} {doc}\n# TYPE {name} {family.kind}\n")
+            out.append("\n".join(lines))
+            out.append("\n")
+        return "".join(out)
+
+
+def render(
+    snapshot: Snapshot, on_dropped: Callable[[int], None] | None = None, renderer: Renderer | None = None
+) -> RenderedSnapshot:
+    renderer = renderer or Renderer()
+    body = renderer.text(snapshot).encode("utf-8")
+    if renderer.dropped and on_dropped is not None:
+        on_dropped(renderer.dropped)
     compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     deflated = compressor.compress(body) + compressor.flush(zlib.Z_SYNC_FLUSH)
     return RenderedSnapshot(snapshot.version, body, deflated, zlib.crc32(body))
@@ -145,6 +225,8 @@ class Exposition:
         self._self_registry = self_registry
         self._store = store
         self._on_dropped = on_dropped
+        self._renderer = Renderer()  # used by the publishing thread only (listeners run under no lock of ours)
+        self._render_lock = threading.Lock()
         store.add_listener(self._on_snapshot)
 
     def close(self) -> None:
@@ -152,7 +234,8 @@ class Exposition:
         self._store.remove_listener(self._on_snapshot)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        rendered = render(snapshot, self._on_dropped)
+        with self._render_lock:  # tasks publish from several threads; the renderer's kept prefixes are not shared
+            rendered = render(snapshot, self._on_dropped, self._renderer)
         with self._lock:
             if rendered.version > self._rendered.version:
                 self._rendered = rendered

@@ -125,3 +125,37 @@ def test_series_that_collide_after_naming_are_exported_once_and_counted() -> Non
     text = render(snapshot, dropped.append).body.decode()
     assert text.count("aws_x_metric_average{") == 1 and dropped == [1]
     assert 'dimension_Model_Id="m"} 1.0' in text  # the first in the Snapshot's order wins
+
+
+def test_the_fast_renderer_writes_what_the_collector_path_writes() -> None:
+    from exporter.model import InsightsValue, Job, JobUsage, Price
+    from exporter.sinks.prometheus import Renderer, SnapshotCollector, format_text
+
+    values = (
+        CloudWatchValue(SeriesKey.of("AWS/Bedrock/Batch", "M", {"ModelId": 'a"b\\c\nd'}), "Average", 1.5, 7.0, 1.0),
+        CloudWatchValue(SeriesKey.of("AWS/Bedrock/Batch", "M", {"ModelId": "x"}), "Maximum", math.nan, None, 1.0),
+        CloudWatchValue(SeriesKey.of("X", "Metric", {"Model-Id": "m"}), "Average", 1.0, None, 1.0),
+        CloudWatchValue(SeriesKey.of("X", "Metric", {"Model_Id": "m"}), "Average", 2.0, None, 1.0),  # collides
+    )
+    group = InsightsValue("pending_by_model", "SELECT ...", (("ModelId", "x"),), math.inf, None, 1.0, 1.0)
+    job = Job("arn:j/1", "j1", "x", "Completed", "InvokeModel", 10.0, 20.0, None, 5.0, 5.0, 5.0, 0.0)
+    states = (
+        TaskState(KEY, "1", values=values, insights=(group,), up=True, cloudwatch_timestamps=True),
+        TaskState(
+            TaskKey("t", "us-east-1", "bedrock:jobs"),
+            "1",
+            jobs=(job,),
+            jobs_finished=(JobsFinished("x", "Completed", 2),),
+            job_usage=(JobUsage("arn:j/1", 1234, 567),),
+        ),
+    )
+    store = Store(lambda: 0.0, prices=(Price("x", 1.0, 2.0),))
+    for task in states:
+        store.publish(task)
+    snapshot = store.snapshot
+    renderer = Renderer()
+    fast = renderer.text(snapshot)
+    assert fast == renderer.text(snapshot)  # again, from the kept prefixes
+    collector = SnapshotCollector(snapshot)
+    assert fast.encode() == format_text(collector.collect())
+    assert renderer.dropped == collector.dropped == 1
