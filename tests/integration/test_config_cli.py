@@ -107,7 +107,6 @@ def test_oversized_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_collision_is_refused_with_the_field_path(tmp_path: Path) -> None:
-    pytest.importorskip("exporter.families", reason="the collision check lands with exporter/families.py")
     path = tmp_path / "config.yaml"
     path.write_text(MINIMAL + "namespaces:\n  - namespace: X\n    metrics: [{name: FooBar}, {name: foo_bar}]\n")
     assert_refused(str(path), "namespaces[0].metrics[1].name: ")

@@ -421,6 +421,33 @@ def test_reload_endpoint_is_off_by_default() -> None:
 
 
 def test_collisions_are_refused_with_the_field_path() -> None:
-    pytest.importorskip("exporter.families", reason="the collision check lands with exporter/families.py")
     text = MINIMAL + "namespaces:\n  - namespace: X\n    metrics: [{name: FooBar}, {name: foo_bar}]\n"
     assert only_problem(text).startswith("namespaces[0].metrics[1].name: ")
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "where"),
+    [
+        # YACE's rules map AWS/X and X to one family name: two namespaces, one family, two meanings
+        (
+            "  - namespace: AWS/Bedrock/Batch\n  - namespace: Bedrock/Batch\n"
+            "    metrics: [{name: NumberOfRecordsPendingProcessing, statistics: [Maximum]}]\n",
+            "namespaces[1].metrics[0].name",
+        ),
+        # an Insights query named like a built-in family, or with the exporter's reserved prefixes
+        (
+            "  - namespace: AWS/Bedrock/Batch\n    insights:\n      - name: bedrock_batch_model_input_price_x\n"
+            '        query: SELECT AVG(NumberOfRecordsPendingProcessing) FROM "AWS/Bedrock/Batch"\n',
+            "namespaces[0].insights[0].name",
+        ),
+        (
+            "  - namespace: AWS/Bedrock/Batch\n    insights:\n"
+            "      - name: aws_bedrock_batch_number_of_records_pending_processing_maximum\n"
+            '        query: SELECT MAX(NumberOfRecordsPendingProcessing) FROM "AWS/Bedrock/Batch"\n',
+            "namespaces[0].insights[0]",
+        ),
+    ],
+)
+def test_configured_names_colliding_with_other_families_are_refused(namespaces: str, where: str) -> None:
+    problem = only_problem(MINIMAL + "namespaces:\n" + namespaces)
+    assert problem.startswith(where), problem
