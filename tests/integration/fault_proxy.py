@@ -83,6 +83,11 @@ def forbidden_results(
     )
 
 
+def denied_manifests() -> Fault:
+    """S3 GetObject of any `manifest.json.out` refused with AccessDenied, as without s3:GetObject."""
+    return Fault("s3_denied")
+
+
 def unknown_job_status(status: str = "Paused", jobs: frozenset[str] | None = None) -> Fault:
     """Job summaries (listing and single job) carry a `status` the SDK enum does not list."""
     return Fault("job_status", job_status=status, jobs=jobs)
@@ -155,6 +160,11 @@ class FaultProxy:
                         continue
                 elif fault.kind == "result_status" and operation != "GetMetricData":
                     continue
+                elif fault.kind == "s3_denied":
+                    if not (operation.startswith("GET ") and operation.endswith("/manifest.json.out")):
+                        continue
+                    self.injected[("GetObject", fault.kind)] += 1
+                    return fault
                 if fault.operation in (None, operation) and fault.region in (None, region):
                     self.injected[(operation, fault.kind)] += 1
                     return fault
@@ -209,6 +219,13 @@ class FaultProxy:
             self._reply(handler, 200, {"Content-Type": "application/x-amz-json-1.0"}, b'{"MetricDataResults": [')
         elif fault.kind == "partial":
             self._partial(handler, body)
+        elif fault.kind == "s3_denied":
+            # S3's REST error format (S3 API reference, "Error responses"): XML <Error> with Code and Message, 403
+            payload = (
+                b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied'
+                b"</Message><RequestId>injected</RequestId><HostId>injected</HostId></Error>"
+            )
+            self._reply(handler, 403, {"Content-Type": "application/xml"}, payload)
         elif fault.kind in REWRITES:
             status, headers, answer = self._forward(handler, body)
             if 200 <= status < 300:  # AWS's errors pass unchanged

@@ -95,3 +95,29 @@ def test_a_missing_manifest_is_retried_with_backoff_then_counted_missing_never_z
         assert get(url, "bedrock_batch_job_input_tokens", job_arn=job) is None  # never a made-up 0
         assert get(url, "bedrock_batch_job_cost_dollars", job_arn=job) is None
         assert get(url, "bedrock_batch_job_info", job_arn=job) == 1.0  # the job itself keeps flowing
+
+
+def test_without_s3_get_object_jobs_and_metrics_keep_flowing_and_the_denial_is_counted(
+    fresh_aws: SimulatedAws, exporters: list[Exporter]
+) -> None:
+    from tests.conftest import put_values
+    from tests.integration.fault_proxy import FaultProxy, denied_manifests
+    from tests.integration.test_jobs import recent
+
+    proxy = FaultProxy(fresh_aws.url).start()
+    try:
+        s3(fresh_aws).create_bucket(Bucket=BUCKET)
+        arn = finished_job(fresh_aws, "denied")
+        running = fresh_aws.jobs.submit("running", MODEL, 100, "us-east-1")  # keeps CloudWatch polling on
+        put_values(fresh_aws, {("NumberOfRecordsPendingProcessing", MODEL): 42.0}, when=recent())
+        proxy.set(denied_manifests())
+        _, url = start_exporter(exporters, config(fresh_aws).replace(fresh_aws.url, proxy.url))
+        wait_for(lambda: (get(url, "bedrock_batch_exporter_manifest_reads_total", outcome="access_denied") or 0) >= 1)
+        assert proxy.injected[("GetObject", "s3_denied")] >= 1
+        assert get(url, "bedrock_batch_job_info", job_arn=arn) == 1.0
+        assert get(url, "bedrock_batch_job_info", job_arn=str(running["jobArn"])) == 1.0
+        wait_for(lambda: get(url, "aws_bedrock_batch_number_of_records_pending_processing_maximum") == 42.0)
+        assert get(url, "bedrock_batch_exporter_up", namespace="bedrock:jobs") == 1.0
+        assert get(url, "bedrock_batch_job_input_tokens", job_arn=arn) is None
+    finally:
+        proxy.stop()
