@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from exporter.app import Exporter
+from exporter.demo.server import SimulatedAws
 from exporter.http import SECURITY_HEADERS, MetricsServer, Router
 from exporter.runbooks import RunbooksPage, split_styles
 from exporter.snapshot import Store
@@ -155,3 +157,17 @@ def test_renderer_escapes_and_refuses_what_it_does_not_know() -> None:
             build.render(bad)
     with pytest.raises(build.MarkdownError, match="anchor"):
         build.render("# T\n\n## Same\n\n## same\n")
+
+
+def test_the_exporter_serves_the_runbooks_and_links_them_from_its_page(
+    fresh_aws: SimulatedAws, exporters: list[Exporter]
+) -> None:
+    from tests.conftest import fast_config, start_exporter
+
+    _, url = start_exporter(exporters, fast_config(fresh_aws.url))
+    with urllib.request.urlopen(url + "/runbooks", timeout=5) as response:
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/html")
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert 'id="bedrockbatchbacklogstalled"' in response.read().decode()
+    with urllib.request.urlopen(url + "/", timeout=5) as response:
+        assert 'href="runbooks"' in response.read().decode()
