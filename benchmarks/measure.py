@@ -137,6 +137,47 @@ def targets(aws_url: str, count: int) -> dict[str, Any]:
     return {"peak_rss_mb": peak_rss_mb(), "rss_mb": rss_mb(), "clients": clients}
 
 
+def reload_storm(aws_url: str, series: int, requests: int) -> dict[str, Any]:
+    """RSS and threads before and after `requests` concurrent POST /-/reload on a serving exporter."""
+    import tempfile
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from exporter.app import Exporter
+    from exporter.config import load_config
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "config.yaml")
+        with open(path, "w") as out:
+            out.write("server: {enable_reload: true}\n" + config_text(aws_url, series // len(METRICS), "2s"))
+        exporter = Exporter(load_config(path), config_path=path)
+        url = exporter.start("127.0.0.1:0")
+        for _ in range(3):
+            time.sleep(1)
+        gc.collect()
+        before, threads_before = rss_mb(), threading.active_count()
+
+        def reload(_: int) -> int:
+            request = urllib.request.Request(url + "/-/reload", method="POST", data=b"")
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return int(answer.status)
+
+        with ThreadPoolExecutor(20) as pool:
+            statuses = list(pool.map(reload, range(requests)))
+        time.sleep(3)  # let the last generation's first cycle run
+        gc.collect()
+        after, threads_after = rss_mb(), threading.active_count()
+        exporter.stop()
+    return {
+        "before_mb": before,
+        "after_mb": after,
+        "threads_before": threads_before,
+        "threads_after": threads_after,
+        "ok": sum(1 for s in statuses if s == 200),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def main(argv: list[str]) -> int:
     mode, aws_url, *rest = argv
     if mode == "scrape":
@@ -147,6 +188,8 @@ def main(argv: list[str]) -> int:
         result = soak(aws_url, int(rest[0]), int(rest[1]))
     elif mode == "targets":
         result = targets(aws_url, int(rest[0]))
+    elif mode == "reload":
+        result = reload_storm(aws_url, int(rest[0]), int(rest[1]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     print(json.dumps(result), flush=True)

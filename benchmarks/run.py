@@ -188,7 +188,7 @@ def goals_table(builds: list[tuple[str, str]], aws: AwsProcess, args: argparse.N
     scrapes = 100 if quick else 500
     soak_cycles = 50 if quick else 1000
     target_count = 20 if quick else 200
-    only = set(args.only.split(",")) if args.only else {"scrape", "cpu", "soak", "targets"}
+    only = set(args.only.split(",")) if args.only else {"scrape", "cpu", "soak", "targets", "reload"}
     rows: list[tuple[str, str, list[str]]] = []
 
     def add(name: str, goal: str, values: list[str]) -> None:
@@ -248,6 +248,17 @@ def goals_table(builds: list[tuple[str, str]], aws: AwsProcess, args: argparse.N
             "<= 170" if target_count == 200 else "",
             [f"{m['peak_rss_mb']:.0f} ({m['clients']})" for m in many],
         )
+    if "reload" in only:
+        storm = [measure(python, "reload", aws.url, str(1000 if quick else 2000), "100") for _, python in builds]
+        add(
+            "RSS MB and threads around 100 concurrent POST /-/reload (before -> after; answers 200)",
+            "+30 MB at most, threads back",
+            [
+                f"{g['before_mb']:.0f} -> {g['after_mb']:.0f} ({g['after_mb'] - g['before_mb']:+.0f}); "
+                f"threads {g['threads_before']} -> {g['threads_after']}; {g['ok']} ok"
+                for g in storm
+            ],
+        )
     header = ("goal", "target", *(label for label, _ in builds))
     return table(
         "Goals, side by side (each build measured in its own process, one after the other)",
@@ -265,7 +276,9 @@ def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 series, fewer scrapes and cycles: a smoke run")
-    parser.add_argument("--only", default="", help="comma-separated: calls, scrape, cpu, soak, targets (default all)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated: calls, scrape, cpu, soak, targets, reload (default all)"
+    )
     parser.add_argument("--no-baselines", action="store_true", help="measure the working tree only")
     parser.add_argument("--baselines", default=",".join(BASELINES), help="commits to compare against")
     parser.add_argument("--gap", type=float, default=0.02, help="seconds between scrapes (spreads them over cycles)")

@@ -168,7 +168,7 @@ class Exporter:
                     log.warning("config reload: changes to %r take effect only after a restart", setting)
             old = self.poller
             old.stop()
-            clients = AwsClients(config.aws, self.metrics, self._static_credentials)
+            clients = AwsClients(config.aws, self.metrics, self._static_credentials, models_from=self.clients)
             poller = Poller(config, clients, self.store, self.metrics, self._clock, self._shard)
             keys = {t.key for t in poller.tasks}
             poller.generation = self.store.new_generation(keys, prices(config.pricing))

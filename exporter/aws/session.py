@@ -67,8 +67,13 @@ class AwsClients:
         aws: AwsConfig,
         recorder: ApiRecorder | None = None,
         static_credentials: tuple[str, str] | None = None,
+        models_from: AwsClients | None = None,
     ) -> None:
         self._root = botocore.session.get_session()
+        if models_from is not None:
+            # A reload's new clients reuse the parsed service models (the loader's cache, several MB) instead of
+            # parsing them again: freed memory is not always handed back to the OS, so each parse would stay.
+            self._root.register_component("data_loader", models_from._root.get_component("data_loader"))
         self._static_credentials = static_credentials
         if static_credentials is not None:
             self._root.set_credentials(*static_credentials)
