@@ -28,11 +28,11 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 METRICS = ("NumberOfRecordsPendingProcessing", "NumberOfInputTokensProcessedPerMinute")
 
 
-def config_text(aws_url: str, models: int, interval: str = "1s") -> str:
+def config_text(aws_url: str, models: int, interval: str = "1s", read_timeout: str = "15s") -> str:
     """Static dimensions (no ListMetrics), two metrics x two statistics per model: 4 queries, 2 series each."""
     sets = ", ".join(f"{{ModelId: model-{i:05d}}}" for i in range(models))
     return f"""
-aws: {{max_attempts: 1, read_timeout: 15s}}
+aws: {{max_attempts: 1, read_timeout: {read_timeout}}}
 jobs: {{enabled: false}}
 targets:
   - endpoint_url: {aws_url}

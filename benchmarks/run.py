@@ -26,32 +26,16 @@ from typing import Any
 import boto3
 
 from benchmarks.aws_process import AwsProcess
+from benchmarks.measure import METRICS, config_text
 from exporter.app import Exporter
 from exporter.config import load_config_text
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-METRICS = ("NumberOfRecordsPendingProcessing", "NumberOfInputTokensProcessedPerMinute")
 
 
 def config(aws: AwsProcess, models: int, interval: str = "1s", read_timeout: str = "15s") -> str:
-    """Static dimensions (no ListMetrics), two metrics x two statistics per model: 4 queries, 2 series each."""
-    sets = ", ".join(f"{{ModelId: model-{i:05d}}}" for i in range(models))
-    return f"""
-aws: {{max_attempts: 1, read_timeout: {read_timeout}}}
-jobs: {{enabled: false}}
-targets:
-  - endpoint_url: {aws.url}
-    regions: [us-east-1]
-    account_id: "000000000000"
-namespaces:
-  - namespace: AWS/Bedrock/Batch
-    interval: {interval}
-    metrics:
-      - {{name: {METRICS[0]}, statistics: [Maximum, Average]}}
-      - {{name: {METRICS[1]}, statistics: [Sum, Average]}}
-    discovery: {{mode: static, static: [{sets}]}}
-"""
+    return config_text(aws.url, models, interval, read_timeout)
 
 
 def bench_calls(aws: AwsProcess, sizes: list[int]) -> list[tuple[str, ...]]:
