@@ -166,15 +166,15 @@ class Exporter:
             for setting in ("server", "mode", "otlp"):
                 if getattr(config, setting) != getattr(self.config, setting):
                     log.warning("config reload: changes to %r take effect only after a restart", setting)
-            old = self.poller
-            old.stop()
+            # The new generation is built before the old one stops: if building failed, polling would go on as is.
             clients = AwsClients(config.aws, self.metrics, self._static_credentials, models_from=self.clients)
             poller = Poller(config, clients, self.store, self.metrics, self._clock, self._shard)
+            old = self.poller
+            old.stop()
             keys = {t.key for t in poller.tasks}
             poller.generation = self.store.new_generation(keys, prices(config.pricing))
             self._forget_dropped(old, keys)
             self.config, self.clients, self.poller = config, clients, poller
-            del old
             if self._running:
                 poller.start()
             self.metrics.prices = config.pricing.cloudwatch.per_metric_and_request
