@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import subprocess
 import sys
 import time
@@ -19,20 +18,16 @@ from exporter import __version__
 from exporter.app import Exporter
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
-from exporter.sinks.otlp import FIXED_NAMES, attribute_name, cloudwatch_names, metrics_url, otel_name
+from exporter.sinks.otlp import FIXED_NAMES, cloudwatch_names, metrics_url
 from tests.conftest import fast_config, free_port, put_values, start_exporter, start_job, wait_for
-from tests.integration.otlp_receiver import OtlpReceiver, Point
+from tests.integration.otlp_grpc_receiver import OtlpGrpcReceiver
+from tests.integration.otlp_receiver import OtlpReceiver, Point, compare_with_exposition, find
 
 PENDING = "NumberOfRecordsPendingProcessing"
 SERIES = "aws_bedrock_batch_number_of_records_pending_processing_maximum"
 OTEL_SERIES = "aws.bedrock.batch.number_of_records_pending_processing.maximum"
 FAILURES = "bedrock_batch_exporter_otlp_export_failures_total"
 # Values that move between two reads of the same snapshot (they are computed from the clock at read time).
-CLOCK_DEPENDENT = {
-    "bedrock_batch_exporter_data_age_seconds",
-    "bedrock_batch_exporter_newest_datapoint_age_seconds",
-    "bedrock_batch_exporter_otlp_exports",  # the background push loop may count one more push between the reads
-}
 
 
 def config_text(aws: SimulatedAws, otlp: str, mode: str = "both") -> str:
@@ -54,15 +49,22 @@ def get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def find(points: list[Point], name: str, **attributes: str) -> Point | None:
-    for point in points:
-        if point.name == name and all(point.attributes.get(k) == v for k, v in attributes.items()):
-            return point
-    return None
+def both_sinks(exporter: Exporter, url: str, receiver: OtlpReceiver | OtlpGrpcReceiver) -> tuple[str, list[Point]]:
+    """Once model-a's 42 and a job show on /metrics and the receiver has data: freeze the Snapshot, push once, and
+    read /metrics and the pushed points, both from that one Snapshot."""
 
+    def scraped() -> bool:
+        body = get(url + "/metrics")[1]
+        samples = [s for f in text_string_to_metric_families(body) for s in f.samples]
+        return "bedrock_batch_job_info{" in body and any(
+            s.name == SERIES and s.labels["dimension_ModelId"] == "model-a" and s.value == 42.0 for s in samples
+        )
 
-def same(a: float, b: float) -> bool:
-    return (math.isnan(a) and math.isnan(b)) or a == b
+    wait_for(scraped, timeout=15)
+    wait_for(lambda: find(receiver.latest(), "bedrock_batch.job.info"), timeout=10)
+    exporter.poller.stop()
+    assert exporter.otlp is not None and exporter.otlp.export()
+    return get(url + "/metrics")[1], receiver.latest()
 
 
 def test_otlp_carries_what_metrics_shows(
@@ -79,20 +81,7 @@ def test_otlp_carries_what_metrics_shows(
     exporter, url = start_exporter(exporters, config_text(fresh_aws, otlp), env={"OTLP_TOKEN": "s3cret-token"})
     assert "s3cret-token" not in repr(exporter.config)
 
-    def scraped() -> bool:
-        body = get(url + "/metrics")[1]
-        samples = [s for f in text_string_to_metric_families(body) for s in f.samples]
-        return "bedrock_batch_job_info{" in body and any(
-            s.name == SERIES and s.labels["dimension_ModelId"] == "model-a" and s.value == 42.0 for s in samples
-        )
-
-    wait_for(scraped, timeout=15)
-    wait_for(lambda: find(receiver.latest(), "bedrock_batch.job.info"), timeout=10)
-    # Freeze the Snapshot, then read both sinks from it.
-    exporter.poller.stop()
-    assert exporter.otlp is not None and exporter.otlp.export()
-    body = get(url + "/metrics")[1]
-    points = receiver.latest()
+    body, points = both_sinks(exporter, url, receiver)
 
     # Names, units, attributes, resource.
     point = find(points, OTEL_SERIES, **{"aws.bedrock.model_id": "model-a"})
@@ -115,27 +104,7 @@ def test_otlp_carries_what_metrics_shows(
 
     # Every series of /metrics (but the runtime ones) arrived with the same value.
     names = {**FIXED_NAMES, **cloudwatch_names(exporter.config.namespaces)}
-    compared = 0
-    for family in text_string_to_metric_families(body):
-        if not family.name.startswith(("aws_", "bedrock_batch_")) or family.name in CLOCK_DEPENDENT:
-            continue
-        mapped = otel_name(family.name, names)
-        if family.type == "histogram":
-            for sample in (s for s in family.samples if s.name.endswith("_count")):
-                attrs = {attribute_name(k): v for k, v in sample.labels.items()}
-                got = find(points, mapped.name, **attrs)
-                assert got is not None and got.kind == "histogram" and got.unit == "s", sample
-                assert got.count == sample.value and sum(got.bucket_counts) == got.count
-                compared += 1
-            continue
-        for sample in family.samples:
-            attrs = {attribute_name(k): v for k, v in sample.labels.items()}
-            got = find(points, mapped.name, **attrs)
-            assert got is not None, (family.name, sample.labels)
-            assert set(got.attributes) == set(attrs), (got.attributes, attrs)
-            assert same(got.value, sample.value), (family.name, sample.labels, got.value, sample.value)
-            assert got.kind == ("sum" if family.type == "counter" else "gauge")
-            compared += 1
+    compared = compare_with_exposition(body, points, names)
     assert compared >= 30
     assert {p.name for p in points} >= {OTEL_SERIES, "bedrock_batch.jobs", "bedrock_batch.model.input_price"}
 
@@ -147,8 +116,6 @@ def test_otlp_carries_what_metrics_shows(
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_receiver_down_slow_and_back(protocol: str, fresh_aws: SimulatedAws, exporters: list[Exporter]) -> None:
     """The same for OTLP/HTTP and OTLP/gRPC: pushes fail within the timeout, are counted, and resume."""
-    from tests.integration.otlp_grpc_receiver import OtlpGrpcReceiver
-
     make = OtlpGrpcReceiver if protocol == "grpc" else OtlpReceiver
     port = free_port()
     receiver = make(port).start()

@@ -8,16 +8,15 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
 from exporter.app import Exporter
 from exporter.demo.server import SimulatedAws
 from exporter.sinks.otlp import FIXED_NAMES, cloudwatch_names
-from tests.conftest import put_values, start_exporter, start_job, wait_for
+from tests.conftest import put_values, start_exporter, start_job
 from tests.integration.otlp_grpc_receiver import OtlpGrpcReceiver
 from tests.integration.otlp_receiver import compare_with_exposition, find
-from tests.integration.test_otlp import OTEL_SERIES, PENDING, SERIES, config_text, get
+from tests.integration.test_otlp import OTEL_SERIES, PENDING, both_sinks, config_text
 
 
 @pytest.fixture
@@ -44,20 +43,7 @@ def test_otlp_grpc_carries_what_metrics_shows(
   resource_attributes: {{deployment.environment: test}}"""
     exporter, url = start_exporter(exporters, config_text(fresh_aws, otlp), env={"OTLP_TOKEN": "s3cret-token"})
 
-    def scraped() -> bool:
-        body = get(url + "/metrics")[1]
-        samples = [s for f in text_string_to_metric_families(body) for s in f.samples]
-        return "bedrock_batch_job_info{" in body and any(
-            s.name == SERIES and s.labels["dimension_ModelId"] == "model-a" and s.value == 42.0 for s in samples
-        )
-
-    wait_for(scraped, timeout=15)
-    wait_for(lambda: find(grpc_receiver.latest(), "bedrock_batch.job.info"), timeout=10)
-    # Freeze the Snapshot, then read both sinks from it.
-    exporter.poller.stop()
-    assert exporter.otlp is not None and exporter.otlp.export()
-    body = get(url + "/metrics")[1]
-    points = grpc_receiver.latest()
+    body, points = both_sinks(exporter, url, grpc_receiver)
 
     point = find(points, OTEL_SERIES, **{"aws.bedrock.model_id": "model-a"})
     assert point is not None and point.kind == "gauge" and point.unit == "{record}" and point.value == 42.0
