@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from benchmarks.run import scrape_latencies
 from exporter import __version__
 from exporter.http import SECURITY_HEADERS, MetricsServer, Router
 from exporter.snapshot import Store
@@ -105,17 +106,8 @@ class FixedExposition:
 
 
 def latencies(url: str, scrapes: int, gzip: bool) -> list[float]:
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    headers = {"Accept-Encoding": "gzip"} if gzip else {}
-    out = []
-    for _ in range(scrapes):
-        started = time.perf_counter()
-        conn.request("GET", "/metrics", headers=headers)
-        assert conn.getresponse().read()
-        out.append(time.perf_counter() - started)
-    conn.close()
-    return out
+    """Back-to-back scrapes on one keep-alive connection (no pacing gap)."""
+    return scrape_latencies(url, scrapes, gzip, gap=0.0)
 
 
 def burst(url: str, clients: int) -> list[float]:
