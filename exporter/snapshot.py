@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 from exporter.model import Price, TaskKey, TaskState
@@ -24,6 +25,11 @@ class Snapshot:
     generation: int = 0
     tasks: Mapping[TaskKey, TaskState] = field(default_factory=lambda: MappingProxyType({}))
     prices: tuple[Price, ...] = ()  # from the config's price table
+
+    @cached_property
+    def price_table(self) -> Mapping[str, Price]:
+        """The prices by model ID as configured (exporter.pricing resolves reported IDs against it)."""
+        return MappingProxyType({p.model_id: p for p in self.prices})
 
     @property
     def ready(self) -> bool:

@@ -389,7 +389,7 @@ class OtlpSink:
                 add(FIXED_NAMES.get(family.name, OtelName(family.name, "")), family.help, family.kind, sample)
 
         add_builtin(families.price_samples(snapshot.prices, families.model_ids(snapshot.tasks.values())))
-        prices = {p.model_id: p for p in snapshot.prices}
+        prices = snapshot.price_table
         for state in snapshot.tasks.values():
             base = families.task_labels(state.account_id, state.key.region)
             stamps = state.cloudwatch_timestamps

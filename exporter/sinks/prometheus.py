@@ -44,7 +44,7 @@ def cloudwatch_samples(state: TaskState) -> Iterator[Sample]:
 def samples(snapshot: Snapshot) -> Iterator[Sample]:
     """Every series of a Snapshot, named the Prometheus way."""
     yield from families.price_samples(snapshot.prices, families.model_ids(snapshot.tasks.values()))
-    prices = {p.model_id: p for p in snapshot.prices}
+    prices = snapshot.price_table
     for state in snapshot.tasks.values():
         yield from cloudwatch_samples(state)
         yield from families.job_samples(state, prices)
@@ -158,7 +158,7 @@ class Renderer:
         kept: dict[tuple[str, str, SeriesKey, str], tuple[Family, str]] = {}
         old = self._prefixes
         add_rows(families.price_samples(snapshot.prices, families.model_ids(snapshot.tasks.values())))
-        prices = {p.model_id: p for p in snapshot.prices}
+        prices = snapshot.price_table
         for state in snapshot.tasks.values():
             stamps = state.cloudwatch_timestamps
             account, region = state.account_id, state.key.region

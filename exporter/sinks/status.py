@@ -180,7 +180,7 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
     series: defaultdict[tuple[str, str, str], list[tuple[CloudWatchValue, TaskState]]] = defaultdict(list)
     jobs: defaultdict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
     finished_cost: dict[tuple[str, str, str], float] = {}
-    table = {p.model_id: p for p in snapshot.prices}
+    table = snapshot.price_table
     for state in snapshot.tasks.values():
         region = state.key.region
         for value in state.values:
@@ -236,7 +236,7 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
 
 def _jobs(snapshot: Snapshot, now: float) -> list[JSON]:
     out = []
-    prices = {p.model_id: p for p in snapshot.prices}
+    prices = snapshot.price_table
     for state in snapshot.tasks.values():
         usage = {u.arn: u for u in state.job_usage}
         for job in state.jobs:
