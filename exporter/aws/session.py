@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import re
 import threading
+import weakref
+from collections.abc import Callable
 from typing import Any, Protocol
 
+import botocore.client
 import botocore.session
 from botocore.config import Config as BotoConfig
-from botocore.credentials import (
-    AssumeRoleCredentialFetcher,
-    CredentialProvider,
-    CredentialResolver,
-    Credentials,
-    DeferredRefreshableCredentials,
-)
+from botocore.credentials import AssumeRoleCredentialFetcher, Credentials, DeferredRefreshableCredentials
 
 from exporter import __version__
 from exporter.aws import errors
@@ -44,22 +42,72 @@ def _endpoint(target: TargetConfig) -> str | None:
     return bare
 
 
-class _FixedProvider(CredentialProvider):  # type: ignore[misc]
-    METHOD = "assume-role"
+# One client class per service, shared by every client made from one of our sessions.
+#
+# botocore's ClientCreator builds a new class for every client it makes (`_create_client_class`: one method per API
+# operation with its docstring object, ~160 KB for Bedrock or CloudWatch), although the class depends only on the
+# service model and the handlers of the session's event emitter. With one Bedrock and one CloudWatch client per
+# (account, region) target, those classes were two thirds of a target's memory (docs/performance.md). The cache is
+# keyed by the emitter, and only emitters of sessions made here are cached (`_share_classes`): a boto3 or botocore
+# session of anyone else in the process, whose handlers may change after its first client, gets botocore's own
+# behaviour. If a botocore release drops the method, clients are made as botocore makes them (nothing is cached);
+# tests/integration/test_clients.py fails on such a release so the loss is seen.
+_CLASSES: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], type]] = weakref.WeakKeyDictionary()
+_CLASSES_LOCK = threading.Lock()
 
-    def __init__(self, credentials: Credentials) -> None:
-        super().__init__()
-        self._credentials = credentials
 
-    def load(self) -> Credentials:
-        return self._credentials
+def _install_class_cache() -> bool:
+    creator = botocore.client.ClientCreator
+    original: Callable[..., type] | None = getattr(creator, "_create_client_class", None)
+    if original is None:
+        return False
+    if getattr(original, "_bedrock_batch_exporter", False):
+        return True
+
+    @functools.wraps(original)
+    def create_client_class(self: Any, service_name: str, service_model: Any) -> type:
+        emitter = getattr(self, "_event_emitter", None)
+        with _CLASSES_LOCK:
+            classes = _CLASSES.get(emitter) if emitter is not None else None
+            if classes is None:
+                return original(self, service_name, service_model)
+            key = (service_name, str(getattr(service_model, "api_version", "")))
+            cls = classes.get(key)
+            if cls is None:
+                cls = classes[key] = original(self, service_name, service_model)
+            return cls
+
+    create_client_class._bedrock_batch_exporter = True  # type: ignore[attr-defined]
+    creator._create_client_class = create_client_class
+    return True
+
+
+def _share_classes(session: botocore.session.Session) -> None:
+    """Clients of this session (and of its credential views) share one class per service."""
+    if _install_class_cache():
+        with _CLASSES_LOCK:
+            _CLASSES.setdefault(session.get_component("event_emitter"), {})
+
+
+def _credential_view(root: botocore.session.Session, credentials: Credentials) -> botocore.session.Session:
+    """A session that is `root` in everything (event handlers, model loader, configuration, endpoint data) except
+    its credentials.
+
+    A shallow copy: it shares the root's components, and `get_credentials()` returns the cached credentials without
+    asking the root's provider chain (botocore's Session.get_credentials reads `_credentials` first). A new
+    botocore Session per role target would register its own ~150 event handlers and components (~130 KB each).
+    """
+    view = copy.copy(root)
+    view._credentials = credentials
+    return view
 
 
 class AwsClients:
     """Creates and caches clients per (service, target, region) from one shared botocore session.
 
-    Role targets get a light child session that shares the root session's model loader (the memory-heavy part)
-    and holds refreshable assume-role credentials, so keys are renewed before they expire.
+    Role targets get a credential view of the root session (`_credential_view`: the root's components, their own
+    refreshable assume-role credentials, renewed before they expire), and every client of one service shares one
+    client class (`_share_classes`): what is left per target is the clients' own state (docs/performance.md).
     """
 
     def __init__(
@@ -69,7 +117,7 @@ class AwsClients:
         static_credentials: tuple[str, str] | None = None,
         models_from: AwsClients | None = None,
     ) -> None:
-        self._root = botocore.session.get_session()
+        self._root = self._new_root()
         if models_from is not None:
             # A reload's new clients reuse the parsed service models (the loader's cache, several MB) instead of
             # parsing them again: freed memory is not always handed back to the OS, so each parse would stay.
@@ -78,7 +126,7 @@ class AwsClients:
         if static_credentials is not None:
             self._root.set_credentials(*static_credentials)
         self._recorder = recorder
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._account_lock = threading.Lock()
         self._clients: dict[tuple[str, str, str, str], Any] = {}
         self._sessions: dict[str, botocore.session.Session] = {}
@@ -95,6 +143,12 @@ class AwsClients:
             # botocore's client-side validation was 40 % of the CPU of a 10,000-query cycle (benchmarks/).
             parameter_validation=False,
         )
+
+    @staticmethod
+    def _new_root() -> botocore.session.Session:
+        session = botocore.session.get_session()
+        _share_classes(session)
+        return session
 
     def client(self, service: str, target: TargetConfig, region: str, account_id: str = "") -> Any:
         """A client for `service` in `region` with the target's credentials and endpoint (thread-safe)."""
@@ -120,7 +174,7 @@ class AwsClients:
             if target.role_arn:
                 self._sessions.pop(target.label, None)
             else:
-                fresh = botocore.session.get_session()
+                fresh = self._new_root()
                 fresh.register_component("data_loader", self._root.get_component("data_loader"))
                 if self._static_credentials is not None:
                     fresh.set_credentials(*self._static_credentials)
@@ -151,27 +205,30 @@ class AwsClients:
             return self._root
         session = self._sessions.get(target.label)
         if session is None:
-            session = botocore.session.Session()
-            session.register_component("data_loader", self._root.get_component("data_loader"))
             extra: dict[str, str] = {"RoleSessionName": "bedrock-batch-exporter"}
             if target.external_id:
                 extra["ExternalId"] = target.external_id
-            creator = functools.partial(
-                self._root.create_client,
-                region_name=target.regions[0],
-                endpoint_url=_endpoint(target),
-                config=self._config,
-            )
             fetcher = AssumeRoleCredentialFetcher(
-                client_creator=creator,
+                client_creator=functools.partial(
+                    self._create_locked,
+                    self._root,
+                    region_name=target.regions[0],
+                    endpoint_url=_endpoint(target),
+                    config=self._config,
+                ),
                 source_credentials=self._root.get_credentials(),
                 role_arn=target.role_arn,
                 extra_args=extra,
             )
             credentials = DeferredRefreshableCredentials(refresh_using=fetcher.fetch_credentials, method="assume-role")
-            session.register_component("credential_provider", CredentialResolver([_FixedProvider(credentials)]))
-            self._sessions[target.label] = session
+            session = self._sessions[target.label] = _credential_view(self._root, credentials)
         return session
+
+    def _create_locked(self, session: botocore.session.Session, service: str, **kwargs: Any) -> Any:
+        """Clients are made one at a time: the views share the root session's components, which botocore does not
+        guard (the assume-role fetcher makes its STS client from whichever thread refreshes the credentials)."""
+        with self._lock:
+            return session.create_client(service, **kwargs)
 
     def _watch(self, client: Any, account_id: str, region: str) -> None:
         recorder = self._recorder

@@ -1,0 +1,107 @@
+"""AwsClients: per-target credentials over shared botocore parts (one session's components, one class per service)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import botocore.client
+
+from exporter.aws import session as aws_session
+from exporter.aws.session import AwsClients
+from exporter.config import AwsConfig, TargetConfig
+from exporter.demo.server import SimulatedAws
+
+NS = "AWS/Bedrock/Batch"
+METRIC = "NumberOfRecordsPendingProcessing"
+# test fixture accounts
+ROLES = {
+    "111111111111": "arn:aws:iam::111111111111:role/bedrock-batch-reader",
+    "222222222222": "arn:aws:iam::222222222222:role/bedrock-batch-reader",
+}
+
+
+def _put_as(aws: SimulatedAws, role_arn: str, model: str, value: float) -> None:
+    """Publish one datapoint with the role's assumed credentials: moto files it under the role's account."""
+    sts = boto3.client("sts", region_name="us-east-1", endpoint_url=aws.url)
+    keys = sts.assume_role(RoleArn=role_arn, RoleSessionName="test")["Credentials"]
+    boto3.client(
+        "cloudwatch",
+        region_name="us-east-1",
+        endpoint_url=aws.url,
+        aws_access_key_id=keys["AccessKeyId"],
+        aws_secret_access_key=keys["SecretAccessKey"],
+        aws_session_token=keys["SessionToken"],
+    ).put_metric_data(
+        Namespace=NS,
+        MetricData=[
+            {
+                "MetricName": METRIC,
+                "Dimensions": [{"Name": "ModelId", "Value": model}],
+                "Value": value,
+                "Timestamp": datetime.now(UTC) - timedelta(seconds=15),
+            }
+        ],
+    )
+
+
+def _models(client: Any) -> set[str]:
+    pages = client.get_paginator("list_metrics").paginate(Namespace=NS)
+    return {d["Value"] for page in pages for m in page["Metrics"] for d in m["Dimensions"] if d["Name"] == "ModelId"}
+
+
+def _target(aws: SimulatedAws, role_arn: str | None) -> TargetConfig:
+    return TargetConfig(regions=("us-east-1",), endpoint_url=aws.url, role_arn=role_arn)
+
+
+def test_role_targets_share_one_class_per_service_and_keep_their_own_credentials(fresh_aws: SimulatedAws) -> None:
+    for account, role in ROLES.items():
+        _put_as(fresh_aws, role, f"model-of-{account}", 1.0)
+    clients = AwsClients(AwsConfig())
+    targets = {account: _target(fresh_aws, role) for account, role in ROLES.items()}
+    cloudwatch = {account: clients.client("cloudwatch", t, "us-east-1") for account, t in targets.items()}
+    bedrock = {account: clients.client("bedrock", t, "us-east-1") for account, t in targets.items()}
+    plain = clients.client("cloudwatch", _target(fresh_aws, None), "us-east-1")
+
+    # One class per service across targets; each service its own class.
+    assert len({type(c) for c in cloudwatch.values()} | {type(plain)}) == 1
+    assert len({type(c) for c in bedrock.values()}) == 1
+    assert type(plain) is not type(bedrock["111111111111"])
+    # The clients themselves are distinct objects with their own event emitters (our call recording hooks there).
+    assert cloudwatch["111111111111"] is not cloudwatch["222222222222"]
+    assert cloudwatch["111111111111"].meta.events is not cloudwatch["222222222222"].meta.events
+
+    # Each role target reads its own account only: the requests are signed with its own assumed-role keys.
+    before = fresh_aws.count("AssumeRole")
+    for account, client in cloudwatch.items():
+        assert _models(client) == {f"model-of-{account}"}
+    assert fresh_aws.count("AssumeRole") - before == len(ROLES)  # one assume-role per target, not per call
+    assert _models(plain) == set()  # the default account saw neither
+
+
+def test_sessions_of_others_keep_botocore_behaviour(fresh_aws: SimulatedAws) -> None:
+    """The class cache is for our sessions only: anyone else's session gets a new class per client, as botocore
+    makes them (their event handlers may change between clients)."""
+    AwsClients(AwsConfig())  # installs the cache
+    wrapped = botocore.client.ClientCreator._create_client_class
+    assert getattr(wrapped, "_bedrock_batch_exporter", False), "botocore changed: clients no longer share classes"
+    first = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=fresh_aws.url)
+    second = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=fresh_aws.url)
+    assert type(first) is not type(second)
+
+
+def test_invalidated_role_target_assumes_the_role_again(fresh_aws: SimulatedAws) -> None:
+    role = ROLES["111111111111"]
+    _put_as(fresh_aws, role, "m", 1.0)
+    clients = AwsClients(AwsConfig())
+    target = _target(fresh_aws, role)
+    first = clients.client("cloudwatch", target, "us-east-1")
+    assert _models(first) == {"m"}
+    before = fresh_aws.count("AssumeRole")
+    clients.invalidate(target)
+    second = clients.client("cloudwatch", target, "us-east-1")
+    assert second is not first and type(second) is type(first)
+    assert _models(second) == {"m"}
+    assert fresh_aws.count("AssumeRole") == before + 1
+    assert aws_session._CLASSES  # the cache holds our root session's classes
