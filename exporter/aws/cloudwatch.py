@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from botocore.validate import ParamValidationDecorator
 
 from exporter.aws.errors import BadAnswerError
@@ -89,7 +90,12 @@ class _LeanSerializer:
 
 
 class _LeanParser:
-    """botocore's parser, except that a 2xx JSON GetMetricData answer is decoded by `json.loads` alone.
+    """botocore's parser, except that a 2xx JSON GetMetricData answer is decoded by orjson alone.
+
+    orjson decodes a 500-result answer 1.7x (no datapoints) to 4.7x (five datapoints each) faster than `json.loads`
+    (docs/performance.md). It refuses what the JSON grammar refuses and `json.loads` accepts (`NaN`, `Infinity`,
+    `1e999`): such an answer goes to botocore's parser, as before. An integer beyond 64 bits comes out as the float
+    that reading json's integer gives (values are read as floats either way; tests/unit/test_lean_answers.py).
 
     Timestamps stay epoch-second numbers (exporter.results reads numbers and datetimes alike) instead of one
     datetime object per datapoint. Anything unusual (not an object, a timestamp that is not a number) goes to
@@ -104,8 +110,8 @@ class _LeanParser:
         if getattr(shape, "name", None) != "GetMetricDataOutput" or response.get("status_code", 500) >= 300:
             return self._inner.parse(response, shape)
         try:
-            decoded = json.loads(body) if body else {}
-        except (ValueError, TypeError):
+            decoded = orjson.loads(body) if body else {}
+        except (ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
             return self._inner.parse(response, shape)
         if not _plain_answer(decoded):
             return self._inner.parse(response, shape)
