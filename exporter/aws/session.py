@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import gzip
 import logging
+import os
 import re
 import threading
 import weakref
@@ -12,7 +14,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import botocore.client
+import botocore.loaders
 import botocore.session
+import orjson
 from botocore.config import Config as BotoConfig
 from botocore.credentials import AssumeRoleCredentialFetcher, Credentials, DeferredRefreshableCredentials
 
@@ -23,6 +27,10 @@ from exporter.config import AwsConfig, TargetConfig
 log = logging.getLogger(__name__)
 
 _ROLE_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/")
+
+# The services this exporter calls, by name -> endpoint prefix (the key of botocore's endpoints.json). AwsClients makes
+# clients for these only: the endpoint table it loads keeps just their entries (`_ModelFiles`).
+SERVICES = {"cloudwatch": "monitoring", "bedrock": "bedrock", "sts": "sts", "s3": "s3"}
 
 
 class ApiRecorder(Protocol):
@@ -102,6 +110,50 @@ def _credential_view(root: botocore.session.Session, credentials: Credentials) -
     return view
 
 
+class _ModelFiles(botocore.loaders.JSONFileLoader):  # type: ignore[misc]
+    """botocore's JSON model-file reader with two memory savings (docs/performance.md):
+
+    - plain dicts instead of botocore's `OrderedDict`s (ordered all the same since Python 3.7; botocore reads
+      them as mappings): a service model takes about two thirds of the memory (Bedrock's 2.98 -> 1.91 MB);
+    - the legacy endpoint table (`endpoints.json`, 7 MB once parsed, read for every session's first client to find
+      signing names and regions) keeps the entries of `SERVICES` only, in every partition; everything else in it
+      (partitions, regions, defaults) is kept as it is.
+    """
+
+    def load_file(self, file_path: str) -> Any:
+        for extension, opener in ((".json", open), (".json.gz", gzip.open)):  # botocore's order
+            path = file_path + extension
+            if not os.path.isfile(path):
+                continue
+            with opener(path, "rb") as stream:
+                data = orjson.loads(stream.read())
+            if os.path.basename(file_path) == "endpoints" and isinstance(data, dict):
+                data = _endpoints_for(data, set(SERVICES.values()))
+            return data
+        return None
+
+
+def _endpoints_for(table: dict[str, Any], prefixes: set[str]) -> dict[str, Any]:
+    partitions = table.get("partitions")
+    if not isinstance(partitions, list):
+        return table
+    kept = []
+    for partition in partitions:
+        services = partition.get("services") if isinstance(partition, dict) else None
+        if isinstance(services, dict):
+            kept.append({**partition, "services": {k: v for k, v in services.items() if k in prefixes}})
+        else:
+            kept.append(partition)
+    return {**table, "partitions": kept}
+
+
+def _model_loader(session: botocore.session.Session) -> botocore.loaders.Loader:
+    """botocore's Loader for the session's data path (AWS_DATA_PATH too), reading files with `_ModelFiles`."""
+    data_path = session.get_config_variable("data_path")
+    extra = [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)] if data_path else None
+    return botocore.loaders.Loader(extra_search_paths=extra, file_loader=_ModelFiles())
+
+
 class AwsClients:
     """Creates and caches clients per (service, target, region) from one shared botocore session.
 
@@ -147,11 +199,14 @@ class AwsClients:
     @staticmethod
     def _new_root() -> botocore.session.Session:
         session = botocore.session.get_session()
+        session.register_component("data_loader", _model_loader(session))
         _share_classes(session)
         return session
 
     def client(self, service: str, target: TargetConfig, region: str, account_id: str = "") -> Any:
         """A client for `service` in `region` with the target's credentials and endpoint (thread-safe)."""
+        if service not in SERVICES:
+            raise ValueError(f"no client for {service!r}: the endpoint table keeps {sorted(SERVICES)} only")
         key = (service, target.label, region, target.endpoint_url or "")
         with self._lock:
             client = self._clients.get(key)

@@ -7,6 +7,8 @@ from typing import Any
 
 import boto3
 import botocore.client
+import botocore.session
+import pytest
 
 from exporter.aws import session as aws_session
 from exporter.aws.session import AwsClients
@@ -105,3 +107,31 @@ def test_invalidated_role_target_assumes_the_role_again(fresh_aws: SimulatedAws)
     assert _models(second) == {"m"}
     assert fresh_aws.count("AssumeRole") == before + 1
     assert aws_session._CLASSES  # the cache holds our root session's classes
+
+
+def test_lean_model_files_resolve_endpoints_and_models_as_botocore_does() -> None:
+    """The trimmed endpoint table and plain-dict models (`_ModelFiles`) change nothing a client resolves: URL,
+    signing name and region, per service, in a commercial, a GovCloud, a China and an ISO region."""
+    ours = AwsClients._new_root()
+    theirs = botocore.session.get_session()
+    for service in aws_session.SERVICES:
+        assert ours.get_component("data_loader").load_service_model(service, "service-2") == theirs.get_component(
+            "data_loader"
+        ).load_service_model(service, "service-2")
+        for region in ("us-east-1", "eu-west-1", "us-gov-west-1", "cn-north-1", "us-iso-east-1"):
+            a = ours.create_client(service, region_name=region, aws_access_key_id="k", aws_secret_access_key="s")
+            b = theirs.create_client(service, region_name=region, aws_access_key_id="k", aws_secret_access_key="s")
+            assert (a.meta.endpoint_url, a.meta.region_name) == (b.meta.endpoint_url, b.meta.region_name)
+            assert a._request_signer._signing_name == b._request_signer._signing_name
+            assert a._request_signer._region_name == b._request_signer._region_name
+    table = ours.get_component("data_loader").load_data("endpoints")
+    kept = {name for partition in table["partitions"] for name in partition["services"]}
+    assert kept == set(aws_session.SERVICES.values())
+    assert [p["partition"] for p in table["partitions"]] == [
+        p["partition"] for p in theirs.get_component("data_loader").load_data("endpoints")["partitions"]
+    ]
+
+
+def test_clients_only_for_the_services_the_endpoint_table_keeps(fresh_aws: SimulatedAws) -> None:
+    with pytest.raises(ValueError, match="no client for 'ec2'"):
+        AwsClients(AwsConfig()).client("ec2", _target(fresh_aws, None), "us-east-1")
