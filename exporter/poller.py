@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -9,8 +10,8 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Protocol
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from typing import Any, Protocol
 
 from exporter.aws import errors
 from exporter.aws.bedrock import list_jobs
@@ -78,6 +79,19 @@ class Task(Protocol):
     def run(self, now: float, previous: TaskState | None) -> TaskState: ...
 
 
+def settle(futures: list[Future[Any]]) -> None:
+    """Wait until every future has finished or been cancelled.
+
+    Not `concurrent.futures.wait`: a future cancelled by `shutdown(cancel_futures=True)` (the poller's stop, a reload)
+    never wakes `wait`'s waiter, because the pool drains it from its queue without a worker calling
+    `set_running_or_notify_cancel`; the cycle in progress then hung forever and kept the interpreter from exiting
+    (tests/unit/test_poller.py). A future's own `exception()` is woken by `cancel()`.
+    """
+    for future in futures:
+        with contextlib.suppress(CancelledError):
+            future.exception()
+
+
 class NamespaceTask:
     """Polls one namespace in one region of one target: discovery (cached), GetMetricData, then the results step."""
 
@@ -135,7 +149,7 @@ class NamespaceTask:
         batches = self._plans.plan(series, self.resolved, now, self._max_queries, self.insights)
         self._last_polled = now
         futures = [self._call_pool.submit(self._run_batch, client, account_id, b) for b in batches]
-        wait(futures)
+        settle(futures)
         answered = [(b, f.result()) for b, f in zip(batches, futures, strict=True)]  # re-raises a failed batch
         outcome = cloudwatch_records(
             answered,
@@ -437,7 +451,7 @@ class Poller:
         job_slots = [slot for slot in self._slots if isinstance(slot.task, JobTask)]
         other_slots = [slot for slot in self._slots if not isinstance(slot.task, JobTask)]
         for group in (job_slots, other_slots):
-            wait([self._task_pool.submit(self._run, slot) for slot in group if slot.claim(math.inf)])
+            settle([self._task_pool.submit(self._run, slot) for slot in group if slot.claim(math.inf)])
         return sum(1 for slot in self._slots if (state := self._store.state(slot.task.key)) is not None and state.up)
 
     def start(self) -> None:

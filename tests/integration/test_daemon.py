@@ -107,3 +107,21 @@ def test_discovery_is_cached_between_cycles(daemon: tuple[Exporter, str], fresh_
     # refresh_interval defaults to 10 minutes: one ListMetrics for several cycles
     assert fresh_aws.count("ListMetrics") == 1
     assert fresh_aws.count("GetMetricData") >= 3
+
+
+def test_stop_during_a_cycle_ends_every_polling_thread(fresh_aws: SimulatedAws) -> None:
+    """A stop (or a reload) while a cycle waits for queued GetMetricData calls: the pool cancels them, the cycle
+    ends, no thread is left waiting (one was, for ever, and kept the interpreter from exiting)."""
+    import threading
+
+    put_values(fresh_aws, {(PENDING, f"model-{i}"): float(i) for i in range(30)}, when=datetime.now(UTC))
+    aws = "max_attempts: 1, read_timeout: 5s, max_concurrent_requests: 1, max_queries_per_call: 1"
+    before = set(threading.enumerate())
+    exporter = Exporter(load_config_text(fast_config(fresh_aws.url, aws=aws, jobs=None), env={}))
+    fresh_aws.delay = 0.3  # 30 calls one at a time: most of them still queued when the stop comes
+    exporter.start("127.0.0.1:0")
+    try:
+        wait_for(lambda: fresh_aws.count("GetMetricData") >= 2, timeout=20)
+    finally:
+        exporter.stop()
+    wait_for(lambda: not [t for t in set(threading.enumerate()) - before if t.is_alive()], timeout=10)

@@ -65,3 +65,24 @@ def test_the_activity_board_wakes_once_when_a_paused_region_gets_work() -> None:
     assert board.paused("t", "r") and woken == []
     board.report("t", "r", None)  # the job API failed: fail open, poll
     assert not board.paused("t", "r") and woken == [("t", "r")]
+
+
+def test_settle_returns_when_the_pool_cancels_what_it_had_queued() -> None:
+    """A stop (shutdown with cancel_futures) during a cycle: the cycle's wait for its batches must end."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from exporter.poller import settle
+
+    release = threading.Event()
+    pool = ThreadPoolExecutor(1)
+    running = pool.submit(release.wait, 30)
+    queued = [pool.submit(math.sqrt, 4.0) for _ in range(3)]  # behind the running call: still in the pool's queue
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (settle([running, *queued]), done.set()), daemon=True)
+    waiter.start()
+    pool.shutdown(wait=False, cancel_futures=True)
+    assert all(f.cancelled() for f in queued)
+    release.set()  # the call in flight finishes by itself
+    assert done.wait(10), "settle() still waiting for futures the pool cancelled"
+    waiter.join(10)
+    assert running.result() is True
