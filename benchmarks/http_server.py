@@ -101,8 +101,8 @@ class FixedExposition:
         self.plain = "".join(lines).encode()
         self.gzipped = gzip.compress(self.plain, compresslevel=6)
 
-    def body(self, gzip: bool = False) -> bytes:
-        return self.gzipped if gzip else self.plain
+    def parts(self, gzip: bool = False) -> tuple[bytes, ...]:
+        return (self.gzipped,) if gzip else (self.plain,)
 
 
 def latencies(url: str, scrapes: int, gzip: bool) -> list[float]:

@@ -56,12 +56,21 @@ class Response:
     body: bytes
     content_type: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    more: tuple[bytes, ...] = ()  # sent after `body`, part of the same answer (a large body is not copied into one)
+
+    @property
+    def length(self) -> int:
+        return len(self.body) + sum(len(part) for part in self.more)
+
+    def content(self) -> bytes:
+        """The whole answer body as one bytes object."""
+        return b"".join((self.body, *self.more)) if self.more else self.body
 
 
 class MetricsBody(Protocol):
     """What serves the /metrics body (the Prometheus sink's Exposition)."""
 
-    def body(self, gzip: bool = False) -> bytes: ...
+    def parts(self, gzip: bool = False) -> tuple[bytes, ...]: ...
 
 
 class PageSource(Protocol):
@@ -122,7 +131,8 @@ class Router:
                 return Response(404, b"not found: metrics are pushed over OTLP in this mode\n", TEXT)
             gzip = "gzip" in headers.get("Accept-Encoding", "").lower()
             extra = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzip else {}
-            return Response(200, self.exposition.body(gzip=gzip), CONTENT_TYPE_METRICS, extra)
+            first, *more = self.exposition.parts(gzip=gzip)
+            return Response(200, first, CONTENT_TYPE_METRICS, extra, tuple(more))
         for page in self.pages:
             answer = page.respond(target)
             if answer is not None:
@@ -416,12 +426,12 @@ class WsgiApp:
             answer = Response(500, b"internal error\n", TEXT)
         headers = [
             ("Content-Type", answer.content_type),
-            ("Content-Length", str(len(answer.body))),
+            ("Content-Length", str(answer.length)),
             *SECURITY_HEADERS.items(),
             *answer.headers.items(),
         ]
         start_response(f"{answer.status} {_reason(answer.status)}", headers)
-        return [] if method == "HEAD" else [answer.body]
+        return [] if method == "HEAD" else [answer.body, *answer.more]
 
 
 def _reason(status: int) -> str:

@@ -32,8 +32,8 @@ BODY = b"".join(b'demo_series{n="%d"} 1\n' % i for i in range(2000))
 class FakeExposition:
     """A fixed /metrics body (the Router's MetricsBody protocol)."""
 
-    def body(self, gzip: bool = False) -> bytes:
-        return BODY
+    def parts(self, gzip: bool = False) -> tuple[bytes, ...]:
+        return BODY[:1000], BODY[1000:]  # two parts, as the Exposition sends them
 
 
 class Reloads:
