@@ -18,6 +18,7 @@ from exporter.jobs import prices
 from exporter.model import TaskKey
 from exporter.poller import Poller
 from exporter.runbooks import RunbooksPage
+from exporter.runtime import tune_malloc
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.prometheus import Exposition
 from exporter.sinks.status import StatusPage
@@ -44,6 +45,7 @@ class Exporter:
         shard: tuple[int, int] = (0, 1),
         config_path: str | None = None,
     ) -> None:
+        tune_malloc()  # before the clients, the models and the threads allocate (exporter/runtime.py)
         self.config = config
         self.config_path = config_path
         self._static_credentials = static_credentials
