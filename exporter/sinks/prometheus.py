@@ -125,22 +125,28 @@ def _prefix(family: Family, labels: tuple[tuple[str, str], ...]) -> str:
 
 
 class Renderer:
-    """The text of a Snapshot, as `format_text(SnapshotCollector(snapshot).collect())` gives it, faster.
+    """The exposition bytes of a Snapshot, as `format_text(SnapshotCollector(snapshot).collect())` gives them, faster
+    and in less memory.
 
-    A CloudWatch series' line prefix (name and escaped labels) is kept from one render to the next, so a render at
-    20,000 series formats only the values; the kept prefixes are those of the last render (bounded by it).
+    A CloudWatch series' line prefix (name and escaped labels, as bytes) is kept from one render to the next, found
+    by the identity of the series' key (the poller reuses its SeriesKey objects while the series list holds: hashing
+    20,000 keys' dimension tuples was a fifth of a render), so a render formats only the values. Each task's prefixes
+    are updated in place and pruned to the last render's when more than twice as many are kept (each entry holds its
+    key, so an id is never reused while its entry exists). The lines are joined once into the final bytes, with no
+    per-line or per-family strings: a render at 20,000 series peaks at 11 MB of Python objects (14 before).
     """
 
     def __init__(self) -> None:
-        self._prefixes: dict[tuple[str, str, SeriesKey, str], tuple[Family, str]] = {}
+        # per task: (id of the SeriesKey, statistic) -> (the SeriesKey, its family, its line prefix)
+        self._prefixes: dict[tuple[object, str], dict[tuple[int, str], tuple[SeriesKey, Family, bytes]]] = {}
         self.dropped = 0
 
-    def text(self, snapshot: Snapshot) -> str:
-        blocks: dict[str, tuple[Family, list[str]]] = {}
-        seen: set[str] = set()
+    def text(self, snapshot: Snapshot) -> bytes:
+        blocks: dict[str, tuple[Family, list[bytes]]] = {}
+        seen: set[bytes] = set()
         dropped = 0
 
-        def add(family: Family, prefix: str, value: float, stamp: float | None) -> None:
+        def add(family: Family, prefix: bytes, value: float, stamp: float | None) -> None:
             nonlocal dropped
             if prefix in seen:  # one name and label set exported once: the first wins (see SnapshotCollector)
                 dropped += 1
@@ -149,56 +155,60 @@ class Renderer:
             block = blocks.get(family.name)
             if block is None:
                 block = blocks[family.name] = (family, [])
-            line = prefix + floatToGoString(value)  # type: ignore[no-untyped-call]
-            block[1].append(line if stamp is None else f"{line} {int(float(stamp) * 1000)}")
+            text = floatToGoString(value)  # type: ignore[no-untyped-call]
+            end = b"\n" if stamp is None else b" %d\n" % int(float(stamp) * 1000)
+            block[1].extend((prefix, text.encode(), end))
 
         def add_rows(rows: Iterable[Sample]) -> None:
             for row in rows:
-                add(row.family, _prefix(row.family, row.labels), row.value, row.timestamp)
+                add(row.family, _prefix(row.family, row.labels).encode(), row.value, row.timestamp)
 
-        kept: dict[tuple[str, str, SeriesKey, str], tuple[Family, str]] = {}
-        old = self._prefixes
+        kept: dict[tuple[object, str], dict[tuple[int, str], tuple[SeriesKey, Family, bytes]]] = {}
         add_rows(families.price_samples(snapshot.prices, families.model_ids(snapshot.tasks.values())))
         prices = snapshot.price_table
         for state in snapshot.tasks.values():
             stamps = state.cloudwatch_timestamps
             account, region = state.account_id, state.key.region
+            task = (state.key, account)
+            mine = self._prefixes.get(task, {})  # updated in place: a render with no new series allocates nothing
             for value in state.values:
-                key = (account, region, value.series, value.statistic)
-                found = old.get(key)
-                if found is None:
-                    series = value.series
+                series = value.series
+                key = (id(series), value.statistic)
+                found = mine.get(key)
+                if found is None or found[0] is not series:
                     family = families.cloudwatch_family(series.namespace, series.metric, value.statistic)
                     labels = (
                         *families.task_labels(account, region),
                         *((dimension_label(k), v) for k, v in series.dimensions),
                     )
-                    found = (family, _prefix(family, labels))
-                kept[key] = found
-                add(found[0], found[1], value.value, value.timestamp if stamps else None)
+                    found = mine[key] = (series, family, _prefix(family, labels).encode())
+                add(found[1], found[2], value.value, value.timestamp if stamps else None)
+            if len(mine) > 2 * len(state.values) + 64:  # series gone since: keep only this render's
+                mine = {k: mine[k] for k in [(id(v.series), v.statistic) for v in state.values]}
+            kept[task] = mine
             base = families.task_labels(account, region)
             for group in state.insights:
                 family = families.insights_family(group.query, group.expression)
                 labels = (*base, *((dimension_label(k), v) for k, v in group.group))
-                add(family, _prefix(family, labels), group.value, group.timestamp if stamps else None)
+                add(family, _prefix(family, labels).encode(), group.value, group.timestamp if stamps else None)
             add_rows(families.job_samples(state, prices))
         self._prefixes = kept
         self.dropped = dropped
-        out: list[str] = []
-        for family, lines in blocks.values():
+        out: list[bytes] = []
+        for family, pieces in blocks.values():
             name = f"{family.name}_total" if family.kind == "counter" else family.name
             doc = family.help.replace("\\", r"\\").replace("\n", r"\n")
-            out.append(f"# HELP {name} {doc}\n# TYPE {name} {family.kind}\n")
-            out.append("\n".join(lines))
-            out.append("\n")
-        return "".join(out)
+            out.append(f"# HELP {name} {doc}\n# TYPE {name} {family.kind}\n".encode())
+            out += pieces
+            pieces.clear()  # each family's pieces go as soon as they are in `out`
+        return b"".join(out)
 
 
 def render(
     snapshot: Snapshot, on_dropped: Callable[[int], None] | None = None, renderer: Renderer | None = None
 ) -> RenderedSnapshot:
     renderer = renderer or Renderer()
-    body = renderer.text(snapshot).encode("utf-8")
+    body = renderer.text(snapshot)
     if renderer.dropped and on_dropped is not None:
         on_dropped(renderer.dropped)
     compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)

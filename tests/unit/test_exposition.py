@@ -204,5 +204,23 @@ def test_the_fast_renderer_writes_what_the_collector_path_writes() -> None:
     fast = renderer.text(snapshot)
     assert fast == renderer.text(snapshot)  # again, from the kept prefixes
     collector = SnapshotCollector(snapshot)
-    assert fast.encode() == format_text(collector.collect())
+    assert fast == format_text(collector.collect())
     assert renderer.dropped == collector.dropped == 1
+
+
+def test_kept_prefixes_follow_new_series_objects() -> None:
+    """Prefixes are found by the identity of the series key: a new key (another series, or an equal one made anew)
+    gets its own prefix, never the one of a key it replaced."""
+    from exporter.sinks.prometheus import Renderer, SnapshotCollector, format_text
+
+    renderer = Renderer()
+    store = Store(lambda: 0.0)
+    for round_ in range(3):
+        models = [f"r{round_}-m{i}" for i in range(50)] + ["same"]
+        records = tuple(
+            CloudWatchValue(SeriesKey.of("X", "Metric", {"ModelId": m}), "Average", float(round_ + i), None, 1.0)
+            for i, m in enumerate(models)
+        )
+        store.publish(TaskState(key=KEY, account_id="1", values=records, up=True, last_success=1.0))
+        snapshot = store.snapshot
+        assert renderer.text(snapshot) == format_text(SnapshotCollector(snapshot).collect())
