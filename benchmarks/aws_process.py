@@ -13,9 +13,10 @@ import sys
 class AwsProcess:
     """Parent-side handle of the child process."""
 
-    def __init__(self) -> None:
+    def __init__(self, module: str = "benchmarks.aws_process") -> None:
+        """`module`: benchmarks.aws_process (moto and our job API) or benchmarks.canned_aws (GetMetricData only)."""
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.aws_process"],
+            [sys.executable, "-m", module],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

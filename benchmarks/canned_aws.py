@@ -1,0 +1,118 @@
+"""A CloudWatch that answers GetMetricData at almost no CPU cost, for the scrape-latency measurement.
+
+In production AWS is remote: its work costs the exporter's machine nothing. The moto server that plays AWS in the other
+measurements spends most of a core answering 40 GetMetricData calls of 500 queries a second, on the same 2 cores as
+the exporter and the scraper, and the scrape tail then measures moto's CPU as much as the exporter's
+(docs/performance.md). This server answers every query the way moto does when no datapoint matches (the shape is
+botocore's GetMetricDataOutput: `MetricDataResults[]` with `Id`, `Label`, `Timestamps`, `Values`, `StatusCode`),
+after an optional delay, over keep-alive HTTP/1.1 like AWS. Only GetMetricData (JSON protocol) is served; anything
+else gets a 400 with an AWS-shaped error, so a configuration that needs more of AWS fails loudly.
+
+Child: `python -m benchmarks.canned_aws` prints its URL, then answers one line per command on stdin like
+benchmarks/aws_process.py: `delay SECONDS`, `count OPERATION`, `reset`; it exits when stdin closes.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+
+MAX_BODY = 4 << 20  # a 500-query GetMetricData request is ~70 KB
+
+
+class _State:
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+
+
+def _answer(request: Any) -> bytes:
+    queries = request.get("MetricDataQueries") if isinstance(request, dict) else None
+    results = [
+        {
+            "Id": q.get("Id"),
+            "Label": q.get("Label") or _label(q),
+            "Timestamps": [],
+            "Values": [],
+            "StatusCode": "Complete",
+        }
+        for q in queries or ()
+        if isinstance(q, dict)
+    ]
+    return orjson.dumps({"MetricDataResults": results, "Messages": []})
+
+
+def _label(query: dict[str, Any]) -> str:
+    stat = query.get("MetricStat") or {}
+    metric = stat.get("Metric") or {}
+    return f"{metric.get('MetricName', '')} {stat.get('Stat', '')}".strip()
+
+
+def make_server(state: _State) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(min(length, MAX_BODY))
+            operation = str(self.headers.get("X-Amz-Target", "")).rsplit(".", 1)[-1]
+            with state.lock:
+                state.counts[operation] = state.counts.get(operation, 0) + 1
+            if operation != "GetMetricData":
+                self._send(400, orjson.dumps({"__type": "InvalidAction", "message": f"not served: {operation}"}))
+                return
+            try:
+                request = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                self._send(400, orjson.dumps({"__type": "SerializationException", "message": "bad JSON"}))
+                return
+            if state.delay:
+                time.sleep(state.delay)
+            self._send(200, _answer(request))
+
+        def _send(self, status: int, payload: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/x-amz-json-1.0")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("x-amzn-RequestId", "canned")
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def _serve() -> None:
+    state = _State()
+    server = make_server(state)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
+    for line in sys.stdin:
+        command, _, argument = line.strip().partition(" ")
+        if command == "delay":
+            state.delay = float(argument)
+            print("ok", flush=True)
+        elif command == "count":
+            with state.lock:
+                print(state.counts.get(argument, 0), flush=True)
+        elif command == "reset":
+            with state.lock:
+                state.counts.clear()
+            print("ok", flush=True)
+        else:
+            print(f"unknown command {command!r}", flush=True)
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    _serve()
