@@ -6,6 +6,7 @@ built-in families are listed here once, with their labels and help, and the Prom
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -220,6 +221,7 @@ def _usage_samples(
             yield Sample(FINISHED_COST, labels, cost)
 
 
+@functools.lru_cache(maxsize=4096)  # one Family (and name string) per metric and statistic, not one per series
 def cloudwatch_family(namespace: str, metric: str, statistic: str) -> Family:
     return Family(
         metric_name(namespace, metric, statistic),
@@ -229,6 +231,7 @@ def cloudwatch_family(namespace: str, metric: str, statistic: str) -> Family:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def insights_family(name: str, expression: str) -> Family:
     return Family(name, "gauge", TASK_LABELS, f"CloudWatch Metrics Insights: {expression}")
 

@@ -8,8 +8,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
-import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
-
 from exporter.model import MissingData, ResolvedInsights, ResolvedMetric, SeriesKey
 
 MAX_QUERIES_PER_CALL = 500
@@ -111,16 +109,19 @@ class RegexError(ValueError):
 
 # Prometheus and YACE read regexes with Go's RE2; so does this exporter, through Google's binding. RE2 matches in time
 # linear in the input, so no pattern (`^(a+)+$`, say) can stall the poller on a hostile dimension value. Errors are
-# raised, not logged by RE2 itself, so a bad pattern costs one line naming the field.
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False
+# raised, not logged by RE2 itself, so a bad pattern costs one line naming the field. The binding (2.4 MB resident with
+# its C++ library) is imported on the first filter: most configurations have none (docs/performance.md).
 
 
 @functools.lru_cache(maxsize=256)
 def compile_dimension_filter(pattern: str) -> Any:
     """The compiled RE2 pattern; raises RegexError with RE2's reason when RE2 cannot compile it."""
+    import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
+
+    options = re2.Options()
+    options.log_errors = False
     try:
-        return re2.compile(pattern, _RE2_OPTIONS)
+        return re2.compile(pattern, options)
     except re2.error as exc:
         reason = exc.args[0] if exc.args else "cannot compile"
         text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)

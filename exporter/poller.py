@@ -523,6 +523,10 @@ class Poller:
                 )
             base = previous or TaskState(key=task.key, account_id=labels[0])
             state = base.failed(message, self._clock())
+            del base
+        # The Store holds the only other reference: once it publishes the new state, the previous cycle's records go
+        # before the sinks render the new Snapshot instead of after (20,000 records, ~3 MB at the peak).
+        del previous
         labels = (state.account_id, task.region, task.key.namespace)
         if self._stop.is_set() or not self._store.publish(state, self.generation):
             return math.inf  # replaced by a reload or shutting down: a late result must not bring back a dropped task

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
 _GZIP_LEVEL = 6
+# The missing-data values and the like, shared rather than encoded once per line (an idle region's series all say NaN)
+_COMMON_VALUES = {text: text.encode() for text in ("NaN", "0.0", "+Inf", "-Inf", "1.0")}
 
 
 def cloudwatch_samples(state: TaskState) -> Iterator[Sample]:
@@ -157,7 +159,7 @@ class Renderer:
                 block = blocks[family.name] = (family, [])
             text = floatToGoString(value)  # type: ignore[no-untyped-call]
             end = b"\n" if stamp is None else b" %d\n" % int(float(stamp) * 1000)
-            block[1].extend((prefix, text.encode(), end))
+            block[1].extend((prefix, _COMMON_VALUES.get(text) or text.encode(), end))
 
         def add_rows(rows: Iterable[Sample]) -> None:
             for row in rows:
