@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Protocol
 
 
 class AwsProcess:
@@ -48,24 +49,53 @@ class AwsProcess:
             self._proc.kill()
 
 
-def _serve() -> None:
-    from exporter.demo.server import SimulatedAws
+class Controlled(Protocol):
+    """What a child's server offers to the parent's commands."""
 
-    aws = SimulatedAws().start()
-    print(aws.url, flush=True)
+    def set_delay(self, seconds: float) -> None: ...
+
+    def count(self, operation: str) -> int: ...
+
+    def reset_counts(self) -> None: ...
+
+
+def answer_commands(url: str, server: Controlled) -> None:
+    """The child's side: print the URL, then answer one line per command until stdin closes."""
+    print(url, flush=True)
     for line in sys.stdin:
         command, _, argument = line.strip().partition(" ")
         if command == "delay":
-            aws.delay = float(argument)
+            server.set_delay(float(argument))
             print("ok", flush=True)
         elif command == "count":
-            print(aws.count(argument), flush=True)
+            print(server.count(argument), flush=True)
         elif command == "reset":
-            aws.reset_counts()
+            server.reset_counts()
             print("ok", flush=True)
         else:
             print(f"unknown command {command!r}", flush=True)
-    aws.stop()
+
+
+class _Moto:
+    def __init__(self) -> None:
+        from exporter.demo.server import SimulatedAws
+
+        self.aws = SimulatedAws().start()
+
+    def set_delay(self, seconds: float) -> None:
+        self.aws.delay = seconds
+
+    def count(self, operation: str) -> int:
+        return int(self.aws.count(operation))
+
+    def reset_counts(self) -> None:
+        self.aws.reset_counts()
+
+
+def _serve() -> None:
+    moto = _Moto()
+    answer_commands(moto.aws.url, moto)
+    moto.aws.stop()
 
 
 if __name__ == "__main__":

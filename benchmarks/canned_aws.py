@@ -14,13 +14,14 @@ benchmarks/aws_process.py: `delay SECONDS`, `count OPERATION`, `reset`; it exits
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
+
+from benchmarks.aws_process import answer_commands
 
 MAX_BODY = 4 << 20  # a 500-query GetMetricData request is ~70 KB
 
@@ -30,6 +31,17 @@ class _State:
         self.delay = 0.0
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
+
+    def set_delay(self, seconds: float) -> None:
+        self.delay = seconds
+
+    def count(self, operation: str) -> int:
+        with self.lock:
+            return self.counts.get(operation, 0)
+
+    def reset_counts(self) -> None:
+        with self.lock:
+            self.counts.clear()
 
 
 def _answer(request: Any) -> bytes:
@@ -96,21 +108,7 @@ def _serve() -> None:
     state = _State()
     server = make_server(state)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
-    for line in sys.stdin:
-        command, _, argument = line.strip().partition(" ")
-        if command == "delay":
-            state.delay = float(argument)
-            print("ok", flush=True)
-        elif command == "count":
-            with state.lock:
-                print(state.counts.get(argument, 0), flush=True)
-        elif command == "reset":
-            with state.lock:
-                state.counts.clear()
-            print("ok", flush=True)
-        else:
-            print(f"unknown command {command!r}", flush=True)
+    answer_commands(f"http://127.0.0.1:{server.server_address[1]}", state)
     server.shutdown()
 
 

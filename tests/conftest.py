@@ -162,6 +162,31 @@ def put_values(
         client.put_metric_data(Namespace=namespace, MetricData=data[i : i + 500])
 
 
+def put_as_role(aws: SimulatedAws, role_arn: str, metric: str, model: str, value: float, when: datetime) -> None:
+    """Publish one datapoint with the role's assumed credentials: moto files it under the role's account."""
+    keys = boto3.client("sts", region_name="us-east-1", endpoint_url=aws.url).assume_role(
+        RoleArn=role_arn, RoleSessionName="test"
+    )["Credentials"]
+    boto3.client(
+        "cloudwatch",
+        region_name="us-east-1",
+        endpoint_url=aws.url,
+        aws_access_key_id=keys["AccessKeyId"],
+        aws_secret_access_key=keys["SecretAccessKey"],
+        aws_session_token=keys["SessionToken"],
+    ).put_metric_data(
+        Namespace="AWS/Bedrock/Batch",
+        MetricData=[
+            {
+                "MetricName": metric,
+                "Dimensions": [{"Name": "ModelId", "Value": model}],
+                "Value": value,
+                "Timestamp": when,
+            }
+        ],
+    )
+
+
 def start_job(aws: SimulatedAws, model: str = "m", region: str = "us-east-1", account_id: str | None = None) -> str:
     """Submit an unfinished batch job to the simulated job API (so job-aware polling reads CloudWatch); its ARN."""
     extra = {"account_id": account_id} if account_id else {}

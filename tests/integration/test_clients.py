@@ -14,6 +14,7 @@ from exporter.aws import session as aws_session
 from exporter.aws.session import AwsClients
 from exporter.config import AwsConfig, TargetConfig
 from exporter.demo.server import SimulatedAws
+from tests.conftest import put_as_role
 
 NS = "AWS/Bedrock/Batch"
 METRIC = "NumberOfRecordsPendingProcessing"
@@ -25,27 +26,7 @@ ROLES = {
 
 
 def _put_as(aws: SimulatedAws, role_arn: str, model: str, value: float) -> None:
-    """Publish one datapoint with the role's assumed credentials: moto files it under the role's account."""
-    sts = boto3.client("sts", region_name="us-east-1", endpoint_url=aws.url)
-    keys = sts.assume_role(RoleArn=role_arn, RoleSessionName="test")["Credentials"]
-    boto3.client(
-        "cloudwatch",
-        region_name="us-east-1",
-        endpoint_url=aws.url,
-        aws_access_key_id=keys["AccessKeyId"],
-        aws_secret_access_key=keys["SecretAccessKey"],
-        aws_session_token=keys["SessionToken"],
-    ).put_metric_data(
-        Namespace=NS,
-        MetricData=[
-            {
-                "MetricName": METRIC,
-                "Dimensions": [{"Name": "ModelId", "Value": model}],
-                "Value": value,
-                "Timestamp": datetime.now(UTC) - timedelta(seconds=15),
-            }
-        ],
-    )
+    put_as_role(aws, role_arn, METRIC, model, value, datetime.now(UTC) - timedelta(seconds=15))
 
 
 def _models(client: Any) -> set[str]:

@@ -9,14 +9,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 
-import boto3
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
-from tests.conftest import FAST_JOBS, fast_config, put_values, start_job, wait_for
+from tests.conftest import FAST_JOBS, fast_config, put_as_role, put_values, start_job, wait_for
 from tests.integration.fault_proxy import Fault, FaultProxy
 from tests.integration.test_jobs import ROLE_ARN, recent
 
@@ -162,26 +161,7 @@ def test_job_api_faults_fail_open(kind: str, fresh_aws: SimulatedAws, proxy: Fau
 
 
 def test_expired_credentials_are_refreshed(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
-    sts = boto3.client("sts", region_name="us-east-1", endpoint_url=fresh_aws.url)
-    creds = sts.assume_role(RoleArn=ROLE_ARN, RoleSessionName="test")["Credentials"]
-    boto3.client(
-        "cloudwatch",
-        region_name="us-east-1",
-        endpoint_url=fresh_aws.url,
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    ).put_metric_data(
-        Namespace=NS,
-        MetricData=[
-            {
-                "MetricName": PENDING,
-                "Dimensions": [{"Name": "ModelId", "Value": "m"}],
-                "Value": 9.0,
-                "Timestamp": recent(),
-            }
-        ],
-    )
+    put_as_role(fresh_aws, ROLE_ARN, PENDING, "m", 9.0, recent())
     exporter, url = start_behind_proxy(proxy.url, extra_target=f"    role_arn: {ROLE_ARN}\n")
     try:
         wait_for(lambda: get(url, SERIES, account_id="111111111111") == 9.0)
