@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import struct
 import threading
@@ -321,8 +322,56 @@ class _Collected(Collector):
         return iter(self._families)
 
 
+def _same_text(x: float, y: float) -> bool:
+    """True when both values are written alike (floatToGoString: every NaN is NaN; 0.0 and -0.0 differ)."""
+    if x == y:
+        return x != 0.0 or math.copysign(1.0, x) == math.copysign(1.0, y)
+    return math.isnan(x) and math.isnan(y)
+
+
+def _task_renders_alike(a: TaskState, b: TaskState) -> bool:
+    """True when the Renderer writes the same lines for both states: their CloudWatch values (same series objects),
+    Insights groups and job rows. Health and timing fields are self-metrics, written at scrape time."""
+    if a is b:
+        return True
+    stamps = a.cloudwatch_timestamps
+    if (a.account_id, stamps, len(a.values), len(a.insights)) != (
+        b.account_id,
+        b.cloudwatch_timestamps,
+        len(b.values),
+        len(b.insights),
+    ):
+        return False
+    if a.jobs != b.jobs or a.jobs_finished != b.jobs_finished or a.job_usage != b.job_usage:
+        return False
+    for x, y in zip(a.values, b.values, strict=True):
+        if x.series is not y.series or x.statistic != y.statistic or not _same_text(x.value, y.value):
+            return False
+        if stamps and x.timestamp != y.timestamp:
+            return False
+    for i, j in zip(a.insights, b.insights, strict=True):
+        if (i.query, i.expression, i.group) != (j.query, j.expression, j.group) or not _same_text(i.value, j.value):
+            return False
+        if stamps and i.timestamp != j.timestamp:
+            return False
+    return True
+
+
+def renders_alike(a: Snapshot, b: Snapshot) -> bool:
+    """True when `b` renders to the same exposition bytes as `a` (checked field by field, conservatively: any doubt
+    renders again)."""
+    if a.prices != b.prices or list(a.tasks) != list(b.tasks):
+        return False
+    return all(_task_renders_alike(a.tasks[key], state) for key, state in b.tasks.items())
+
+
 class Exposition:
-    """Keeps the rendering of the newest Snapshot; renders in the publishing thread, never in a scrape."""
+    """Keeps the rendering of the newest Snapshot; renders in the publishing thread, never in a scrape.
+
+    A Snapshot that renders alike the last one rendered (an idle region publishing its missing-data values every
+    interval, or values CloudWatch has not moved since the last cycle) reuses its bytes: checking 20,000 values takes a
+    few ms, a render and its compression about 70 ms of CPU. The last rendered Snapshot is kept for that check.
+    """
 
     def __init__(
         self, store: Store, self_registry: CollectorRegistry, on_dropped: Callable[[int], None] | None = None
@@ -336,6 +385,7 @@ class Exposition:
         self._render_lock = threading.Lock()
         self._registry_text = RegistryText()
         self._tail_lock = threading.Lock()
+        self._last: tuple[Snapshot | None, RenderedSnapshot] = (None, self._rendered)  # the last render and its input
         store.add_listener(self._on_snapshot)
 
     def close(self) -> None:
@@ -344,7 +394,14 @@ class Exposition:
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         with self._render_lock:  # tasks publish from several threads; the renderer's kept prefixes are not shared
-            rendered = render(snapshot, self._on_dropped, self._renderer)
+            last, done = self._last
+            if last is not None and renders_alike(last, snapshot):
+                rendered = RenderedSnapshot(snapshot.version, done.body, done.deflated, done.crc)
+                if self._renderer.dropped and self._on_dropped is not None:
+                    self._on_dropped(self._renderer.dropped)  # counted per Snapshot, as a render would
+            else:
+                rendered = render(snapshot, self._on_dropped, self._renderer)
+            self._last = (snapshot, rendered)
         with self._lock:
             if rendered.version > self._rendered.version:
                 self._rendered = rendered

@@ -224,3 +224,33 @@ def test_kept_prefixes_follow_new_series_objects() -> None:
         store.publish(TaskState(key=KEY, account_id="1", values=records, up=True, last_success=1.0))
         snapshot = store.snapshot
         assert renderer.text(snapshot) == format_text(SnapshotCollector(snapshot).collect())
+
+
+def test_a_snapshot_that_renders_alike_reuses_the_bytes_and_any_change_renders_again() -> None:
+    from exporter.sinks.prometheus import Renderer
+
+    store = Store(lambda: 0.0)
+    exposition = Exposition(store, CollectorRegistry())
+    series = [SeriesKey.of("X", "Metric", {"ModelId": f"m{i}"}) for i in range(3)]
+
+    def publish_values(values: list[float], stamp: float | None = None, stamps: bool = False) -> bytes:
+        records = tuple(CloudWatchValue(s, "Average", v, stamp, 1.0) for s, v in zip(series, values, strict=True))
+        store.publish(
+            TaskState(key=KEY, account_id="1", values=records, up=True, last_success=1.0, cloudwatch_timestamps=stamps)
+        )
+        body = exposition.parts()[0]
+        assert body == Renderer().text(store.snapshot)  # whatever the path, the bytes of a fresh render
+        return body
+
+    first = publish_values([math.nan, 1.0, 0.0])
+    assert publish_values([float("nan"), 1.0, 0.0]) is first  # another NaN object, same text: the same bytes
+    assert publish_values([math.nan, 1.0, -0.0]) is not first  # -0.0 is written differently
+    second = publish_values([math.nan, 2.0, 0.0])
+    assert second is not first and b" 2.0\n" in second
+    stamped = publish_values([math.nan, 2.0, 0.0], stamp=5.0, stamps=True)
+    assert stamped is not second and b" 5000\n" in stamped
+    assert publish_values([math.nan, 2.0, 0.0], stamp=6.0, stamps=True) is not stamped  # a new datapoint time
+    series[0] = SeriesKey.of("X", "Metric", {"ModelId": "other"})
+    assert b"other" in publish_values([math.nan, 2.0, 0.0], stamp=6.0, stamps=True)  # a new series
+    store.publish(TaskState(key=TaskKey("t", "eu-west-1", "X"), account_id="1", up=True))
+    assert exposition.parts()[0] == Renderer().text(store.snapshot)  # a new task
