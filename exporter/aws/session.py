@@ -169,11 +169,10 @@ class AwsClients:
         static_credentials: tuple[str, str] | None = None,
         models_from: AwsClients | None = None,
     ) -> None:
-        self._root = self._new_root()
-        if models_from is not None:
-            # A reload's new clients reuse the parsed service models (the loader's cache, several MB) instead of
-            # parsing them again: freed memory is not always handed back to the OS, so each parse would stay.
-            self._root.register_component("data_loader", models_from._root.get_component("data_loader"))
+        # A reload's new clients reuse the parsed service models (the loader's cache, several MB) instead of parsing
+        # them again: freed memory is not always handed back to the OS, so each parse would stay.
+        models: botocore.loaders.Loader | None = models_from.models if models_from is not None else None
+        self._root = self._new_root(models)
         self._static_credentials = static_credentials
         if static_credentials is not None:
             self._root.set_credentials(*static_credentials)
@@ -196,10 +195,17 @@ class AwsClients:
             parameter_validation=False,
         )
 
+    @property
+    def models(self) -> botocore.loaders.Loader:
+        """The loader of the parsed service models these clients share."""
+        loader: botocore.loaders.Loader = self._root.get_component("data_loader")
+        return loader
+
     @staticmethod
-    def _new_root() -> botocore.session.Session:
+    def _new_root(loader: botocore.loaders.Loader | None = None) -> botocore.session.Session:
+        """A botocore session reading models through `loader` (by default a new `_model_loader`)."""
         session = botocore.session.get_session()
-        session.register_component("data_loader", _model_loader(session))
+        session.register_component("data_loader", loader or _model_loader(session))
         _share_classes(session)
         return session
 
@@ -229,8 +235,7 @@ class AwsClients:
             if target.role_arn:
                 self._sessions.pop(target.label, None)
             else:
-                fresh = self._new_root()
-                fresh.register_component("data_loader", self._root.get_component("data_loader"))
+                fresh = self._new_root(self.models)
                 if self._static_credentials is not None:
                     fresh.set_credentials(*self._static_credentials)
                 self._root = fresh

@@ -116,3 +116,12 @@ def test_lean_model_files_resolve_endpoints_and_models_as_botocore_does() -> Non
 def test_clients_only_for_the_services_the_endpoint_table_keeps(fresh_aws: SimulatedAws) -> None:
     with pytest.raises(ValueError, match="no client for 'ec2'"):
         AwsClients(AwsConfig()).client("ec2", _target(fresh_aws, None), "us-east-1")
+
+
+def test_a_reload_and_an_invalidation_keep_the_parsed_models(fresh_aws: SimulatedAws) -> None:
+    first = AwsClients(AwsConfig())
+    assert AwsClients(AwsConfig(), models_from=first).models is first.models
+    loader = first.models
+    first.invalidate(_target(fresh_aws, None))  # a fresh root session for non-role targets, same models
+    assert first.models is loader
+    assert AwsClients(AwsConfig()).models is not loader
