@@ -62,10 +62,6 @@ class Response:
     def length(self) -> int:
         return len(self.body) + sum(len(part) for part in self.more)
 
-    def content(self) -> bytes:
-        """The whole answer body as one bytes object."""
-        return b"".join((self.body, *self.more)) if self.more else self.body
-
 
 class MetricsBody(Protocol):
     """What serves the /metrics body (the Prometheus sink's Exposition)."""

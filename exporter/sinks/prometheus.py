@@ -98,6 +98,12 @@ def _escape_label(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+def _comment_lines(name: str, doc: str, kind: str) -> str:
+    """A family's `# HELP` and `# TYPE` lines (the help text escaped as the text format wants)."""
+    escaped = doc.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {escaped}\n# TYPE {name} {kind}\n"
+
+
 def format_text(families: Iterable[Metric]) -> bytes:
     """The text exposition format (0.0.4) of `families`.
 
@@ -106,9 +112,8 @@ def format_text(families: Iterable[Metric]) -> bytes:
     """
     out: list[str] = []
     for family in families:
-        doc = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        out.append(f"# HELP {family.name}{'_total' if family.type == 'counter' else ''} {doc}\n")
-        out.append(f"# TYPE {family.name}{'_total' if family.type == 'counter' else ''} {family.type}\n")
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        out.append(_comment_lines(name, family.documentation, family.type))
         for sample in family.samples:
             labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sample.labels.items())
             line = f"{sample.name}{{{labels}}} " if labels else f"{sample.name} "
@@ -119,9 +124,13 @@ def format_text(families: Iterable[Metric]) -> bytes:
     return "".join(out).encode("utf-8")
 
 
+def _exposed_name(family: Family) -> str:
+    return f"{family.name}_total" if family.kind == "counter" else family.name
+
+
 def _prefix(family: Family, labels: tuple[tuple[str, str], ...]) -> str:
     """`name{label="value",...} `: everything of an exposition line but its value."""
-    name = f"{family.name}_total" if family.kind == "counter" else family.name
+    name = _exposed_name(family)
     if not labels:
         return name + " "
     return name + "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels) + "} "
@@ -199,9 +208,7 @@ class Renderer:
         self.dropped = dropped
         out: list[bytes] = []
         for family, pieces in blocks.values():
-            name = f"{family.name}_total" if family.kind == "counter" else family.name
-            doc = family.help.replace("\\", r"\\").replace("\n", r"\n")
-            out.append(f"# HELP {name} {doc}\n# TYPE {name} {family.kind}\n".encode())
+            out.append(_comment_lines(_exposed_name(family), family.help, family.kind).encode())
             out += pieces
             pieces.clear()  # each family's pieces go as soon as they are in `out`
         return b"".join(out)
@@ -307,8 +314,7 @@ class RegistryText:
             name = family.name + suffix
             if not _LEGACY_NAME.fullmatch(name):
                 return None
-            doc = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
-            header = self._headers[key] = f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"
+            header = self._headers[key] = _comment_lines(name, family.documentation, kind)
         return header
 
 
