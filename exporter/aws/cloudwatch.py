@@ -93,9 +93,10 @@ class _LeanParser:
     """botocore's parser, except that a 2xx JSON GetMetricData answer is decoded by orjson alone.
 
     orjson decodes a 500-result answer 1.7x (no datapoints) to 4.7x (five datapoints each) faster than `json.loads`
-    (docs/performance.md). It refuses what the JSON grammar refuses and `json.loads` accepts (`NaN`, `Infinity`,
-    `1e999`): such an answer goes to botocore's parser, as before. An integer beyond 64 bits comes out as the float
-    that reading json's integer gives (values are read as floats either way; tests/unit/test_lean_answers.py).
+    (docs/performance.md). What orjson refuses and `json.loads` accepts (`NaN`, `Infinity`, `1e999`) is decoded by
+    `json.loads`, so such an answer is checked exactly as before (an infinite timestamp is a bad answer); what neither
+    reads goes to botocore's parser. An integer beyond 64 bits comes out as the float that reading json's integer
+    gives (values are read as floats either way; tests/unit/test_lean_answers.py).
 
     Timestamps stay epoch-second numbers (exporter.results reads numbers and datetimes alike) instead of one
     datetime object per datapoint. Anything unusual (not an object, a timestamp that is not a number) goes to
@@ -112,7 +113,10 @@ class _LeanParser:
         try:
             decoded = orjson.loads(body) if body else {}
         except (ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
-            return self._inner.parse(response, shape)
+            try:  # what orjson refuses and json reads (NaN, Infinity, 1e999) is read as it always was
+                decoded = json.loads(body or b"")
+            except (ValueError, TypeError):
+                return self._inner.parse(response, shape)
         if not _plain_answer(decoded):
             return self._inner.parse(response, shape)
         parsed = self._inner.parse({**response, "body": b"{}"}, shape)  # ResponseMetadata exactly as botocore's

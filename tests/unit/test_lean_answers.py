@@ -15,6 +15,8 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from exporter.aws.cloudwatch import _LeanParser, _LeanSerializer, lean_get_metric_data
+from exporter.aws.errors import BadAnswerError
+from exporter.results import merge_page
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +79,6 @@ def test_lean_parse_equals_botocore_parse(client: Any, answer: dict[str, Any]) -
         {"MetricDataResults": [{"Id": "q0", "Timestamps": ["2024-01-01T00:00:00Z"], "Values": [1.0]}]},
         [1, 2],
         b"not json",
-        # Python's json accepts these, orjson (the lean decoder) refuses them: botocore's parser gets the body
-        b'{"MetricDataResults": [{"Id": "q0", "Timestamps": [1700000000], "Values": [NaN]}]}',
-        b'{"MetricDataResults": [{"Id": "q0", "Timestamps": [1700000000], "Values": [-Infinity]}]}',
-        b'{"MetricDataResults": [{"Id": "q0", "Timestamps": [1700000000], "Values": [1e999]}]}',
     ],
 )
 def test_unusual_answers_go_to_botocore(client: Any, body: Any) -> None:
@@ -93,6 +91,38 @@ def test_unusual_answers_go_to_botocore(client: Any, body: Any) -> None:
             _LeanParser(inner).parse(_response(body), shape)
         return
     assert repr(_LeanParser(inner).parse(_response(body), shape)) == repr(theirs)  # repr: nan != nan
+
+
+@pytest.mark.parametrize(
+    "body",
+    [  # Python's json accepts these, orjson (the lean decoder) refuses them: json decodes them, as before orjson
+        b'{"MetricDataResults": [{"Id": "q0", "Timestamps": [1700000000], "Values": [NaN]}]}',
+        b'{"MetricDataResults": [{"Id": "q0", "Timestamps": [1700000000], "Values": [-Infinity]}]}',
+        b'{"MetricDataResults": [{"Id": "q0", "Timestamps": [1700000000], "Values": [1e999]}]}',
+    ],
+)
+def test_what_orjson_refuses_json_reads_as_botocore_does(client: Any, body: bytes) -> None:
+    shape = client.meta.service_model.operation_model("GetMetricData").output_shape
+    inner = client._endpoint._response_parser_factory.create_parser(client.meta.service_model.resolved_protocol)
+
+    def text(parsed: dict[str, Any]) -> str:  # NaN-safe: compared as JSON text, timestamps as floats
+        out = _comparable(parsed)
+        for result in out.get("MetricDataResults", []):
+            result["Timestamps"] = [float(t) for t in result["Timestamps"]]
+        return json.dumps(out, sort_keys=True)
+
+    assert text(_LeanParser(inner).parse(_response(body), shape)) == text(inner.parse(_response(body), shape))
+
+
+def test_an_infinite_timestamp_is_a_bad_answer(client: Any) -> None:
+    """orjson refuses 1e999; json reads it as inf, and the results step refuses it (botocore's parser would raise a
+    RuntimeError of its own, not counted as a bad answer)."""
+    shape = client.meta.service_model.operation_model("GetMetricData").output_shape
+    inner = client._endpoint._response_parser_factory.create_parser(client.meta.service_model.resolved_protocol)
+    body = b'{"MetricDataResults": [{"Id": "q0", "Timestamps": [1e999], "Values": [1.0], "StatusCode": "Complete"}]}'
+    parsed = _LeanParser(inner).parse(_response(body), shape)
+    with pytest.raises(BadAnswerError, match="bad timestamp"):
+        merge_page({}, parsed["MetricDataResults"], {"q0"}, set())
 
 
 def test_integers_beyond_64_bits_read_as_json_reads_them(client: Any) -> None:
