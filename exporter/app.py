@@ -112,6 +112,7 @@ class Exporter:
             tls=tls_context(tls, server.web_config_file or "") if tls is not None else None,
         )
         self.server.start()
+        self.metrics.start_sampling()
         self.poller.start()
         self._running = True
         if self.otlp is not None:
@@ -199,6 +200,7 @@ class Exporter:
 
     def stop(self) -> None:
         self._running = False
+        self.metrics.stop_sampling()
         self.poller.stop()
         if self.otlp is not None:
             self.otlp.stop()

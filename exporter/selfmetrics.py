@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import platform
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -23,6 +25,9 @@ from exporter import __version__
 from exporter.snapshot import Store
 
 PREFIX = "bedrock_batch_exporter"
+SAMPLE_PERIOD = 1.0  # seconds between readings of the process metrics (SampledCollector)
+
+log = logging.getLogger(__name__)
 
 # CloudWatch list prices (us-east-1, checked 2026): GetMetricData is billed per metric requested and is never in
 # the free tier; other API requests are billed per 1,000 requests after 1 million free requests a month. We count
@@ -53,7 +58,11 @@ class SelfMetrics:
         self.prices = prices
         disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series only add bulk
         self.registry = CollectorRegistry(auto_describe=False)
-        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        # process_* metrics are read by a sampler thread, not by the scrape (SampledCollector); start_sampling
+        self.process = SampledCollector(PROCESS_COLLECTOR, SAMPLE_PERIOD)
+        self._sampler: threading.Thread | None = None
+        self._sampling = threading.Event()
+        for collector in (self.process, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
         self.api_requests = Counter(
             f"{PREFIX}_aws_api_requests",
@@ -196,9 +205,60 @@ class SelfMetrics:
         if operation in _BILLED_PER_REQUEST:
             self.api_cost.labels(account_id, region).inc(self.prices[1] * (1 + retries))
 
+    def start_sampling(self) -> None:
+        """Read the process metrics every SAMPLE_PERIOD seconds in a thread of their own until stop_sampling."""
+        if self._sampler is not None:
+            return
+        self._sampling.clear()
+        self._sampler = threading.Thread(target=self._sample_loop, name="sample-process", daemon=True)
+        self._sampler.start()
+
+    def stop_sampling(self) -> None:
+        self._sampling.set()
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            sampler.join(2 * SAMPLE_PERIOD)
+
+    def _sample_loop(self) -> None:
+        while True:
+            self.process.sample()
+            if self._sampling.wait(SAMPLE_PERIOD):
+                return
+
     def record_metrics_requested(self, account_id: str, region: str, count: int) -> None:
         self.metrics_requested.labels(account_id, region).inc(count)
         self.api_cost.labels(account_id, region).inc(self.prices[0] * count)
+
+
+class SampledCollector(Collector):
+    """Another collector's families as of its last `sample()`, so that a scrape does no I/O for them.
+
+    prometheus-client's process collector opens and reads files under /proc on every collect. Each read gives the GIL
+    up and then waits to take it back, which during a poll cycle costs the scrape about a millisecond each time
+    (docs/performance.md). Here a sampler thread (SelfMetrics.start_sampling) reads them every `period` seconds and a
+    scrape serves what it read, at most `period` old. When no reading is newer than three periods (no sampler, or a
+    stalled one), collect() reads live as before. A reading that fails keeps the previous one (prometheus-client's
+    own collector already leaves out what it cannot read).
+    """
+
+    def __init__(self, inner: Collector, period: float) -> None:
+        self._inner = inner
+        self._period = period
+        self._read: tuple[float, list[Metric]] | None = None
+
+    def sample(self) -> None:
+        try:
+            families = list(self._inner.collect())
+        except Exception as exc:  # never let a /proc oddity end the sampler
+            log.debug("reading process metrics failed: %s", exc)
+            return
+        self._read = (time.monotonic(), families)  # one assignment: a scrape sees the old reading or the new one
+
+    def collect(self) -> Iterator[Metric]:
+        read = self._read
+        if read is None or time.monotonic() - read[0] > 3 * self._period:
+            return iter(list(self._inner.collect()))
+        return iter(read[1])
 
 
 class _HealthCollector(Collector):

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from botocore.validate import ParamValidationDecorator
 
+from exporter.aws import gate
 from exporter.aws.errors import BadAnswerError
 from exporter.model import SeriesKey
 from exporter.planner import Batch, QueryList
@@ -175,6 +176,7 @@ def lean_get_metric_data(client: Any) -> None:
 def run_batch(client: Any, batch: Batch, on_page: Callable[[int], None] | None = None) -> dict[str, Answer]:
     """Run one batch to the last page; what the pages said per query id (exporter.results reads it)."""
     lean_get_metric_data(client)
+    gate.hook(client)
     queries = batch.to_api()
     kwargs: dict[str, Any] = {
         # text alone only where the lean serializer splices it in; anything else gets the queries themselves
@@ -189,6 +191,7 @@ def run_batch(client: Any, batch: Batch, on_page: Callable[[int], None] | None =
     seen_tokens: set[str] = set()
     for _ in range(MAX_PAGES):
         answer = client.get_metric_data(**kwargs)
+        gate.resume()  # each call gives its gate slot back while it waits (exporter.aws.gate): take one again
         if on_page is not None:
             on_page(batch.size)
         if not isinstance(answer, dict):
