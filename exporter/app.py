@@ -17,6 +17,7 @@ from exporter.http import MetricsServer, Router, parse_listen_address
 from exporter.jobs import prices
 from exporter.model import TaskKey
 from exporter.poller import Poller
+from exporter.priority import ScrapesFirst
 from exporter.runbooks import RunbooksPage
 from exporter.runtime import tune_malloc
 from exporter.selfmetrics import SelfMetrics
@@ -58,7 +59,9 @@ class Exporter:
         self.store = Store(clock, prices=prices(config.pricing))
         self.metrics = SelfMetrics(self.store, clock, config.pricing.cloudwatch.per_metric_and_request)
         self.clients = AwsClients(config.aws, self.metrics, static_credentials)
-        self.poller = Poller(config, self.clients, self.store, self.metrics, clock, shard)
+        # HTTP requests in flight, and where polling and rendering step aside for them (exporter/priority.py)
+        self.scrapes_first = ScrapesFirst(self.metrics.scrape_priority_wait.inc)
+        self.poller = Poller(config, self.clients, self.store, self.metrics, clock, shard, self.scrapes_first)
         self.poller.generation = self.store.new_generation({t.key for t in self.poller.tasks}, prices(config.pricing))
         self._exposition: Exposition | None = None
         self.status = StatusPage(self.store, self.metrics, clock, config.server.metrics_path)
@@ -74,7 +77,9 @@ class Exporter:
     def exposition(self) -> Exposition:
         """The /metrics rendering, created on first use: in OTLP-only mode nothing renders exposition text."""
         if self._exposition is None:
-            self._exposition = Exposition(self.store, self.metrics.registry, self.metrics.series_dropped.inc)
+            self._exposition = Exposition(
+                self.store, self.metrics.registry, self.metrics.series_dropped.inc, self.scrapes_first.checkpoint
+            )
         return self._exposition
 
     def run_once(self) -> int:
@@ -110,6 +115,7 @@ class Exporter:
             (host, port),
             router,
             tls=tls_context(tls, server.web_config_file or "") if tls is not None else None,
+            scrapes_first=self.scrapes_first,
         )
         self.server.start()
         self.metrics.start_sampling()
@@ -171,7 +177,7 @@ class Exporter:
                     log.warning("config reload: changes to %r take effect only after a restart", setting)
             # The new generation is built before the old one stops: if building failed, polling would go on as is.
             clients = AwsClients(config.aws, self.metrics, self._static_credentials, models_from=self.clients)
-            poller = Poller(config, clients, self.store, self.metrics, self._clock, self._shard)
+            poller = Poller(config, clients, self.store, self.metrics, self._clock, self._shard, self.scrapes_first)
             old = self.poller
             old.stop()
             keys = {t.key for t in poller.tasks}

@@ -29,6 +29,7 @@ from cheroot.server import HeaderReader, HTTPConnection, HTTPRequest
 from cheroot.wsgi import Server as WsgiServer
 
 from exporter import __version__
+from exporter.priority import ScrapesFirst
 from exporter.snapshot import Store
 from exporter.webconfig import BasicAuth
 
@@ -307,16 +308,25 @@ class _Connection(HTTPConnection):
     _handshaken = False
     _closed = False
     evicted = False  # shut down to make room under the connection cap; cheroot closes it on its next read
+    in_flight: ScrapesFirst | None = None  # set while a request of this connection is queued or being served
+
+    def request_done(self) -> None:
+        requests, self.in_flight = self.in_flight, None
+        if requests is not None:
+            requests.end()
 
     def communicate(self) -> bool:
-        if isinstance(self.socket, ssl.SSLSocket) and not self._handshaken:
-            try:
-                self.socket.do_handshake()
-            except (OSError, ValueError) as exc:
-                log.debug("TLS handshake with %s failed: %s", self.remote_addr, exc)
-                return False
-            self._handshaken = True
-        return bool(super().communicate())  # type: ignore[no-untyped-call]
+        try:
+            if isinstance(self.socket, ssl.SSLSocket) and not self._handshaken:
+                try:
+                    self.socket.do_handshake()
+                except (OSError, ValueError) as exc:
+                    log.debug("TLS handshake with %s failed: %s", self.remote_addr, exc)
+                    return False
+                self._handshaken = True
+            return bool(super().communicate())  # type: ignore[no-untyped-call]
+        finally:
+            self.request_done()
 
     def close(self) -> None:
         if not self._closed:
@@ -362,7 +372,10 @@ class _CherootServer(WsgiServer):
 
     ConnectionClass = _Connection
 
-    def __init__(self, address: tuple[str, int], app: Any, tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, address: tuple[str, int], app: Any, tls: ssl.SSLContext | None, scrapes_first: ScrapesFirst | None
+    ) -> None:
+        self.scrapes_first = scrapes_first
         super().__init__(
             address,
             app,
@@ -392,7 +405,17 @@ class _CherootServer(WsgiServer):
 
     def process_conn(self, conn: Any) -> None:
         if conn.last_used is not None:  # a parked connection with a request waiting: to a worker
-            super().process_conn(conn)
+            requests = self.scrapes_first
+            if requests is None or not isinstance(conn, _Connection):
+                super().process_conn(conn)
+                return
+            requests.begin()  # in flight until the worker's communicate() is done (exporter.priority)
+            conn.in_flight = requests
+            try:
+                super().process_conn(conn)
+            except BaseException:
+                conn.request_done()
+                raise
             return
         # Fresh from accept(): wait in the selector for its first bytes rather than in a worker, so idle
         # connections cost a file descriptor, not a thread.
@@ -499,10 +522,18 @@ class MetricsServer:
     The socket is bound here (so a taken port fails at construction); `start()` begins accepting.
     """
 
-    def __init__(self, address: tuple[str, int], router: Router, *, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        router: Router,
+        *,
+        tls: ssl.SSLContext | None = None,
+        scrapes_first: ScrapesFirst | None = None,
+    ) -> None:
         self.router = router
         self._tls = tls
-        self._server = _CherootServer(address, WsgiApp(router), tls)
+        self._scrapes_first = scrapes_first
+        self._server = _CherootServer(address, WsgiApp(router), tls, scrapes_first)
         self._thread: threading.Thread | None = None
         # Threads inherit daemon-ness from their creator: preparing in a daemon thread makes the worker pool daemon
         # threads, so a worker stuck on a client can never keep the process alive after stop().
@@ -548,6 +579,8 @@ class MetricsServer:
             log.warning("HTTP server workers did not stop in time; leaving them to exit with the process")
         if self._thread is not None:
             self._thread.join(0.5)
+        if self._scrapes_first is not None:
+            self._scrapes_first.reset()  # requests still queued will never be served
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:

@@ -23,6 +23,7 @@ from exporter.jobs import JobTracker, retained
 from exporter.manifests import ManifestReader, RetrySchedule
 from exporter.model import BEDROCK_BATCH_NAMESPACE, Job, SeriesKey, TaskKey, TaskState
 from exporter.planner import Batch, PlanCache, select_series
+from exporter.priority import ScrapesFirst
 from exporter.results import STALE_INTERVALS, Answer, Outcome, cloudwatch_records
 from exporter.selfmetrics import ManifestCounters, SelfMetrics
 from exporter.snapshot import Store
@@ -110,6 +111,7 @@ class NamespaceTask:
         idle_heartbeat: float = 0.0,
         *,
         gate: CallGate | None = None,
+        checkpoint: Callable[[], None] | None = None,
     ) -> None:
         self.key = TaskKey(target.label, region, namespace.namespace)
         self.target = target
@@ -121,6 +123,7 @@ class NamespaceTask:
         self._metrics = metrics
         self._call_pool = call_pool
         self._gate = gate or CallGate()
+        self._checkpoint = checkpoint
         self._max_queries = max_queries_per_call
         self._discovered: list[SeriesKey] | None = None
         self._discovered_at = -math.inf
@@ -163,6 +166,7 @@ class NamespaceTask:
             self.insights,
             now,
             self.interval,
+            self._checkpoint,
         )
         self._report(account_id, outcome)
         return self._success(account_id, outcome, now, previous, polling_active=True)
@@ -400,6 +404,7 @@ class Poller:
         metrics: SelfMetrics,
         clock: Callable[[], float] = time.time,
         shard: tuple[int, int] = (0, 1),
+        scrapes_first: ScrapesFirst | None = None,
     ) -> None:
         self._store = store
         # The Store generation this poller's results belong to; the owner sets it (Store.new_generation) before
@@ -410,7 +415,9 @@ class Poller:
         self._clock = clock
         self._call_pool = ThreadPoolExecutor(config.aws.max_concurrent_requests, thread_name_prefix="aws-call")
         # One call thread at a time runs Python; the others wait on the network or on the gate (exporter.aws.gate)
-        self._gate = CallGate(CALL_GATE_WIDTH)
+        # ... and, with `scrapes_first`, steps aside for HTTP requests in flight before each step (exporter.priority)
+        checkpoint = scrapes_first.checkpoint if scrapes_first is not None else None
+        self._gate = CallGate(CALL_GATE_WIDTH, checkpoint)
         self.board = ActivityBoard()
         self.board.on_wake(self._wake_metrics)
         jobs = config.jobs
@@ -433,6 +440,7 @@ class Poller:
                         board,
                         jobs.idle_heartbeat,
                         gate=self._gate,
+                        checkpoint=checkpoint,
                     )
                     for ns in namespaces
                 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -127,8 +127,10 @@ def cloudwatch_records(
     insights: Sequence[ResolvedInsights],
     now: float,
     interval: float,
+    between: Callable[[], None] | None = None,
 ) -> Outcome:
-    """Records for one cycle from its answers and the previous cycle's records."""
+    """Records for one cycle from its answers and the previous cycle's records; `between` is called before each batch
+    (the poller's checkpoint: see exporter.priority)."""
     stale_after = STALE_INTERVALS * interval
     before = _Previous(previous_values)
     fills = {id(policy): policy.fill() for policy in MissingData}  # by identity: enum hashing is slow at 20,000
@@ -137,6 +139,8 @@ def cloudwatch_records(
     values: list[CloudWatchValue] = []
     newest: float | None = None
     for batch, answers in results:
+        if between is not None:
+            between()
         for said in answers.values():
             messages.extend(said.messages[: max(0, MAX_MESSAGES - len(messages))])
         for query in batch.queries:

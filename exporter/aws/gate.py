@@ -19,7 +19,7 @@ follow the needs-retry handlers), and `resume` re-enters after the call returns.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,10 +31,11 @@ _EVENT_SUFFIX = "cloudwatch.GetMetricData"  # botocore's event names: <event>.<h
 class CallGate:
     """`width` slots; a call thread holds one while it runs Python, and gives it back while it waits."""
 
-    def __init__(self, width: int = 1) -> None:
+    def __init__(self, width: int = 1, checkpoint: Callable[[], None] | None = None) -> None:
         if width < 1:
             raise ValueError("a call gate needs at least one slot")
         self._slots = threading.BoundedSemaphore(width)
+        self._checkpoint = checkpoint  # called before taking a slot (exporter.priority: requests in flight first)
 
     @contextmanager
     def working(self) -> Iterator[None]:
@@ -52,6 +53,8 @@ class CallGate:
 
     def _enter(self) -> None:
         if not getattr(_local, "inside", False):
+            if self._checkpoint is not None:
+                self._checkpoint()
             self._slots.acquire()
             _local.inside = True
 
@@ -73,6 +76,8 @@ def pause(**_: Any) -> None:
     gate = getattr(_local, "gate", None)
     if gate is not None:
         gate._leave()
+        if gate._checkpoint is not None:  # the HTTP exchange's own Python work (urllib3) waits for scrapes too
+            gate._checkpoint()
 
 
 def hook(client: Any) -> None:

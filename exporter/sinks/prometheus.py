@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
 _GZIP_LEVEL = 6
+_CHECK_EVERY = 2048  # series between two checkpoints of a render (exporter.priority)
 # The missing-data values and the like, shared rather than encoded once per line (an idle region's series all say NaN)
 _COMMON_VALUES = {text: text.encode() for text in ("NaN", "0.0", "+Inf", "-Inf", "1.0")}
 
@@ -153,7 +154,8 @@ class Renderer:
         self._prefixes: dict[tuple[object, str], dict[tuple[int, str], tuple[SeriesKey, Family, bytes]]] = {}
         self.dropped = 0
 
-    def text(self, snapshot: Snapshot) -> bytes:
+    def text(self, snapshot: Snapshot, between: Callable[[], None] | None = None) -> bytes:
+        """The exposition text; `between` is called every _CHECK_EVERY series (a checkpoint: exporter.priority)."""
         blocks: dict[str, tuple[Family, list[bytes]]] = {}
         seen: set[bytes] = set()
         dropped = 0
@@ -183,7 +185,9 @@ class Renderer:
             account, region = state.account_id, state.key.region
             task = (state.key, account)
             mine = self._prefixes.get(task, {})  # updated in place: a render with no new series allocates nothing
-            for value in state.values:
+            for count, value in enumerate(state.values):
+                if between is not None and not count % _CHECK_EVERY:
+                    between()
                 series = value.series
                 key = (id(series), value.statistic)
                 found = mine.get(key)
@@ -215,10 +219,15 @@ class Renderer:
 
 
 def render(
-    snapshot: Snapshot, on_dropped: Callable[[int], None] | None = None, renderer: Renderer | None = None
+    snapshot: Snapshot,
+    on_dropped: Callable[[int], None] | None = None,
+    renderer: Renderer | None = None,
+    between: Callable[[], None] | None = None,
 ) -> RenderedSnapshot:
     renderer = renderer or Renderer()
-    body = renderer.text(snapshot)
+    body = renderer.text(snapshot, between)
+    if between is not None:
+        between()
     if renderer.dropped and on_dropped is not None:
         on_dropped(renderer.dropped)
     compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
@@ -380,8 +389,13 @@ class Exposition:
     """
 
     def __init__(
-        self, store: Store, self_registry: CollectorRegistry, on_dropped: Callable[[int], None] | None = None
+        self,
+        store: Store,
+        self_registry: CollectorRegistry,
+        on_dropped: Callable[[int], None] | None = None,
+        between: Callable[[], None] | None = None,
     ) -> None:
+        self._between = between  # a render steps aside for requests in flight (exporter.priority)
         self._lock = threading.Lock()
         self._rendered = RenderedSnapshot(-1, b"", b"", 0)
         self._self_registry = self_registry
@@ -406,7 +420,7 @@ class Exposition:
                 if self._renderer.dropped and self._on_dropped is not None:
                     self._on_dropped(self._renderer.dropped)  # counted per Snapshot, as a render would
             else:
-                rendered = render(snapshot, self._on_dropped, self._renderer)
+                rendered = render(snapshot, self._on_dropped, self._renderer, self._between)
             self._last = (snapshot, rendered)
         with self._lock:
             if rendered.version > self._rendered.version:

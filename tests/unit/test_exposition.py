@@ -254,3 +254,14 @@ def test_a_snapshot_that_renders_alike_reuses_the_bytes_and_any_change_renders_a
     assert b"other" in publish_values([math.nan, 2.0, 0.0], stamp=6.0, stamps=True)  # a new series
     store.publish(TaskState(key=TaskKey("t", "eu-west-1", "X"), account_id="1", up=True))
     assert exposition.parts()[0] == Renderer().text(store.snapshot)  # a new task
+
+
+def test_a_render_calls_its_checkpoint_every_so_many_series_and_writes_the_same_bytes() -> None:
+    from exporter.sinks.prometheus import _CHECK_EVERY
+
+    store = Store(lambda: 0.0)
+    snapshot = publish(store, state(*[float(i) for i in range(2 * _CHECK_EVERY + 1)]))
+    calls: list[int] = []
+    checked = render(snapshot, between=lambda: calls.append(1))
+    assert len(calls) == 3 + 1  # at series 0, _CHECK_EVERY and 2 * _CHECK_EVERY, then before the compression
+    assert checked.body == render(snapshot).body

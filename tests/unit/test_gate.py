@@ -85,3 +85,12 @@ def test_a_failing_body_gives_the_slot_back() -> None:
 def test_width_is_at_least_one() -> None:
     with pytest.raises(ValueError, match="at least one"):
         CallGate(0)
+
+
+def test_the_checkpoint_comes_before_each_slot_and_before_each_wait() -> None:
+    calls: list[bool] = []
+    g = CallGate(1, checkpoint=lambda: calls.append(_free(g)))
+    with g.working():  # checkpoint, then the slot: it runs while the slot is still free
+        gate.pause()  # the slot is given back first, then the checkpoint (the network exchange waits for scrapes)
+        gate.resume()
+    assert calls == [True, True, True]

@@ -136,3 +136,12 @@ def test_an_insights_label_that_does_not_split_is_counted_never_attributed() -> 
     outcome = cloudwatch_records([(Batch(0, 60, (), (expr,)), {"i0": answer})], (), (), (two_keys,), NOW, INTERVAL)
     assert outcome.insights == ()
     assert (UNSPLIT_LABEL, 1) in outcome.errors and outcome.unsplit_labels == (("q", "only-one-part"),)
+
+
+def test_the_checkpoint_is_called_before_each_batch_and_changes_nothing() -> None:
+    calls: list[int] = []
+    answers = [(batch(), {"q0": good(1.0)}), (batch(), {"q0": good(2.0)}), (batch(), {})]
+    plain = cloudwatch_records(answers, (), (), (), NOW, INTERVAL)
+    checked = cloudwatch_records(answers, (), (), (), NOW, INTERVAL, lambda: calls.append(1))
+    assert len(calls) == 3
+    assert checked == plain
