@@ -14,10 +14,11 @@ from typing import Protocol
 class AwsProcess:
     """Parent-side handle of the child process."""
 
-    def __init__(self, module: str = "benchmarks.aws_process") -> None:
-        """`module`: benchmarks.aws_process (moto and our job API) or benchmarks.canned_aws (GetMetricData only)."""
+    def __init__(self, module: str = "benchmarks.aws_process", *args: str) -> None:
+        """`module`: benchmarks.aws_process (moto and our job API) or benchmarks.canned_aws (GetMetricData only);
+        `args` go to the child's command line."""
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", module],
+            [sys.executable, "-m", module, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

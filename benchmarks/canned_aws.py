@@ -8,12 +8,18 @@ botocore's GetMetricDataOutput: `MetricDataResults[]` with `Id`, `Label`, `Times
 after an optional delay, over keep-alive HTTP/1.1 like AWS. Only GetMetricData (JSON protocol) is served; anything
 else gets a 400 with an AWS-shaped error, so a configuration that needs more of AWS fails loudly.
 
-Child: `python -m benchmarks.canned_aws` prints its URL, then answers one line per command on stdin like
+With `--moving`, every result carries one datapoint instead (`Timestamps`: one epoch-second number, the last whole
+minute, as the JSON protocol writes timestamps; `Values`: the number of GetMetricData calls answered so far), so every
+value moves from one cycle to the next and the exporter renders every cycle, as in production when CloudWatch has new
+datapoints.
+
+Child: `python -m benchmarks.canned_aws [--moving]` prints its URL, then answers one line per command on stdin like
 benchmarks/aws_process.py: `delay SECONDS`, `count OPERATION`, `reset`; it exits when stdin closes.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +33,9 @@ MAX_BODY = 4 << 20  # a 500-query GetMetricData request is ~70 KB
 
 
 class _State:
-    def __init__(self) -> None:
+    def __init__(self, moving: bool = False) -> None:
+        self.moving = moving
+        self.calls = 0
         self.delay = 0.0
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
@@ -44,14 +52,17 @@ class _State:
             self.counts.clear()
 
 
-def _answer(request: Any) -> bytes:
+def _answer(request: Any, value: float | None = None) -> bytes:
+    """Every query answered Complete: with no datapoint, or (`value`) one datapoint at the last whole minute."""
     queries = request.get("MetricDataQueries") if isinstance(request, dict) else None
+    stamps = [] if value is None else [int(time.time()) // 60 * 60 - 60]
+    values = [] if value is None else [value]
     results = [
         {
             "Id": q.get("Id"),
             "Label": q.get("Label") or _label(q),
-            "Timestamps": [],
-            "Values": [],
+            "Timestamps": stamps,
+            "Values": values,
             "StatusCode": "Complete",
         }
         for q in queries or ()
@@ -76,6 +87,9 @@ def make_server(state: _State) -> ThreadingHTTPServer:
             operation = str(self.headers.get("X-Amz-Target", "")).rsplit(".", 1)[-1]
             with state.lock:
                 state.counts[operation] = state.counts.get(operation, 0) + 1
+                if operation == "GetMetricData":
+                    state.calls += 1
+                calls = state.calls
             if operation != "GetMetricData":
                 self._send(400, orjson.dumps({"__type": "InvalidAction", "message": f"not served: {operation}"}))
                 return
@@ -86,7 +100,7 @@ def make_server(state: _State) -> ThreadingHTTPServer:
                 return
             if state.delay:
                 time.sleep(state.delay)
-            self._send(200, _answer(request))
+            self._send(200, _answer(request, float(calls) if state.moving else None))
 
         def _send(self, status: int, payload: bytes) -> None:
             self.send_response(status)
@@ -105,7 +119,7 @@ def make_server(state: _State) -> ThreadingHTTPServer:
 
 
 def _serve() -> None:
-    state = _State()
+    state = _State(moving="--moving" in sys.argv[1:])
     server = make_server(state)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     answer_commands(f"http://127.0.0.1:{server.server_address[1]}", state)
