@@ -265,3 +265,28 @@ def test_a_render_calls_its_checkpoint_every_so_many_series_and_writes_the_same_
     checked = render(snapshot, between=lambda: calls.append(1))
     assert len(calls) == 3 + 1  # at series 0, _CHECK_EVERY and 2 * _CHECK_EVERY, then before the compression
     assert checked.body == render(snapshot).body
+
+
+def test_kept_prefixes_by_position_survive_inserts_removals_and_changed_statistics() -> None:
+    """The renderer keeps prefixes by position: a series inserted, removed or moved, or a statistic changed at a
+    position, must never reuse another series' prefix; the kept lists shrink with the values."""
+    from exporter.sinks.prometheus import Renderer, SnapshotCollector, format_text
+
+    keys = [SeriesKey.of("X", "Metric", {"ModelId": f"m{i}"}) for i in range(6)]
+    layouts = [
+        [(k, "Average") for k in keys],
+        [(keys[0], "Average"), (keys[5], "Average"), *[(k, "Average") for k in keys[1:5]]],  # inserted near the start
+        [(k, "Maximum" if i == 2 else "Average") for i, k in enumerate(keys)],  # a statistic changed in place
+        [(k, "Average") for k in reversed(keys)],  # every position moved
+        [(keys[3], "Average")],  # most removed
+        [(k, "Average") for k in keys],  # back
+    ]
+    renderer = Renderer()
+    store = Store(lambda: 0.0)
+    for round_, layout in enumerate(layouts):
+        records = tuple(CloudWatchValue(k, stat, float(round_), None, 1.0) for k, stat in layout)
+        store.publish(TaskState(key=KEY, account_id="1", values=records, up=True, last_success=1.0))
+        snapshot = store.snapshot
+        assert renderer.text(snapshot) == format_text(SnapshotCollector(snapshot).collect())
+        (kept,) = renderer._kept.values()
+        assert len(kept.prefixes) == len(kept.series) == len(layout)
