@@ -409,8 +409,9 @@ class _CherootServer(WsgiServer):
             if requests is None or not isinstance(conn, _Connection):
                 super().process_conn(conn)
                 return
-            requests.begin()  # in flight until the worker's communicate() is done (exporter.priority)
-            conn.in_flight = requests
+            if conn.in_flight is None:  # in flight until the worker's communicate() is done (exporter.priority)
+                requests.begin()
+                conn.in_flight = requests
             try:
                 super().process_conn(conn)
             except BaseException:
@@ -427,7 +428,8 @@ class _CherootServer(WsgiServer):
             return
         try:
             conn.socket.settimeout(READ_TIMEOUT)
-            # Headers and body go out in two writes; without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
+            # Plain answers go out in one sendmsg, TLS answers in a write per part; without TCP_NODELAY, Nagle and
+            # delayed ACKs would hold a short last part ~40 ms.
             conn.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             conn.close()
