@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from botocore.parsers import ResponseParserError
 from botocore.validate import ParamValidationDecorator
 
 from exporter.aws import gate
@@ -117,19 +118,36 @@ class _LeanParser:
             try:  # what orjson refuses and json reads (NaN, Infinity, 1e999) is read as it always was
                 decoded = json.loads(body or b"")
             except (ValueError, TypeError):
-                return self._inner.parse(response, shape)
+                return self._botocore(response, shape)
+            except RecursionError:  # orjson stops at 1,024 levels, json at the interpreter's recursion limit
+                raise BadAnswerError("GetMetricData answer is nested too deeply to read") from None
         if not _plain_answer(decoded):
-            return self._inner.parse(response, shape)
+            return self._botocore(response, shape)
         parsed = self._inner.parse({**response, "body": b"{}"}, shape)  # ResponseMetadata exactly as botocore's
         for key in ("MetricDataResults", "NextToken", "Messages"):
             if key in decoded and decoded[key] is not None:
                 parsed[key] = decoded[key]
         return parsed
 
+    def _botocore(self, response: dict[str, Any], shape: Any) -> Any:
+        """botocore's parser on a 2xx answer the lean path does not take. Where it breaks on a shape the API does not
+        have (a `MetricDataResults` object, a result that is a number, a timestamp that is no time), that is a bad
+        answer, counted as one, not an AttributeError from inside botocore; its own ResponseParserError stays."""
+        try:
+            return self._inner.parse(response, shape)
+        except ResponseParserError:
+            raise
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
+            raise BadAnswerError(f"GetMetricData answer does not fit the API's shape ({type(exc).__name__})") from None
+
 
 def _plain_answer(decoded: Any) -> bool:
-    """True when botocore's parser would only copy this answer: an object whose datapoint times are numbers."""
+    """True when botocore's parser would only copy this answer: an object whose `Messages` and `MetricDataResults` are
+    lists (or absent) and whose datapoint times are numbers."""
     if not isinstance(decoded, dict):
+        return False
+    messages = decoded.get("Messages")
+    if messages is not None and not isinstance(messages, list):
         return False
     results = decoded.get("MetricDataResults")
     if results is None:

@@ -77,7 +77,6 @@ def test_lean_parse_equals_botocore_parse(client: Any, answer: dict[str, Any]) -
     "body",
     [
         {"MetricDataResults": [{"Id": "q0", "Timestamps": ["2024-01-01T00:00:00Z"], "Values": [1.0]}]},
-        [1, 2],
         b"not json",
     ],
 )
@@ -86,11 +85,43 @@ def test_unusual_answers_go_to_botocore(client: Any, body: Any) -> None:
     inner = client._endpoint._response_parser_factory.create_parser(client.meta.service_model.resolved_protocol)
     try:
         theirs: Any = inner.parse(_response(body), shape)
-    except Exception as exc:  # botocore refuses it: so must the lean path, the same way
+    except Exception as exc:  # botocore refuses it (its ResponseParserError): so must the lean path, the same way
         with pytest.raises(type(exc)):
             _LeanParser(inner).parse(_response(body), shape)
         return
     assert repr(_LeanParser(inner).parse(_response(body), shape)) == repr(theirs)  # repr: nan != nan
+
+
+@pytest.mark.parametrize(
+    "body",
+    [  # 200 answers of shapes GetMetricDataOutput does not have: botocore's parser raises from inside itself
+        [1, 2],
+        {"MetricDataResults": {"q0": {"Id": "q0"}}},
+        {"MetricDataResults": [1]},
+        {"MetricDataResults": [{"Id": "q0", "Timestamps": "x", "Values": [1.0]}]},
+        {"MetricDataResults": [{"Id": "q0", "Timestamps": ["not a time"], "Values": [1.0]}]},
+        {"Messages": 5},
+        b"[" * 5000 + b"]" * 5000,  # deeper than orjson reads, and than json's recursion limit
+        b'{"MetricDataResults": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ],
+    ids=[
+        "array",
+        "results-object",
+        "result-number",
+        "timestamps-text",
+        "timestamp-no-time",
+        "messages",
+        "deep",
+        "deep-results",
+    ],
+)
+def test_answers_botocore_breaks_on_are_bad_answers(client: Any, body: Any) -> None:
+    """Counted as bad answers (exporter.aws.errors.BadAnswerError, the `bad_answers` counter), not as `other`."""
+    shape = client.meta.service_model.operation_model("GetMetricData").output_shape
+    inner = client._endpoint._response_parser_factory.create_parser(client.meta.service_model.resolved_protocol)
+    with pytest.raises(BadAnswerError) as caught:
+        _LeanParser(inner).parse(_response(body), shape)
+    assert caught.value.operation == "GetMetricData"
 
 
 @pytest.mark.parametrize(
