@@ -284,15 +284,11 @@ def send_parts(sock: socket.socket, parts: list[bytes]) -> None:
                 socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
             )
             sock.settimeout(None)
-            try:
-                sent = sock.sendmsg(views[:_IOV_MAX])
-            except BlockingIOError:  # the kernel's timeout passed with nothing sent
-                sent = 0
-            finally:
-                sock.settimeout(timeout)
-        except OSError:
+            sent = sock.sendmsg(views[:_IOV_MAX])
+        except BlockingIOError:  # the kernel's timeout passed with nothing sent
+            sent = 0
+        finally:
             sock.settimeout(timeout)
-            raise
     for view in views:
         if sent >= len(view):
             sent -= len(view)
@@ -406,10 +402,7 @@ class _CherootServer(WsgiServer):
     def process_conn(self, conn: Any) -> None:
         if conn.last_used is not None:  # a parked connection with a request waiting: to a worker
             requests = self.scrapes_first
-            if requests is None or not isinstance(conn, _Connection):
-                super().process_conn(conn)
-                return
-            if conn.in_flight is None:  # in flight until the worker's communicate() is done (exporter.priority)
+            if requests is not None and conn.in_flight is None:  # until communicate() is done (exporter.priority)
                 requests.begin()
                 conn.in_flight = requests
             try:
@@ -534,7 +527,6 @@ class MetricsServer:
     ) -> None:
         self.router = router
         self._tls = tls
-        self._scrapes_first = scrapes_first
         self._server = _CherootServer(address, WsgiApp(router), tls, scrapes_first)
         self._thread: threading.Thread | None = None
         # Threads inherit daemon-ness from their creator: preparing in a daemon thread makes the worker pool daemon
@@ -581,8 +573,8 @@ class MetricsServer:
             log.warning("HTTP server workers did not stop in time; leaving them to exit with the process")
         if self._thread is not None:
             self._thread.join(0.5)
-        if self._scrapes_first is not None:
-            self._scrapes_first.reset()  # requests still queued will never be served
+        if self._server.scrapes_first is not None:
+            self._server.scrapes_first.reset()  # requests still queued will never be served
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:

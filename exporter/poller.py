@@ -111,7 +111,6 @@ class NamespaceTask:
         idle_heartbeat: float = 0.0,
         *,
         gate: CallGate | None = None,
-        checkpoint: Callable[[], None] | None = None,
     ) -> None:
         self.key = TaskKey(target.label, region, namespace.namespace)
         self.target = target
@@ -123,7 +122,6 @@ class NamespaceTask:
         self._metrics = metrics
         self._call_pool = call_pool
         self._gate = gate or CallGate()
-        self._checkpoint = checkpoint
         self._max_queries = max_queries_per_call
         self._discovered: list[SeriesKey] | None = None
         self._discovered_at = -math.inf
@@ -166,7 +164,7 @@ class NamespaceTask:
             self.insights,
             now,
             self.interval,
-            self._checkpoint,
+            self._gate.checkpoint,
         )
         self._report(account_id, outcome)
         return self._success(account_id, outcome, now, previous, polling_active=True)
@@ -416,8 +414,7 @@ class Poller:
         self._call_pool = ThreadPoolExecutor(config.aws.max_concurrent_requests, thread_name_prefix="aws-call")
         # One call thread at a time runs Python; the others wait on the network or on the gate (exporter.aws.gate)
         # ... and, with `scrapes_first`, steps aside for HTTP requests in flight before each step (exporter.priority)
-        checkpoint = scrapes_first.checkpoint if scrapes_first is not None else None
-        self._gate = CallGate(CALL_GATE_WIDTH, checkpoint)
+        self._gate = CallGate(CALL_GATE_WIDTH, scrapes_first.checkpoint if scrapes_first is not None else None)
         self.board = ActivityBoard()
         self.board.on_wake(self._wake_metrics)
         jobs = config.jobs
@@ -440,7 +437,6 @@ class Poller:
                         board,
                         jobs.idle_heartbeat,
                         gate=self._gate,
-                        checkpoint=checkpoint,
                     )
                     for ns in namespaces
                 )

@@ -263,7 +263,7 @@ class SampledCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         read = self._read
         if read is None or time.monotonic() - read[0] > 3 * self._period:
-            return iter(list(self._inner.collect()))
+            return iter(self._inner.collect())
         return iter(read[1])
 
 

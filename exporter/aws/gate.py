@@ -51,10 +51,14 @@ class CallGate:
             self._leave()
             _local.gate = None
 
+    def checkpoint(self) -> None:
+        """Give way to HTTP requests in flight (exporter.priority), when the gate was given a checkpoint."""
+        if self._checkpoint is not None:
+            self._checkpoint()
+
     def _enter(self) -> None:
         if not getattr(_local, "inside", False):
-            if self._checkpoint is not None:
-                self._checkpoint()
+            self.checkpoint()
             self._slots.acquire()
             _local.inside = True
 
@@ -76,8 +80,7 @@ def pause(**_: Any) -> None:
     gate = getattr(_local, "gate", None)
     if gate is not None:
         gate._leave()
-        if gate._checkpoint is not None:  # the HTTP exchange's own Python work (urllib3) waits for scrapes too
-            gate._checkpoint()
+        gate.checkpoint()  # the HTTP exchange's own Python work (urllib3) waits for scrapes too
 
 
 def hook(client: Any) -> None:
