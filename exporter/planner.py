@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
@@ -14,6 +15,8 @@ MAX_QUERIES_PER_CALL = 500
 # "If you include a Metrics Insights query, each GetMetricData operation can include only one query. But the same
 # GetMetricData operation can also retrieve other metrics." (GetMetricData, CloudWatch API reference)
 MAX_INSIGHTS_PER_CALL = 1
+# Query ids: the same 500 strings in every batch (q0..q499), not one new string per query (20,000 at 10,000 series)
+_QUERY_IDS = tuple(f"q{i}" for i in range(MAX_QUERIES_PER_CALL))
 
 
 class Query(NamedTuple):  # a tuple: untracked by the cyclic GC (see exporter.model)
@@ -63,13 +66,19 @@ class Batch:
     end: int
     queries: tuple[Query, ...]
     expressions: tuple[ExpressionQuery, ...] = ()
-    # The queries as the API's JSON, encoded once with the batch (reused across cycles: see PlanCache); kept as text,
-    # a fraction of the memory of 20,000 nested dicts.
-    api_json: str = field(default="", compare=False, repr=False)
+    # The queries as the API's JSON, encoded once with the batch (reused across cycles: see PlanCache) and kept
+    # deflated: 500 queries' JSON is ~120 KB of text (4.7 MB at 10,000 series) and ~3.5 KB deflated; inflating it
+    # for a call takes ~0.08 ms. Far less memory than 20,000 nested dicts either way.
+    api_deflated: bytes = field(default=b"", compare=False, repr=False)
+
+    @property
+    def api_json(self) -> str:
+        """The queries as the API's JSON text ("" when the batch was not planned with it)."""
+        return zlib.decompress(self.api_deflated).decode() if self.api_deflated else ""
 
     def to_api(self) -> QueryList:
         """`MetricDataQueries` of the call: only its JSON text when the batch was planned (see QueryList)."""
-        if self.api_json:
+        if self.api_deflated:
             return QueryList((), self.api_json)
         return QueryList([q.to_api() for q in self.queries] + [e.to_api() for e in self.expressions], "")
 
@@ -187,14 +196,14 @@ def plan(
             chunk = items[offset : offset + max_queries_per_call - len(expr)]
             offset += len(chunk)
             queries = tuple(
-                Query(f"q{i}", key, stat, metric.period, metric.missing_data)
+                Query(_QUERY_IDS[i], key, stat, metric.period, metric.missing_data)
                 for i, (key, stat, metric) in enumerate(chunk)
             )
             insights_queries = tuple(
                 ExpressionQuery(f"i{i}", e.name, e.expression, e.period, e.group_by) for i, e in enumerate(expr)
             )
             api = [q.to_api() for q in queries] + [e.to_api() for e in insights_queries]
-            batches.append(Batch(start, end, queries, insights_queries, json.dumps(api)))
+            batches.append(Batch(start, end, queries, insights_queries, zlib.compress(json.dumps(api).encode(), 1)))
     return batches
 
 

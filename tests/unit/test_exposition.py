@@ -263,7 +263,9 @@ def test_a_render_calls_its_checkpoint_every_so_many_series_and_writes_the_same_
     snapshot = publish(store, state(*[float(i) for i in range(2 * _CHECK_EVERY + 1)]))
     calls: list[int] = []
     checked = render(snapshot, between=lambda: calls.append(1))
-    assert len(calls) == 3 + 1  # at series 0, _CHECK_EVERY and 2 * _CHECK_EVERY, then before the compression
+    # at series 0, _CHECK_EVERY and 2 * _CHECK_EVERY while the prefixes are made, again while the lines are written,
+    # then before the compression
+    assert len(calls) == 3 + 3 + 1
     assert checked.body == render(snapshot).body
 
 
@@ -290,3 +292,49 @@ def test_kept_prefixes_by_position_survive_inserts_removals_and_changed_statisti
         assert renderer.text(snapshot) == format_text(SnapshotCollector(snapshot).collect())
         (kept,) = renderer._kept.values()
         assert len(kept.prefixes) == len(kept.series) == len(layout)
+
+
+def test_the_kept_layout_is_reused_only_while_it_holds_and_other_lines_sharing_a_family_take_part() -> None:
+    """The renderer keeps where each family's lines are (exporter.sinks.prometheus.Renderer): values that move reuse
+    it; a new series, a new task, or another line with a CloudWatch family's name lays the lines out again, and every
+    render writes what the collector path writes, duplicates dropped in the Snapshot's order."""
+    from exporter.model import InsightsValue, Job
+    from exporter.sinks.prometheus import Renderer, SnapshotCollector, format_text
+
+    keys = [SeriesKey.of("X", "Metric", {"ModelId": f"m{i}"}) for i in range(4)]
+    other = TaskKey("t", "us-east-1", "Y")  # another task with the same account and region: its lines can collide
+    renderer = Renderer()
+    store = Store(lambda: 0.0)
+
+    def check(*states: TaskState) -> None:
+        for task in states:
+            store.publish(task)
+        snapshot = store.snapshot
+        collector = SnapshotCollector(snapshot)
+        assert renderer.text(snapshot) == format_text(collector.collect())
+        assert renderer.dropped == collector.dropped
+
+    def values(number: float, count: int = 4) -> tuple[CloudWatchValue, ...]:
+        return tuple(CloudWatchValue(k, "Average", number + i, None, 1.0) for i, k in enumerate(keys[:count]))
+
+    def job(status: str) -> Job:
+        return Job("arn:j/1", "j1", "m0", status, "InvokeModel", 10.0, 20.0, None, 5.0, 5.0, 5.0, 0.0)
+
+    check(TaskState(KEY, "1", values=values(1.0), jobs=(job("InProgress"),), up=True))
+    layout = renderer._layout
+    check(TaskState(KEY, "1", values=values(2.0), jobs=(job("Completed"),), up=True))  # values and job rows moved
+    assert renderer._layout is layout  # laid out once, reused
+    check(TaskState(other, "1", values=values(3.0, 2), up=True))  # a new task repeating two of the first's series
+    assert renderer._layout is not layout and renderer.dropped == 2
+    layout = renderer._layout
+    check(TaskState(other, "1", values=values(4.0, 2), up=True))
+    assert renderer._layout is layout and renderer.dropped == 2  # the duplicates stay dropped on the kept layout
+    # an Insights group named like the CloudWatch family, with the labels of the first task's m1 series: written
+    # after that series in the Snapshot's order, so the group's line is the one dropped; and it shares the block
+    clash = InsightsValue("aws_x_metric_average", "SELECT ...", (("ModelId", "m1"),), 9.0, None, 1.0, 1.0)
+    check(TaskState(KEY, "1", values=values(5.0), insights=(clash,), up=True))
+    assert renderer.dropped == 3
+    # the first task's m1 gone: the group now comes before the second task's m1, which is dropped instead
+    check(TaskState(KEY, "1", values=(values(6.0)[0],), insights=(clash,), up=True))
+    check(TaskState(KEY, "1", values=values(7.0), up=True))  # the group gone again
+    assert renderer.dropped == 2
