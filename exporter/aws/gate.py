@@ -34,7 +34,11 @@ class CallGate:
     def __init__(self, width: int = 1, checkpoint: Callable[[], None] | None = None) -> None:
         if width < 1:
             raise ValueError("a call gate needs at least one slot")
-        self._slots = threading.BoundedSemaphore(width)
+        # one slot (the poller's CALL_GATE_WIDTH): a plain lock, taken and given back in C; a semaphore is Python code
+        # around a Condition, run twice per call
+        self._slots: threading.Lock | threading.BoundedSemaphore = (
+            threading.Lock() if width == 1 else threading.BoundedSemaphore(width)
+        )
         self._checkpoint = checkpoint  # called before taking a slot (exporter.priority: requests in flight first)
 
     @contextmanager
@@ -73,6 +77,13 @@ def resume(**_: Any) -> None:
     gate = getattr(_local, "gate", None)
     if gate is not None:
         gate._enter()
+
+
+def checkpoint() -> None:
+    """Give way to HTTP requests in flight, as this thread's gate does (no gate: return at once)."""
+    gate = getattr(_local, "gate", None)
+    if gate is not None:
+        gate.checkpoint()
 
 
 def pause(**_: Any) -> None:

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from exporter.model import MissingData, ResolvedMetric, SeriesKey
-from exporter.planner import MAX_QUERIES_PER_CALL, plan, select_series, window
+from exporter.planner import MAX_QUERIES_PER_CALL, Batch, plan, select_series, window
 
 NS = "AWS/Bedrock/Batch"
 PENDING = ResolvedMetric("NumberOfRecordsPendingProcessing", ("Maximum", "Average"), 60, 300, 60, MissingData.ZERO)
@@ -112,3 +112,17 @@ def test_the_plan_cache_reuses_batches_shifting_their_windows_and_replans_on_cha
     assert cache.plan(grown, metrics, 1_000_000.0 + 180, 500) == plan(grown, metrics, 1_000_000.0 + 180, 500)
     copy = list(grown)  # an equal list that is another object: planned again, not trusted blindly
     assert cache.plan(copy, metrics, 1_000_000.0 + 240, 500)[0].queries is not later[0].queries
+
+
+def test_planned_batches_know_their_query_ids_and_share_them_by_size() -> None:
+    from exporter.planner import PlanCache
+
+    metrics = [ResolvedMetric("M", ("Average", "Maximum"), 60, 300, 60, MissingData.ZERO)]
+    keys = [SeriesKey.of("NS", "M", {"ModelId": f"m{i}"}) for i in range(600)]  # 1,200 queries: 500, 500, 200
+    batches = PlanCache().plan(keys, metrics, 1_000_000.0, 500)
+    assert [len(b.queries) for b in batches] == [500, 500, 200]
+    for b in batches:
+        assert b.query_ids == {q.id for q in b.queries}
+    assert batches[0].query_ids is batches[1].query_ids  # one set for every batch of 500
+    hand_made = Batch(0, 60, batches[2].queries[:3])  # not planned: the ids are found from the queries
+    assert hand_made.query_ids == {"q0", "q1", "q2"}
