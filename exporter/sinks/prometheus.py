@@ -20,7 +20,7 @@ from prometheus_client.utils import floatToGoString
 
 from exporter import families
 from exporter.families import Family, Sample
-from exporter.model import SeriesKey, TaskKey, TaskState
+from exporter.model import Price, SeriesKey, TaskKey, TaskState
 from exporter.naming import dimension_label
 from exporter.snapshot import Snapshot, Store
 
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
 _GZIP_LEVEL = 6
-_CHECK_EVERY = 2048  # series between two checkpoints of a render (exporter.priority)
+_CRC_PIECE = 5 * 1024  # CPython's zlib.crc32 keeps the GIL for inputs up to 5 KB (quicker than giving it up)
+_CHECK_EVERY = 512  # series between two checkpoints of a render (exporter.priority): ~0.5 ms of work
 # The missing-data values and the like, with the line's end, shared rather than encoded once per line (an idle region's
 # series all say NaN)
 _COMMON_LINES = {text: f"{text}\n".encode() for text in ("NaN", "0.0", "+Inf", "-Inf", "1.0")}
@@ -143,13 +144,20 @@ def _prefix(family: Family, labels: tuple[tuple[str, str], ...]) -> str:
 class _Kept:
     """One task's line prefixes by position in its values: the SeriesKey and statistic each was made for."""
 
-    __slots__ = ("families", "prefixes", "series", "statistics")
+    __slots__ = ("families", "models", "prefixes", "series", "statistics")
 
     def __init__(self) -> None:
         self.series: list[SeriesKey] = []
         self.statistics: list[str] = []
         self.families: list[Family] = []
         self.prefixes: list[bytes] = []
+        self.models: frozenset[str] | None = None  # the series' ModelId values (None: to be found again)
+
+    def model_ids(self) -> frozenset[str]:
+        """The ModelId dimension values of the kept series (as families.model_ids finds them in the values)."""
+        if self.models is None:
+            self.models = frozenset(v for series in self.series for k, v in series.dimensions if k == "ModelId")
+        return self.models
 
     def keep(self, count: int) -> None:
         """Forget the positions from `count` on."""
@@ -182,6 +190,8 @@ class _Kept:
                 prefixes.append(prefix)
                 size += 1
         self.keep(len(state.values))  # series gone since: their prefixes go
+        if changed:
+            self.models = None
         return changed
 
 
@@ -213,6 +223,7 @@ class Renderer:
         self._layout: list[list[tuple[Family, array[int]]]] = []  # per task: (family, positions) by first appearance
         self._names: frozenset[str] = frozenset()  # the families of the layout's lines
         self._dropped = 0  # CloudWatch duplicates the layout leaves out
+        self._prices: tuple[tuple[Price, ...], set[str], list[_Row]] | None = None  # the last price lines and input
         self.dropped = 0
 
     def text(self, snapshot: Snapshot, between: Callable[[], None] | None = None) -> bytes:
@@ -225,7 +236,7 @@ class Renderer:
             changed = kept[task].update(state, between) or changed
         self._kept = kept
         prices = snapshot.price_table
-        rows: list[list[_Row]] = [_rows(families.price_samples(snapshot.prices, families.model_ids(states)))]
+        rows: list[list[_Row]] = [self._price_rows(snapshot.prices, [kept[task] for task in tasks], states)]
         for state in states:
             base = families.task_labels(state.account_id, state.key.region)
             stamps = state.cloudwatch_timestamps
@@ -259,6 +270,17 @@ class Renderer:
                 blocks.setdefault(row[0].name, (row[0], []))[1].append(row)
         self.dropped = dropped
         return self._write(blocks, states, [kept[task].prefixes for task in tasks], between)
+
+    def _price_rows(self, prices: tuple[Price, ...], kept: list[_Kept], states: list[TaskState]) -> list[_Row]:
+        """The price lines (families.price_samples), made again only when the prices or the reported model IDs
+        changed: resolving 5,000 model IDs against the table took 5 ms of a render."""
+        models = set().union(*(mine.model_ids() for mine in kept))
+        for state in states:
+            models.update(v for group in state.insights for k, v in group.group if k == "ModelId")
+            models.update(job.model_id for job in state.jobs)
+        if self._prices is None or self._prices[0] != prices or self._prices[1] != models:
+            self._prices = (prices, models, _rows(families.price_samples(prices, models)))
+        return self._prices[2]
 
     def _lay_out(self, kept: list[_Kept], rows: list[list[_Row]] | None) -> set[int]:
         """Where each family's lines are, duplicates dropped (the first in the Snapshot's order wins). `rows`, when
@@ -354,9 +376,12 @@ def render(
 def gzip_parts(rendered: RenderedSnapshot, tail: bytes) -> tuple[bytes, bytes, bytes]:
     """One gzip member holding rendered.body + tail, in three parts sent one after the other (the deflated body is
     not copied); only the (small) tail is compressed now."""
-    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-    deflated_tail = compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
-    crc = zlib.crc32(tail, rendered.crc)
+    # Made during the scrape: one zlib call that gives the GIL up (compress) instead of three (a compressor's compress
+    # and flush, and crc32, which gives it up past 5 KB); each give-up waits for the GIL again while polling runs
+    deflated_tail = zlib.compress(tail, _GZIP_LEVEL, -zlib.MAX_WBITS)
+    crc = rendered.crc
+    for start in range(0, len(tail), _CRC_PIECE):
+        crc = zlib.crc32(tail[start : start + _CRC_PIECE], crc)
     size = (len(rendered.body) + len(tail)) & 0xFFFFFFFF
     return _GZIP_HEADER, rendered.deflated, deflated_tail + struct.pack("<II", crc, size)
 

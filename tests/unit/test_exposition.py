@@ -4,6 +4,7 @@ import gzip
 import math
 import zlib
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, Summary, generate_latest
 from prometheus_client.core import GaugeHistogramMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -48,10 +49,11 @@ def test_timestamps_only_when_asked() -> None:
     assert "1700000000" not in render(publish(store, state(1.0))).body.decode()
 
 
-def test_gzip_concatenation_is_one_valid_member() -> None:
+@pytest.mark.parametrize("lines", [1, 1000])  # a tail under 5 KB, and one whose CRC is taken in 5 KB pieces
+def test_gzip_concatenation_is_one_valid_member(lines: int) -> None:
     store = Store(lambda: 0.0)
     rendered = render(publish(store, state(*range(2000))))
-    tail = b"# HELP tail x\n# TYPE tail gauge\ntail 1.0\n"
+    tail = b"# HELP tail x\n# TYPE tail gauge\n" + b"".join(b'tail{n="%d"} 1.0\n' % i for i in range(lines))
     parts = gzip_parts(rendered, tail)
     assert parts[1] is rendered.deflated  # sent as it is, never copied per scrape
     packed = b"".join(parts)
@@ -338,3 +340,34 @@ def test_the_kept_layout_is_reused_only_while_it_holds_and_other_lines_sharing_a
     check(TaskState(KEY, "1", values=(values(6.0)[0],), insights=(clash,), up=True))
     check(TaskState(KEY, "1", values=values(7.0), up=True))  # the group gone again
     assert renderer.dropped == 2
+
+
+def test_price_lines_follow_the_reported_model_ids_and_the_table() -> None:
+    """The renderer makes its price lines again only when the reported model IDs or the prices change: each render
+    still writes what the collector path writes (a model ID reported under a regional profile gets its own line)."""
+    from exporter.model import Job, Price
+    from exporter.sinks.prometheus import Renderer, SnapshotCollector, format_text
+
+    renderer = Renderer()
+    store = Store(lambda: 0.0, prices=(Price("anthropic.claude", 1.0, 2.0), Price("amazon.nova", 0.5, 1.0)))
+
+    def check(models: list[str], job_model: str | None = None) -> str:
+        values = tuple(
+            CloudWatchValue(SeriesKey.of("X", "Metric", {"ModelId": m}), "Average", 1.0, None, 1.0) for m in models
+        )
+        jobs = (
+            ()
+            if job_model is None
+            else (Job("arn:j", "j", job_model, "InProgress", "InvokeModel", 1.0, None, None, 1.0, 0.0, 0.0, 0.0),)
+        )
+        store.publish(TaskState(KEY, "1", values=values, jobs=jobs, up=True))
+        text = renderer.text(store.snapshot)
+        assert text == format_text(SnapshotCollector(store.snapshot).collect())
+        return text.decode()
+
+    assert 'model_id="us.anthropic.claude"' not in check(["amazon.nova"])
+    assert 'model_id="us.anthropic.claude"' in check(["amazon.nova", "us.anthropic.claude"])  # a new series
+    assert 'model_id="eu.amazon.nova"' in check(["amazon.nova"], job_model="eu.amazon.nova")  # a job's model
+    assert 'model_id="eu.amazon.nova"' not in check(["amazon.nova"])
+    store.new_generation({KEY}, (Price("amazon.nova", 0.7, 1.0),))  # a reload with other prices
+    assert 'per_million_tokens{model_id="amazon.nova"} 0.7' in check(["amazon.nova"])
