@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import sys
 import threading
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from exporter.aws.session import AwsClients
 from exporter.config import Config, ConfigError, load_config
+from exporter.gcschedule import CollectionSchedule
 from exporter.http import MetricsServer, Router, parse_listen_address
 from exporter.jobs import prices
 from exporter.model import TaskKey
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL = 0.0005  # seconds
-GC_THRESHOLDS = (10_000, 10, 100)  # CPython's defaults: (700, 10, 10)
 
 
 class Exporter:
@@ -61,6 +60,7 @@ class Exporter:
         self.clients = AwsClients(config.aws, self.metrics, static_credentials)
         # HTTP requests in flight, and where polling and rendering step aside for them (exporter/priority.py)
         self.scrapes_first = ScrapesFirst(self.metrics.scrape_priority_wait.inc)
+        self.gc_schedule = CollectionSchedule(self.scrapes_first.checkpoint)
         self.poller = Poller(config, self.clients, self.store, self.metrics, clock, shard, self.scrapes_first)
         self.poller.generation = self.store.new_generation({t.key for t in self.poller.tasks}, prices(config.pricing))
         self._exposition: Exposition | None = None
@@ -95,10 +95,6 @@ class Exporter:
         # A scrape needs the GIL a few times; while a poll cycle or a render runs, each wait lasts up to the switch
         # interval (5 ms by default). A shorter interval keeps scrapes fast during polling (docs/performance.md).
         sys.setswitchinterval(SWITCH_INTERVAL)
-        # A full (generation 2) collection walks every tracked object while holding the GIL: 70-80 ms at 20,000
-        # series, once per cycle with the default thresholds. Our records are freed by reference counting; rarer
-        # collections keep that pause out of almost every scrape (docs/performance.md).
-        gc.set_threshold(*GC_THRESHOLDS)
         server = self.config.server
         web = load_web_config(server.web_config_file) if server.web_config_file else None
         tls = web.tls_server_config if web is not None else None
@@ -120,6 +116,8 @@ class Exporter:
         self.server.start()
         self.metrics.start_sampling()
         self.poller.start()
+        # The cyclic GC collects on our schedule, not in the middle of scrapes (exporter.gcschedule)
+        self.gc_schedule.start()
         self._running = True
         if self.otlp is not None:
             self.otlp.start()
@@ -187,6 +185,7 @@ class Exporter:
             if self._running:
                 poller.start()
             self.metrics.prices = config.pricing.cloudwatch.per_metric_and_request
+            self.gc_schedule.thaw()  # the old generation may be frozen garbage now: collectable again
             self.metrics.reload_successful.set(1)
             self.metrics.reload_timestamp.set(self._clock())
             log.info("config reloaded: %d poll tasks", len(poller.tasks))
@@ -212,3 +211,4 @@ class Exporter:
             self.otlp.stop()
         if self.server is not None:
             self.server.stop()
+        self.gc_schedule.stop()

@@ -125,3 +125,21 @@ def test_stop_during_a_cycle_ends_every_polling_thread(fresh_aws: SimulatedAws) 
     finally:
         exporter.stop()
     wait_for(lambda: not [t for t in set(threading.enumerate()) - before if t.is_alive()], timeout=10)
+
+
+def test_a_serving_exporter_collects_garbage_on_its_schedule_and_stopping_gives_the_collector_back(
+    fresh_aws: SimulatedAws,
+) -> None:
+    import gc
+
+    config = load_config_text(fast_config(fresh_aws.url, aws="max_attempts: 1", jobs=None), env={})
+    exporter = Exporter(config)
+    exporter.start("127.0.0.1:0")
+    try:
+        assert not gc.isenabled() and gc.get_freeze_count() > 0  # exporter.gcschedule: collections are ours
+        assert exporter.gc_schedule.collections == 0
+        exporter.gc_schedule.collect_now()
+        assert exporter.gc_schedule.collections == 1
+    finally:
+        exporter.stop()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
