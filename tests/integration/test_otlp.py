@@ -49,6 +49,10 @@ def get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+# what a call or a cycle that ends after the poller stopped still counts
+CALL_COUNTERS = ("bedrock_batch_exporter_aws_", "bedrock_batch_exporter_cloudwatch_", "bedrock_batch_exporter_cycle")
+
+
 def both_sinks(exporter: Exporter, url: str, receiver: OtlpReceiver | OtlpGrpcReceiver) -> tuple[str, list[Point]]:
     """Once model-a's 42 and a job show on /metrics and the receiver has data: freeze the Snapshot, push once, and
     read /metrics and the pushed points, both from that one Snapshot."""
@@ -62,7 +66,20 @@ def both_sinks(exporter: Exporter, url: str, receiver: OtlpReceiver | OtlpGrpcRe
 
     wait_for(scraped, timeout=15)
     wait_for(lambda: find(receiver.latest(), "bedrock_batch.job.info"), timeout=10)
-    exporter.poller.stop()
+    exporter.poller.stop()  # abandons calls in flight: one that ends later still counts itself
+
+    def calls() -> list[str]:
+        return [line for line in get(url + "/metrics")[1].splitlines() if line.startswith(CALL_COUNTERS)]
+
+    before: list[list[str]] = [calls()]
+
+    def settled() -> bool:  # the call counters unchanged over 0.3 s: no abandoned call is still finishing
+        time.sleep(0.3)
+        now = calls()
+        same, before[0] = now == before[0], now
+        return same
+
+    wait_for(settled, timeout=15)
     assert exporter.otlp is not None and exporter.otlp.export()
     return get(url + "/metrics")[1], receiver.latest()
 
