@@ -31,7 +31,8 @@ def cycle() -> weakref.ref[Node]:
 
 @pytest.fixture(autouse=True)
 def collector_back() -> Iterator[None]:
-    assert gc.isenabled() and gc.get_freeze_count() == 0
+    # a schedule left running (an exporter some test started and never stopped) would show here, not pass unseen
+    assert gc.isenabled() and gc.get_freeze_count() == 0, "a collection schedule of another test is still running"
     yield
     gc.unfreeze()
     gc.enable()
