@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from exporter.model import KNOWN_STATUSES, JobUsage, Price, TaskState
+from exporter.model import KNOWN_STATUSES, JobUsage, Price, SeriesKey, TaskState
 from exporter.naming import metric_name
 from exporter.pricing import resolve
 
@@ -138,10 +138,20 @@ def model_ids(states: Iterable[TaskState]) -> set[str]:
     """Every model ID the tasks report (CloudWatch's ModelId dimension, Insights groups, jobs), as reported."""
     seen: set[str] = set()
     for state in states:
-        seen.update(v for value in state.values for k, v in value.series.dimensions if k == "ModelId")
-        seen.update(v for group in state.insights for k, v in group.group if k == "ModelId")
-        seen.update(job.model_id for job in state.jobs)
+        seen.update(series_model_ids(value.series for value in state.values))
+        seen.update(other_model_ids(state))
     return seen
+
+
+def series_model_ids(series: Iterable[SeriesKey]) -> Iterator[str]:
+    """The ModelId dimension values of CloudWatch series."""
+    return (v for key in series for k, v in key.dimensions if k == "ModelId")
+
+
+def other_model_ids(state: TaskState) -> Iterator[str]:
+    """The model IDs a task reports besides its CloudWatch series: Insights groups' ModelId, jobs' models."""
+    yield from (v for group in state.insights for k, v in group.group if k == "ModelId")
+    yield from (job.model_id for job in state.jobs)
 
 
 def price_samples(prices: Iterable[Price], seen: Iterable[str] = ()) -> Iterator[Sample]:

@@ -105,28 +105,25 @@ def merge_page(
             continue
         newest = answer.newest
         for when, value in zip(timestamps, values, strict=True):
-            kind = type(when)
-            # orjson's numbers, read as _datapoint reads them (an int past a float's range is _datapoint's to refuse)
-            if type(value) is float and (kind is float or (kind is int and -_FLOAT_INT < when < _FLOAT_INT)):
-                stamp = float(when)
-                if not math.isfinite(stamp):
-                    raise BadAnswerError(f"GetMetricData result {qid}: bad timestamp")
-                point = Datapoint(value, stamp)
-            else:
-                point = _datapoint(qid, when, value)
+            point = _datapoint(qid, when, value)
             if newest is None or point.timestamp > newest.timestamp:
                 newest = point
         answer.newest = newest
 
 
 def _datapoint(qid: str, when: Any, value: Any) -> Datapoint:
-    try:
-        stamp = when.timestamp() if isinstance(when, datetime) else float(when)
-        if isinstance(value, bool) or not isinstance(value, int | float):  # a Double in the API's model
-            raise TypeError("not a number")
-        number = float(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise BadAnswerError(f"GetMetricData result {qid}: unreadable datapoint") from exc
+    kind = type(when)
+    # orjson's numbers (most datapoints) first, without the general checks: an int past a float's range is not one
+    if type(value) is float and (kind is float or (kind is int and -_FLOAT_INT < when < _FLOAT_INT)):
+        stamp, number = float(when), value
+    else:
+        try:
+            stamp = when.timestamp() if isinstance(when, datetime) else float(when)
+            if isinstance(value, bool) or not isinstance(value, int | float):  # a Double in the API's model
+                raise TypeError("not a number")
+            number = float(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise BadAnswerError(f"GetMetricData result {qid}: unreadable datapoint") from exc
     if not math.isfinite(stamp):
         raise BadAnswerError(f"GetMetricData result {qid}: bad timestamp")
     return Datapoint(number, stamp)
@@ -170,7 +167,7 @@ def cloudwatch_records(
                 between()
             answer = answers.get(query.id)
             point = answer.newest if answer is not None else None
-            if point is not None:  # a datapoint (most results): what `_value` makes of it, without the call
+            if point is not None:  # a datapoint (most results): the value AWS sent, now confirmed
                 values.append(CloudWatchValue(query.series, query.statistic, point.value, point.timestamp, now))
                 if newest is None or point.timestamp > newest:
                     newest = point.timestamp
@@ -225,8 +222,7 @@ def _value(
     now: float,
     stale_after: float,
 ) -> CloudWatchValue | None:
-    if answer is not None and answer.newest is not None:
-        return CloudWatchValue(series, statistic, answer.newest.value, answer.newest.timestamp, now)
+    """The record of a query whose answer has no datapoint (cloudwatch_records makes those with one itself)."""
     if answer is not None and answer.status == COMPLETE:
         return None if fill is None else CloudWatchValue(series, statistic, fill, None, now)
     # An error (or no result at all for the query): the last good value ages, then goes; never a made-up one.

@@ -156,7 +156,7 @@ class _Kept:
     def model_ids(self) -> frozenset[str]:
         """The ModelId dimension values of the kept series (as families.model_ids finds them in the values)."""
         if self.models is None:
-            self.models = frozenset(v for series in self.series for k, v in series.dimensions if k == "ModelId")
+            self.models = frozenset(families.series_model_ids(self.series))
         return self.models
 
     def keep(self, count: int) -> None:
@@ -230,13 +230,13 @@ class Renderer:
         """The exposition text; `between` is called every _CHECK_EVERY series (a checkpoint: exporter.priority)."""
         states = list(snapshot.tasks.values())
         tasks = tuple((state.key, state.account_id) for state in states)
-        kept = {task: self._kept.get(task) or _Kept() for task in tasks}  # updated in place: no new series, no alloc
+        self._kept = {task: self._kept.get(task) or _Kept() for task in tasks}  # updated in place: no alloc
+        kept = list(self._kept.values())  # in the order of `tasks` and `states`
         changed = tasks != self._tasks
-        for task, state in zip(tasks, states, strict=True):
-            changed = kept[task].update(state, between) or changed
-        self._kept = kept
+        for mine, state in zip(kept, states, strict=True):
+            changed = mine.update(state, between) or changed
         prices = snapshot.price_table
-        rows: list[list[_Row]] = [self._price_rows(snapshot.prices, [kept[task] for task in tasks], states)]
+        rows: list[list[_Row]] = [self._price_rows(snapshot.prices, kept, states)]
         for state in states:
             base = families.task_labels(state.account_id, state.key.region)
             stamps = state.cloudwatch_timestamps
@@ -253,7 +253,7 @@ class Renderer:
         shared = any(row[0].name in self._names for segment in rows for row in segment)
         skip: set[int] = set()
         if changed or shared:
-            skip = self._lay_out([kept[task] for task in tasks], rows if shared else None)
+            skip = self._lay_out(kept, rows if shared else None)
             self._tasks = () if shared else tasks  # a layout with other lines in it holds for this render only
         seen: set[bytes] = set()  # the other lines' prefixes (a few): duplicates among them are dropped too
         dropped = self._dropped
@@ -269,15 +269,14 @@ class Renderer:
                 seen.add(row[1])
                 blocks.setdefault(row[0].name, (row[0], []))[1].append(row)
         self.dropped = dropped
-        return self._write(blocks, states, [kept[task].prefixes for task in tasks], between)
+        return self._write(blocks, states, [mine.prefixes for mine in kept], between)
 
     def _price_rows(self, prices: tuple[Price, ...], kept: list[_Kept], states: list[TaskState]) -> list[_Row]:
         """The price lines (families.price_samples), made again only when the prices or the reported model IDs
         changed: resolving 5,000 model IDs against the table took 5 ms of a render."""
-        models = set().union(*(mine.model_ids() for mine in kept))
+        models = set().union(*(mine.model_ids() for mine in kept))  # families.model_ids, the series' part kept
         for state in states:
-            models.update(v for group in state.insights for k, v in group.group if k == "ModelId")
-            models.update(job.model_id for job in state.jobs)
+            models.update(families.other_model_ids(state))
         if self._prices is None or self._prices[0] != prices or self._prices[1] != models:
             self._prices = (prices, models, _rows(families.price_samples(prices, models)))
         return self._prices[2]
