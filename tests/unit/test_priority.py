@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
+from exporter import priority
 from exporter.priority import BUDGET_CAPACITY, BUDGET_RATE, ScrapesFirst
 
 WAIT = 10.0  # upper bound on every wait below
@@ -19,7 +22,10 @@ def test_no_request_in_flight_no_wait() -> None:
     assert first.in_flight == 0
 
 
-def test_a_checkpoint_waits_until_the_requests_in_flight_end() -> None:
+def test_a_checkpoint_waits_until_the_requests_in_flight_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bucket as large as WAIT: the checkpoint can only return because the requests ended (with the default
+    # 0.1 s bucket it returned when the budget ran out, racing the 0.1 s wait below on a busy machine).
+    monkeypatch.setattr(priority, "BUDGET_CAPACITY", WAIT)
     waits: list[float] = []
     first = ScrapesFirst(waits.append, max_wait=WAIT)
     first.begin()
@@ -33,7 +39,7 @@ def test_a_checkpoint_waits_until_the_requests_in_flight_end() -> None:
     worker = threading.Thread(target=work)
     worker.start()
     first.end()
-    assert not passed.wait(0.1)  # one request still in flight
+    assert not passed.wait(0.1)  # one request still in flight: nothing but its end lets the checkpoint go
     first.end()
     assert passed.wait(WAIT)
     worker.join(WAIT)
