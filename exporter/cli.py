@@ -14,6 +14,7 @@ from types import FrameType
 
 from exporter import __version__, logs
 from exporter.config import Config, ConfigError, json_schema, load_config, load_config_text
+from exporter.demo.policies import POLICIES
 from exporter.model import BEDROCK_BATCH_NAMESPACE
 from exporter.preflight import preflight
 
@@ -85,6 +86,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--listen-address", default="127.0.0.1:9816", help="HOST:PORT (default %(default)s)")
     demo.add_argument("--otlp-endpoint", metavar="URL", help="also push over OTLP/HTTP, e.g. http://127.0.0.1:4318")
     demo.add_argument("--duration", type=float, help=argparse.SUPPRESS)  # seconds; for tests
+    demo.add_argument(
+        "--policy",
+        choices=POLICIES,
+        default="fifo",
+        help="how the simulation shares a model's throughput among its running jobs, which AWS does not document "
+        "(docs/insight.md; default %(default)s)",
+    )
+    demo.add_argument(
+        "--unreadable-region",
+        action="append",
+        default=[],
+        metavar="REGION",
+        help="a fault: the exporter's calls to this simulated region fail (503) while the simulation goes on",
+    )
     sub.add_parser("schema", parents=[common], help="print the config file's JSON Schema")
     return parser
 
@@ -204,7 +219,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from exporter.demo import run_demo
 
-        return run_demo(args.listen_address, _stop_on_signals(), args.duration, args.otlp_endpoint)
+        return run_demo(
+            args.listen_address,
+            _stop_on_signals(),
+            args.duration,
+            args.otlp_endpoint,
+            policy=args.policy,
+            unreadable_regions=tuple(args.unreadable_region),
+        )
     if args.command == "run" and not (args.shard_count >= 1 and 0 <= args.shard_index < args.shard_count):
         print("error: --shard-index must be 0..--shard-count-1 and --shard-count at least 1", file=sys.stderr)
         return EXIT_USAGE

@@ -74,7 +74,13 @@ def _prune(region: str, cutoff: datetime) -> None:
 
 
 def run_demo(
-    listen_address: str, stop: threading.Event, max_seconds: float | None = None, otlp_endpoint: str | None = None
+    listen_address: str,
+    stop: threading.Event,
+    max_seconds: float | None = None,
+    otlp_endpoint: str | None = None,
+    *,
+    policy: str = "fifo",
+    unreadable_regions: tuple[str, ...] = (),
 ) -> int:
     """Serve the demo until `stop` is set (or `max_seconds` pass); returns an exit code."""
     try:
@@ -87,6 +93,7 @@ def run_demo(
         log.error("the demo needs moto: pip install 'bedrock-batch-exporter[demo]' (%s)", exc)
         return 2
     aws = SimulatedAws().start()
+    aws.broken_regions.update(unreadable_regions)
     exporter: Exporter | None = None
     try:
         models = default_models()
@@ -107,7 +114,7 @@ def run_demo(
             aws_access_key_id=DEMO_CREDENTIALS[0],
             aws_secret_access_key=DEMO_CREDENTIALS[1],
         )
-        workload = Workload(clients, models, aws.jobs, s3=s3)
+        workload = Workload(clients, models, aws.jobs, s3=s3, policy=policy)
         start = datetime.now(UTC)
         history = start - timedelta(seconds=HISTORY_STEPS * PUBLISH_EVERY)
         # One job that has run for almost its whole 24h timeout on a busy model: it expires during the demo.

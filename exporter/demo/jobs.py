@@ -20,6 +20,7 @@ import string
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from moto.core.models import DEFAULT_ACCOUNT_ID
+
+from exporter.demo.policies import POLICIES
 
 log = logging.getLogger(__name__)
 
@@ -455,6 +458,38 @@ def _respond(start_response: StartResponse, status: int, body: Mapping[str, Any]
 
 
 # --- simulation -------------------------------------------------------------------------------------------------------
+#
+# The lifecycle follows the status descriptions of botocore's `ModelInvocationJobStatus` (ModelInvocationJobSummary
+# .status in the API reference): Submitted ("submitted to a queue for validation") -> Validating -> Scheduled
+# ("validated and is now in a queue ... will automatically start when it reaches its turn") -> InProgress ("has
+# begun") -> Completed ("successfully completed"; records may still have failed: errorRecordCount); PartiallyCompleted
+# ("Not all of your records could be processed in time"): the timeout ended a running job; Expired ("scheduled but
+# didn't begin before the set timeout duration"): only a job that never started; Failed (here: failed validation);
+# Stopping -> Stopped ("stopped by a user").
+#
+# Where AWS is silent the simulation takes a named policy (POLICIES), so rules can be judged in more than one world:
+# - which Scheduled job starts when a slot frees: AWS says "when it reaches its turn"; both policies take submission
+#   order.
+# - how many jobs of a model run at once: AWS has a per-model Service Quotas quota, "Sum of in-progress and submitted
+#   batch inference jobs using a base model" (Bedrock quotas page); which statuses count is not documented. Here a job
+#   leaves Scheduled only while fewer than `concurrency` jobs of its model (per account and region) are InProgress.
+# - how a model's throughput is shared among its running jobs: not documented. `fifo`: the oldest running job takes
+#   all it can, the next what is left; `shared`: evenly among the running jobs (what one cannot use goes to the others).
+
+# Bounded, so a demo that runs for days keeps flat memory; a benchmark of an hour logs far fewer events.
+MAX_EVENTS = 100_000
+
+
+@dataclass(frozen=True)
+class Event:
+    """One status change the simulation made: its ground truth, for scoring what the exporter concludes."""
+
+    time: float
+    job_arn: str
+    model_id: str
+    status: str
+    processed: int
+    total: int
 
 
 @dataclass
@@ -463,14 +498,14 @@ class _Plan:
 
     validating_at: float
     scheduled_at: float
-    started_at: float
+    startable_at: float  # earliest start; a free slot of its model decides the rest
     fails_validation: bool
     error_rate: float
     processed: float = 0.0
 
 
 class JobSimulator:
-    """Moves a store's jobs Submitted -> Validating -> Scheduled -> InProgress -> terminal, deterministically per seed.
+    """Moves a store's jobs through the documented lifecycle (see above), deterministically per seed.
 
     Per-job delays, validation failures and record error rates are drawn once, in submission order, from `seed`.
     """
@@ -484,42 +519,85 @@ class JobSimulator:
         failure_rate: float = 0.05,
         error_rate: float = 0.02,
         records_per_second: float = 20.0,
+        concurrency: int | Mapping[str, int] = 10,
+        policy: str = "fifo",
     ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
         self.store = store
         self.queue_seconds = queue_seconds
         self.failure_rate = failure_rate
         self.error_rate = error_rate
         self.records_per_second = records_per_second
+        self.concurrency = concurrency
+        self.policy = policy
+        self.events: deque[Event] = deque(maxlen=MAX_EVENTS)
         self._rng = random.Random(seed)
         self._plans: dict[str, _Plan] = {}
         self._last: float | None = None
 
+    def limit(self, model_id: str) -> int:
+        """How many jobs of this model may be InProgress at once (per account and region)."""
+        if isinstance(self.concurrency, int):
+            return self.concurrency
+        return self.concurrency.get(model_id, 10)
+
     def stop(self, job_arn: str, now: float) -> Job:
         """Ask a job to stop, as StopModelInvocationJob does: Stopping now, Stopped on the next `advance`."""
-        return self.store.update(job_arn, now=now, status="Stopping")
+        job = self.store.update(job_arn, now=now, status="Stopping")
+        self._log(now, job)
+        return job
 
     def advance(self, now: float, processed_records: Mapping[str, float] | None = None) -> list[Job]:
         """Move every unfinished job to `now`; returns the jobs whose status changed.
 
         `processed_records` maps model ID to records that model processed since the last call (e.g. from the
-        metrics workload), shared oldest job first; without it each running job does `records_per_second`.
+        metrics workload), shared among its running jobs by the policy; without it each running job does
+        `records_per_second`.
         """
         elapsed = 0.0 if self._last is None else max(now - self._last, 0.0)
         self._last = now
         budget = dict(processed_records) if processed_records is not None else None
-        changed = []
-        for job in self.store.all():
+        fields: dict[str, dict[str, Any]] = {}
+        running: dict[tuple[str, str, str], list[Job]] = {}
+        startable: dict[tuple[str, str, str], list[Job]] = {}
+        jobs = self.store.all()  # in submission order
+        for job in jobs:
             if job["status"] in TERMINAL:
                 self._plans.pop(job["jobArn"], None)
                 continue
-            plan = self._plan(job)
-            fields = self._next_fields(job, plan, now, elapsed, budget)
-            fields = {k: v for k, v in fields.items() if job.get(k) != v}
-            if fields:
-                updated = self.store.update(job["jobArn"], now=now, **fields)
+            scope = (*_arn_scope(job["jobArn"]), job["modelId"])
+            fields[job["jobArn"]] = change = self._lifecycle(job, self._plan(job), now)
+            status = change.get("status", job["status"])
+            if status == "InProgress":
+                running.setdefault(scope, []).append(job)
+            elif status == "Scheduled" and now >= self._plans[job["jobArn"]].startable_at:
+                startable.setdefault(scope, []).append(job)
+        for scope, queue in startable.items():
+            group = running.setdefault(scope, [])
+            for job in queue[: max(self.limit(scope[2]) - len(group), 0)]:
+                fields[job["jobArn"]]["status"] = "InProgress"
+                group.append(job)
+        for group in running.values():
+            capacity = None if budget is None else budget.get(group[0]["modelId"], 0.0)
+            steps = self._shares(group, capacity, elapsed)
+            if budget is not None and group[0]["modelId"] in budget:
+                budget[group[0]["modelId"]] -= sum(steps)
+            for job, step in zip(group, steps, strict=True):
+                fields[job["jobArn"]].update(self._progress(job, step, now))
+        changed = []
+        for job in jobs:
+            change = {k: v for k, v in fields.get(job["jobArn"], {}).items() if job.get(k) != v}
+            if change:
+                updated = self.store.update(job["jobArn"], now=now, **change)
                 if updated["status"] != job["status"]:
                     changed.append(updated)
+                    self._log(now, updated)
         return changed
+
+    def _log(self, now: float, job: Job) -> None:
+        counts = job["processedRecordCount"], job["totalRecordCount"]
+        self.events.append(Event(now, job["jobArn"], job["modelId"], job["status"], *counts))
 
     def _plan(self, job: Job) -> _Plan:
         if job["jobArn"] not in self._plans:
@@ -527,47 +605,64 @@ class JobSimulator:
             submitted = job["submitTime"].timestamp()
             validating = submitted + self._rng.uniform(low, high) / 3
             scheduled = validating + self._rng.uniform(low, high)
-            started = scheduled + self._rng.uniform(low, high)
+            startable = scheduled + self._rng.uniform(low, high)
             fails = self._rng.random() < self.failure_rate
             # Most jobs have no bad records; the rest have a few percent around `error_rate`.
             rate = 0.0 if self._rng.random() < 0.5 else self._rng.uniform(0, 2 * self.error_rate)
-            self._plans[job["jobArn"]] = _Plan(validating, scheduled, started, fails, rate)
+            self._plans[job["jobArn"]] = _Plan(validating, scheduled, startable, fails, rate)
         return self._plans[job["jobArn"]]
 
-    def _next_fields(
-        self, job: Job, plan: _Plan, now: float, elapsed: float, budget: dict[str, float] | None
-    ) -> dict[str, Any]:
+    @staticmethod
+    def _lifecycle(job: Job, plan: _Plan, now: float) -> dict[str, Any]:
+        """The status change due at `now` that needs no free slot (starting a job does: see `advance`)."""
         status = job["status"]
+        expires = job["jobExpirationTime"]
         if status == "Stopping":
             return {"status": "Stopped", "endTime": now, "message": "Stopped by request."}
-        if now >= job["jobExpirationTime"].timestamp():
-            return {"status": "Expired", "endTime": job["jobExpirationTime"], "message": "Job timed out."}
+        if now >= expires.timestamp():
+            if status == "InProgress":  # PartiallyCompleted: "Not all of your records could be processed in time."
+                return {
+                    "status": "PartiallyCompleted",
+                    "endTime": expires,
+                    "message": "The job timed out before all records were processed.",
+                }
+            # Expired: "scheduled but didn't begin before the set timeout duration".
+            return {"status": "Expired", "endTime": expires, "message": "The job timed out before it started."}
         if status == "Submitted" and now >= plan.validating_at:
             status = "Validating"
         if status == "Validating" and now >= plan.scheduled_at:
             if plan.fails_validation:
                 return {"status": "Failed", "endTime": now, "message": "Input validation failed: malformed record."}
             status = "Scheduled"
-        if status == "Scheduled" and now >= plan.started_at:
-            status = "InProgress"
-            elapsed = now - plan.started_at
-        if status != "InProgress":
-            return {"status": status} if status != job["status"] else {}
-        return {"status": status, **self._progress(job, plan, elapsed, budget, now)}
+        return {"status": status} if status != job["status"] else {}
 
-    def _progress(
-        self, job: Job, plan: _Plan, elapsed: float, budget: dict[str, float] | None, now: float
-    ) -> dict[str, Any]:
+    def _shares(self, group: list[Job], capacity: float | None, elapsed: float) -> list[float]:
+        """Records each running job of one model processes in this step, by the policy."""
+        rooms = [max(job["totalRecordCount"] - self._plans[job["jobArn"]].processed, 0.0) for job in group]
+        if capacity is None:  # no workload: every job at its own fixed pace
+            return [min(room, self.records_per_second * elapsed) for room in rooms]
+        steps = [0.0] * len(group)
+        left = max(capacity, 0.0)
+        if self.policy == "fifo":
+            for i, room in enumerate(rooms):
+                steps[i] = min(room, left)
+                left -= steps[i]
+            return steps
+        open_jobs = [i for i, room in enumerate(rooms) if room > 0]
+        while left > 1e-9 and open_jobs:  # shared: water-filling, what a job cannot use goes to the others
+            share = left / len(open_jobs)
+            for i in open_jobs:
+                take = min(share, rooms[i] - steps[i])
+                steps[i] += take
+                left -= take
+            open_jobs = [i for i in open_jobs if rooms[i] - steps[i] > 1e-9]
+        return steps
+
+    def _progress(self, job: Job, step: float, now: float) -> dict[str, Any]:
         """Record counts after this step; processed = success + error, never above total."""
+        plan = self._plans[job["jobArn"]]
         total = job["totalRecordCount"]
-        room = total - plan.processed
-        if budget is None:
-            step = min(room, self.records_per_second * elapsed)
-        else:
-            step = min(room, budget.get(job["modelId"], 0.0))
-            if job["modelId"] in budget:
-                budget[job["modelId"]] -= step
-        plan.processed += max(step, 0.0)
+        plan.processed = min(plan.processed + max(step, 0.0), float(total))
         processed = min(int(plan.processed), total)
         errors = min(int(processed * plan.error_rate), processed)
         fields: dict[str, Any] = {
@@ -575,6 +670,6 @@ class JobSimulator:
             "successRecordCount": processed - errors,
             "errorRecordCount": errors,
         }
-        if processed >= total:
-            fields.update(status="PartiallyCompleted" if errors else "Completed", endTime=now)
+        if processed >= total:  # Completed: every record processed; failed records are errorRecordCount
+            fields.update(status="Completed", endTime=now)
         return fields

@@ -63,7 +63,8 @@ class SimulatedAws:
     Bedrock's batch-job API, which moto lacks, is served by the faithful fake in `exporter.demo.jobs` (`jobs` is its
     store). `calls` counts the requests served by (service, region, operation), so tests measure API calls on the
     server side; `delay` makes every request wait first (a slow or hanging AWS); requests for a region named in
-    `broken_regions` ("eu-west-1", or "ACCOUNT:eu-west-1" for one account only) get 503 (a regional outage).
+    `broken_regions` ("eu-west-1", or "ACCOUNT:eu-west-1" for one account only) get 503 when the exporter sends them
+    (its user agent), so the region is unreadable to it while the simulation's own writes go on (a fault, not a halt).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -116,7 +117,9 @@ class SimulatedAws:
                 self.exporter_calls[(key[0], key[2])] += 1
         if self.delay > 0:
             self._released.wait(self.delay)
-        if key[1] in self.broken_regions or f"{_account_of(environ)}:{key[1]}" in self.broken_regions:
+        # Broken for the exporter only: the simulation's own writes (another user agent) keep the world moving.
+        broken = key[1] in self.broken_regions or f"{_account_of(environ)}:{key[1]}" in self.broken_regions
+        if broken and by_exporter:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Content-Length", "20")])
             return [b"region unavailable\r\n"]
         if handles(environ):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
-from exporter.demo.jobs import NON_TERMINAL, TERMINAL, Job, JobSimulator, JobStore
+from exporter.demo.jobs import MAX_EVENTS, NON_TERMINAL, TERMINAL, Job, JobSimulator, JobStore
 
 NAMESPACE = "AWS/Bedrock/Batch"
 OUTPUT_BUCKET = "bedrock-batch-demo-output"  # every simulated job writes its results under s3://OUTPUT_BUCKET/<prefix>/
@@ -29,6 +30,8 @@ class SimulatedModel:
     job_prefix: str = "batch"
     rng: random.Random = field(default_factory=random.Random)
     jobs_submitted: int = 0
+    concurrency: int = 10  # jobs InProgress at once (the per-model quota, docs/insight.md)
+    backlog_minutes: float = 2.0  # new jobs arrive while fewer than this many minutes of records are pending
 
     def capacity(self, seconds: float) -> float:
         """Records this model can process in the next `seconds`."""
@@ -58,14 +61,19 @@ def default_models(seed: int = 7) -> dict[str, list[SimulatedModel]]:
     """The demo's models per region: an Anthropic model (with tokens pending) and others."""
     rng = random.Random(seed)
 
-    def model(model_id: str, tin: int, tout: int, rpm: float, prefix: str, anthropic: bool = False) -> SimulatedModel:
-        return SimulatedModel(model_id, tin, tout, rpm, anthropic, prefix, rng=random.Random(rng.random()))
+    def model(
+        model_id: str, tin: int, tout: int, rpm: float, prefix: str, anthropic: bool = False, **more: Any
+    ) -> SimulatedModel:
+        return SimulatedModel(model_id, tin, tout, rpm, anthropic, prefix, rng=random.Random(rng.random()), **more)
 
     return {
         "us-east-1": [
             model("anthropic.claude-3-5-sonnet-20240620-v1:0", 900, 300, 800, "contract-review", anthropic=True),
             model("amazon.nova-pro-v1:0", 600, 200, 1500, "catalog-enrich"),
-            model("meta.llama3-1-70b-instruct-v1:0", 700, 250, 600, "support-summaries"),
+            # At its concurrency limit most of the time: jobs wait in Scheduled.
+            model(
+                "meta.llama3-1-70b-instruct-v1:0", 700, 250, 600, "support-summaries", concurrency=2, backlog_minutes=12
+            ),
         ],
         "us-west-2": [
             model("anthropic.claude-3-haiku-20240307-v1:0", 500, 150, 2500, "ticket-triage", anthropic=True),
@@ -88,6 +96,7 @@ class Workload:
         jobs: JobStore,
         seed: int = 11,
         s3: Any | None = None,
+        policy: str = "fifo",
     ) -> None:
         self._cloudwatch = cloudwatch
         self._s3 = s3
@@ -97,7 +106,14 @@ class Workload:
                 s3.create_bucket(Bucket=OUTPUT_BUCKET)
         self.models = models
         self.jobs = jobs
-        self.simulator = JobSimulator(jobs, seed, queue_seconds=(3.0, 15.0), failure_rate=0.08)
+        limits = {m.model_id: m.concurrency for ms in models.values() for m in ms}
+        self.simulator = JobSimulator(
+            jobs, seed, queue_seconds=(3.0, 15.0), failure_rate=0.08, concurrency=limits, policy=policy
+        )
+        # Ground truth per step and model: (time, model ID, records pending, records processed since the start).
+        self.backlog: deque[tuple[float, str, float, float]] = deque(maxlen=MAX_EVENTS)
+        self._processed: dict[str, float] = {}
+        self.arrivals = True  # False: no new jobs (a scenario that lets the backlog drain)
         self._rng = random.Random(seed)
         self._region_of = {m.model_id: region for region, ms in models.items() for m in ms}
         self._model = {m.model_id: m for ms in models.values() for m in ms}
@@ -174,7 +190,9 @@ class Workload:
         for models in self.models.values():
             for model in models:
                 pending = before.get(model.model_id, (0.0, 0.0))[0]
-                if pending < model.records_per_minute * 2 or self._rng.random() < 0.01:
+                if self.arrivals and (
+                    pending < model.records_per_minute * model.backlog_minutes or self._rng.random() < 0.01
+                ):
                     self.submit(model, stamp)
                 capacity[model.model_id] = model.capacity(seconds)
         running = [j for j in self.jobs.all() if j["status"] == "InProgress"]
@@ -189,7 +207,10 @@ class Workload:
             data = []
             for model in models:
                 pending, processed = after.get(model.model_id, (0.0, 0.0))
-                rate = (processed - before.get(model.model_id, (0.0, 0.0))[1]) * 60.0 / seconds
+                done = max(processed - before.get(model.model_id, (0.0, 0.0))[1], 0.0)
+                rate = done * 60.0 / seconds
+                total = self._processed[model.model_id] = self._processed.get(model.model_id, 0.0) + done
+                self.backlog.append((stamp, model.model_id, pending, total))
                 if pending > 0 or rate > 0:  # like Bedrock: metrics exist only while there is batch activity
                     data.extend(model.datapoints(pending, rate, when))
             if data:
