@@ -545,6 +545,11 @@ class JobsConfig(_Model):
     idle_heartbeat: Annotated[
         float, BeforeValidator(parse_duration), _duration_bounds(1, DAY, zero=True), _DURATION_SCHEMA
     ] = Field(default=0.0, description="while paused, still poll CloudWatch this often (0 = never; 1s to 1d)")
+    eta_window: Annotated[float, BeforeValidator(parse_duration), _duration_bounds(10, DAY), _DURATION_SCHEMA] = Field(
+        default=300.0,
+        description="the records each model's jobs processed over this window give its rate, for job ETAs and "
+        "drain times (10s to 1d; docs/insight.md)",
+    )
     read_manifests: bool = Field(
         default=False,
         description="read each finished job's manifest.json.out from its S3 output (exact tokens and cost per job; "

@@ -67,6 +67,22 @@ JOB_OUTPUT_TOKENS = _job("output_tokens", "Output tokens of a finished job, from
 JOB_COST = _job(
     "cost_dollars", "Cost of a finished job in US dollars: its manifest's tokens at the model's batch price."
 )
+JOB_ETA = _job(
+    "eta_seconds",
+    "Estimated seconds until an InProgress job finishes, from its model's recent rate (an estimate: docs/insight.md).",
+)
+MODEL_DRAIN_ETA = Family(
+    "bedrock_batch_model_drain_eta_seconds",
+    "gauge",
+    (*TASK_LABELS, "model_id"),
+    "Estimated seconds until the records left in a model's unfinished jobs are processed, at its recent gross rate.",
+)
+MODEL_RATE = Family(
+    "bedrock_batch_model_processed_records_per_second",
+    "gauge",
+    (*TASK_LABELS, "model_id"),
+    "Records a model's jobs processed per second over the ETA window (jobs.eta_window), while it has records left.",
+)
 _FINISHED_LABELS = (*TASK_LABELS, "model_id", "status")
 FINISHED_INPUT_TOKENS = Family(
     "bedrock_batch_finished_jobs_input_tokens",
@@ -112,6 +128,9 @@ BUILTIN: tuple[Family, ...] = (
     JOB_INPUT_TOKENS,
     JOB_OUTPUT_TOKENS,
     JOB_COST,
+    JOB_ETA,
+    MODEL_DRAIN_ETA,
+    MODEL_RATE,
     FINISHED_INPUT_TOKENS,
     FINISHED_OUTPUT_TOKENS,
     FINISHED_COST,
@@ -198,7 +217,23 @@ def job_samples(state: TaskState, prices: Mapping[str, Price] | None = None) -> 
         ):
             if value is not None:
                 yield Sample(family, labels, value)
+    yield from _estimate_samples(state, base)
     yield from _usage_samples(state, base, prices or {})
+
+
+def _estimate_samples(state: TaskState, base: tuple[tuple[str, str], ...]) -> Iterator[Sample]:
+    """Job ETAs (InProgress jobs only) and model drain times, as exporter.eta estimated them."""
+    jobs = {job.arn: job for job in state.jobs}
+    for eta in state.job_eta:
+        job = jobs.get(eta.arn)
+        if job is not None and job.status == "InProgress":
+            labels = (*base, ("job_arn", job.arn), ("job_name", job.name), ("model_id", job.model_id))
+            yield Sample(JOB_ETA, labels, eta.seconds)
+    for drain in state.model_drain:
+        labels = (*base, ("model_id", drain.model_id))
+        yield Sample(MODEL_RATE, labels, drain.records_per_second)
+        if drain.seconds is not None:
+            yield Sample(MODEL_DRAIN_ETA, labels, drain.seconds)
 
 
 def _usage_samples(

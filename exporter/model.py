@@ -183,6 +183,24 @@ class JobUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class JobEta:
+    """Seconds until an InProgress job is estimated to finish (exporter.eta: an estimate, not an AWS value)."""
+
+    arn: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDrain:
+    """A model's records left in unfinished jobs, its gross rate over the ETA window, and their quotient."""
+
+    model_id: str
+    records_left: float
+    records_per_second: float
+    seconds: float | None  # None while the model processes nothing
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """Batch price of one model in US dollars per million tokens (from the price table)."""
 
@@ -203,6 +221,8 @@ class TaskState:
     jobs: tuple[Job, ...] = ()
     jobs_finished: tuple[JobsFinished, ...] = ()
     job_usage: tuple[JobUsage, ...] = ()  # manifests read so far, for retained finished jobs
+    job_eta: tuple[JobEta, ...] = ()
+    model_drain: tuple[ModelDrain, ...] = ()
     up: bool = False
     last_attempt: float | None = None
     last_success: float | None = None

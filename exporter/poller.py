@@ -19,6 +19,7 @@ from exporter.aws.cloudwatch import list_series, run_batch
 from exporter.aws.gate import CallGate
 from exporter.aws.session import AwsClients
 from exporter.config import Config, JobsConfig, NamespaceConfig, TargetConfig
+from exporter.eta import ProgressHistory, estimate
 from exporter.jobs import JobTracker, retained
 from exporter.manifests import ManifestReader, RetrySchedule
 from exporter.model import BEDROCK_BATCH_NAMESPACE, Job, SeriesKey, TaskKey, TaskState
@@ -295,6 +296,7 @@ class JobTask:
         self._clients = clients
         self._board = board
         self._tracker = JobTracker(started)
+        self._progress = ProgressHistory(config.eta_window)
         self._metrics = metrics
         self._reader: ManifestReader | None = None
         self._unknown_logged: set[str] = set()
@@ -317,12 +319,16 @@ class JobTask:
         self._board.report(self.target.label, self.region, any(not j.finished for j in jobs))
         kept = retained(jobs, now, self._config.retention)
         usage = self._manifests(account_id).update(kept, now) if self._config.read_manifests else ()
+        self._progress.observe(now, kept)
+        etas, drains = estimate(kept, self._progress.rates()[1])
         return TaskState(
             key=self.key,
             account_id=account_id,
             jobs=tuple(sorted(kept, key=lambda j: j.arn)),
             jobs_finished=self._tracker.records(),
             job_usage=usage,
+            job_eta=etas,
+            model_drain=drains,
             up=True,
             last_attempt=now,
             last_success=now,
