@@ -214,6 +214,11 @@ class ManifestReader:
                 entry = self._entries.get(job.arn)
                 if entry is None:
                     entry = self._entries[job.arn] = _Entry(base=job.ended if job.ended is not None else now)
+                    if job.processed_records == 0:
+                        # Processed nothing (e.g. failed validation): Bedrock writes no output, so there is nothing
+                        # to read and nothing missing; fetching would count a certain miss as an AWS error.
+                        entry.gone = True
+                        continue
                     if not job.output_s3_uri:
                         self._give_up(entry)
                         continue

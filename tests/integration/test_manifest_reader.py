@@ -212,6 +212,22 @@ def test_unfinished_jobs_create_no_client_and_jobs_without_output_are_missing_at
         reader.close()
 
 
+def test_a_finished_job_that_processed_nothing_is_not_fetched_and_not_missing(aws: SimulatedAws) -> None:
+    counters, clients = Counters(), Clients(aws.url)
+    reader = ManifestReader(clients, counters)
+    try:
+        failed = job("ffffffff0001", "usage-none", status="Failed", processed_records=0.0, succeeded_records=0.0)
+        unknown = job("ffffffff0002", "usage-none", processed_records=None)  # counts absent: still tried
+        aws.reset_counts()
+        for minute in range(5):
+            settle(reader, [failed, unknown], ENDED + 60 * minute)
+        assert aws.count("GET /usage-none/out/ffffffff0001/manifest.json.out") == 0
+        assert aws.count("GET /usage-none/out/ffffffff0002/manifest.json.out") >= 1
+        assert counters.reads[OK] == 0 and clients.made >= 1
+    finally:
+        reader.close()
+
+
 def test_reads_are_bounded_and_jobs_past_retention_are_forgotten(aws: SimulatedAws, s3: Any) -> None:
     for i in range(6):
         put_manifest(s3, "usage-many", f"out/ffffffff000{i}/manifest.json.out", manifest(i, i))
