@@ -90,3 +90,13 @@ def test_every_rule_is_covered_by_a_unit_test() -> None:
 def _anchor(heading: str) -> str:
     """GitHub's anchor for a Markdown heading."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_readme_and_alerts_doc_name_every_alert_and_count_them_right() -> None:
+    names = [rule["alert"] for rule in alerting_rules()]
+    root = RULES_FILE.parents[2]
+    readme = (root / "README.md").read_text()
+    counted = re.search(r"and (\d+) alerts, each with a runbook", readme)
+    assert counted is not None and int(counted.group(1)) == len(names), "README's alert count is off"
+    table = (root / "docs" / "alerts.md").read_text()
+    assert [n for n in names if f"| `{n}` |" not in table] == [], "docs/alerts.md's table lacks these alerts"

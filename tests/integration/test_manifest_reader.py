@@ -223,7 +223,7 @@ def test_a_finished_job_that_processed_nothing_is_not_fetched_and_not_missing(aw
             settle(reader, [failed, unknown], ENDED + 60 * minute)
         assert aws.count("GET /usage-none/out/ffffffff0001/manifest.json.out") == 0
         assert aws.count("GET /usage-none/out/ffffffff0002/manifest.json.out") >= 1
-        assert counters.reads[OK] == 0 and clients.made >= 1
+        assert counters.reads[OK] == 0 and counters.missing == 0 and clients.made >= 1
     finally:
         reader.close()
 
