@@ -38,6 +38,7 @@ jobs:
   interval: 5s
   retention: 10m
   lookback: 8d
+  eta_window: 1m
 """
 
 
@@ -73,6 +74,71 @@ def _prune(region: str, cutoff: datetime) -> None:
     ]
 
 
+class DemoWorld:
+    """The simulated AWS with its live workload (and, once started, the exporter polling it): the demo's parts, for
+    `run_demo` and for benchmarks that score the exporter's conclusions against the simulation's own log."""
+
+    def __init__(self, policy: str = "fifo") -> None:
+        # Imported here: moto is the optional `demo` extra, and a missing one is a clean error in run_demo.
+        import boto3
+
+        from exporter.demo.server import SimulatedAws
+        from exporter.demo.workload import Workload, default_models
+
+        self.aws = SimulatedAws().start()
+        self.exporter: Any = None
+        self.models = default_models()
+
+        def client(service: str, region: str) -> Any:
+            return boto3.client(
+                service,
+                region_name=region,
+                endpoint_url=self.aws.url,
+                aws_access_key_id=DEMO_CREDENTIALS[0],
+                aws_secret_access_key=DEMO_CREDENTIALS[1],
+            )
+
+        clients = {region: client("cloudwatch", region) for region in self.models}
+        self.workload = Workload(clients, self.models, self.aws.jobs, s3=client("s3", "us-east-1"), policy=policy)
+        self._last_prune = time.monotonic()
+
+    def history(self, expiring_job: bool = True) -> None:
+        """Some minutes of past work, so the first poll already finds data and jobs."""
+        start = datetime.now(UTC)
+        history = start - timedelta(seconds=HISTORY_STEPS * PUBLISH_EVERY)
+        if expiring_job:
+            # A job that has run for almost its whole 24h timeout on a busy model: its timeout ends it during the
+            # demo (PartiallyCompleted), and BedrockBatchJobAtRiskOfExpiring warns about it first.
+            self.workload.submit(
+                self.models["us-east-1"][2], (history - timedelta(hours=24, minutes=-6)).timestamp(), 20000, 24
+            )
+        for step in range(HISTORY_STEPS):
+            self.workload.step(PUBLISH_EVERY, history + timedelta(seconds=step * PUBLISH_EVERY))
+
+    def start_exporter(self, listen_address: str, config: Config) -> str:
+        from exporter.app import Exporter
+
+        self.exporter = Exporter(config, static_credentials=DEMO_CREDENTIALS)
+        url: str = self.exporter.start(listen_address)
+        return url
+
+    def step(self) -> None:
+        """One PUBLISH_EVERY step of the workload at the current time; prunes old data once a minute."""
+        self.workload.step(PUBLISH_EVERY)
+        if time.monotonic() - self._last_prune > 60:
+            cutoff = datetime.now(UTC) - timedelta(seconds=KEEP_HISTORY)
+            for region in self.models:
+                _prune(region, cutoff)
+            self.aws.jobs.prune(cutoff)
+            self.workload.prune(cutoff.timestamp())
+            self._last_prune = time.monotonic()
+
+    def stop(self) -> None:
+        if self.exporter is not None:
+            self.exporter.stop()
+        self.aws.stop()
+
+
 def run_demo(
     listen_address: str,
     stop: threading.Event,
@@ -84,67 +150,31 @@ def run_demo(
 ) -> int:
     """Serve the demo until `stop` is set (or `max_seconds` pass); returns an exit code."""
     try:
-        import boto3
-
-        from exporter.app import Exporter
-        from exporter.demo.server import SimulatedAws
-        from exporter.demo.workload import Workload, default_models
+        world = DemoWorld(policy)
     except ImportError as exc:
         log.error("the demo needs moto: pip install 'bedrock-batch-exporter[demo]' (%s)", exc)
         return 2
-    aws = SimulatedAws().start()
-    aws.broken_regions.update(unreadable_regions)
-    exporter: Exporter | None = None
     try:
-        models = default_models()
-        clients: dict[str, Any] = {
-            region: boto3.client(
-                "cloudwatch",
-                region_name=region,
-                endpoint_url=aws.url,
-                aws_access_key_id=DEMO_CREDENTIALS[0],
-                aws_secret_access_key=DEMO_CREDENTIALS[1],
-            )
-            for region in models
-        }
-        s3 = boto3.client(
-            "s3",
-            region_name="us-east-1",
-            endpoint_url=aws.url,
-            aws_access_key_id=DEMO_CREDENTIALS[0],
-            aws_secret_access_key=DEMO_CREDENTIALS[1],
-        )
-        workload = Workload(clients, models, aws.jobs, s3=s3, policy=policy)
-        start = datetime.now(UTC)
-        history = start - timedelta(seconds=HISTORY_STEPS * PUBLISH_EVERY)
-        # One job that has run for almost its whole 24h timeout on a busy model: it expires during the demo.
-        workload.submit(models["us-east-1"][2], (history - timedelta(hours=24, minutes=-6)).timestamp(), 20000, 24)
-        for step in range(HISTORY_STEPS):  # some history, so the first poll already finds data and jobs
-            workload.step(PUBLISH_EVERY, history + timedelta(seconds=step * PUBLISH_EVERY))
-        exporter = Exporter(demo_config(aws.url, otlp_endpoint), static_credentials=DEMO_CREDENTIALS)
+        world.aws.broken_regions.update(unreadable_regions)
+        world.history()
         try:
-            url = exporter.start(listen_address)
+            url = world.start_exporter(listen_address, demo_config(world.aws.url, otlp_endpoint))
         except (OSError, ValueError) as exc:
             log.error("cannot listen on %s: %s", listen_address, exc)
             return 2
         log.info(
-            "demo running: simulated AWS at %s; open %s/ (status page) or %s/metrics (Ctrl-C stops)", aws.url, url, url
+            "demo running: simulated AWS at %s; open %s/ (status page) or %s/metrics (Ctrl-C stops)",
+            world.aws.url,
+            url,
+            url,
         )
+        if unreadable_regions:
+            log.info("fault: the exporter's calls to %s fail; the simulation goes on", ", ".join(unreadable_regions))
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
-        last_prune = time.monotonic()
         while not stop.wait(PUBLISH_EVERY):
-            workload.step(PUBLISH_EVERY)
-            if time.monotonic() - last_prune > 60:
-                cutoff = datetime.now(UTC) - timedelta(seconds=KEEP_HISTORY)
-                for region in models:
-                    _prune(region, cutoff)
-                aws.jobs.prune(cutoff)
-                workload.prune(cutoff.timestamp())
-                last_prune = time.monotonic()
+            world.step()
             if deadline is not None and time.monotonic() >= deadline:
                 break
         return 0
     finally:
-        if exporter is not None:
-            exporter.stop()
-        aws.stop()
+        world.stop()

@@ -1,0 +1,317 @@
+"""Are the exporter's conclusions true? ETAs, drain times and alerts scored against the simulation's own log.
+
+Run on demand:  .venv/bin/python -m benchmarks.insight [--minutes 12] [--policies fifo,shared]
+Per policy, in its own process (moto's backends are per process), in real time: the demo's simulated AWS and workload
+(exporter.demo.DemoWorld) plus a written-down scenario, the exporter polling it, and Debian's Prometheus scraping it
+every 5 s with the shipped rules. Midway one region becomes unreadable to the exporter for a while (the simulation
+goes on). Afterwards Prometheus' answers are compared with the simulation's ground truth: its event log (every status
+change) and its per-step backlog log. Prints a Markdown table (docs/alerts.md). Every loop is bounded; only
+127.0.0.1 is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from exporter.demo import PUBLISH_EVERY, DemoWorld, demo_config
+from tests.conftest import free_port, wait_for
+from tests.e2e.prom_server import Process
+from tests.e2e.prom_tools import RULES_FILE, binary
+
+FAULT_REGION = "us-west-2"
+SCRAPE = 5  # seconds: Prometheus' scrape and rule evaluation interval
+FRACTIONS = (0.25, 0.5, 0.75)
+
+
+def scenario(world: DemoWorld, start: float) -> dict[str, str]:
+    """Jobs written down so each alert has a cause in every run: returns their names by role."""
+    east = {m.model_id: m for m in world.models["us-east-1"]}
+    nova, llama = east["amazon.nova-pro-v1:0"], east["meta.llama3-1-70b-instruct-v1:0"]
+    day = 24 * 3600
+    # Runs out of time 15 minutes in with far more records left than its model can do: PartiallyCompleted.
+    world.workload.submit(nova, start - day + 15 * 60, 60000, 24)
+    # Two big jobs submitted before it (waiting jobs start in submission order) hold both of llama's slots
+    # (concurrency 2) for the whole run ...
+    world.workload.submit(llama, start - 30 * 3600, 80000, 72)
+    world.workload.submit(llama, start - 30 * 3600 + 60, 80000, 72)
+    # ... so this one waits in Scheduled until its timeout, 10 minutes in: Expired, never started.
+    world.workload.submit(llama, start - day + 10 * 60, 500, 24)
+    return {"partial": f"{nova.job_prefix}-0001", "expired": f"{llama.job_prefix}-0003"}
+
+
+def prometheus(workdir: Path, target: str) -> tuple[Process, str]:
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": f"{SCRAPE}s", "evaluation_interval": f"{SCRAPE}s", "scrape_timeout": "4s"},
+        "rule_files": [str(RULES_FILE)],
+        "scrape_configs": [{"job_name": "bedrock-batch-exporter", "static_configs": [{"targets": [target]}]}],
+    }
+    (workdir / "prometheus.yml").write_text(json.dumps(config))
+    args = [
+        binary("prometheus"),
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    return Process(args, workdir / "prometheus.log"), f"http://127.0.0.1:{port}"
+
+
+def query_range(prom: str, query: str, start: float, end: float) -> list[dict[str, Any]]:
+    params = urllib.parse.urlencode({"query": query, "start": start, "end": end, "step": SCRAPE})
+    with urllib.request.urlopen(f"{prom}/api/v1/query_range?{params}", timeout=60) as answer:
+        result: list[dict[str, Any]] = json.load(answer)["data"]["result"]
+    return result
+
+
+def child(policy: str, minutes: float, out: Path) -> None:
+    """One policy's run: simulate, export, scrape, then score and write the figures to `out`."""
+    world = DemoWorld(policy)
+    workdir = Path(tempfile.mkdtemp(prefix=f"insight-{policy}-"))
+    prom: Process | None = None
+    try:
+        start = time.time()
+        roles = scenario(world, start)
+        world.history(expiring_job=False)
+        port = free_port()
+        world.start_exporter(f"127.0.0.1:{port}", demo_config(world.aws.url))
+        prom, prom_url = prometheus(workdir, f"127.0.0.1:{port}")
+        wait_for(lambda: _ready(prom_url), timeout=60, interval=0.5, what="prometheus")
+        begin = time.time()
+        length = minutes * 60
+        fault = (begin + 0.4 * length, begin + 0.7 * length)
+        while time.time() < begin + length:
+            now = time.time()
+            if fault[0] <= now < fault[1]:
+                world.aws.broken_regions.add(FAULT_REGION)
+            else:
+                world.aws.broken_regions.discard(FAULT_REGION)
+            world.step()
+            time.sleep(max(0.0, PUBLISH_EVERY - (time.time() - now)))
+        end = time.time()
+        time.sleep(2 * SCRAPE)  # the last scrapes and evaluations land
+        figures = score(world, prom_url, roles, begin, end, fault)
+        figures.update(policy=policy, minutes=minutes, fault=[fault[0] - begin, fault[1] - begin])
+        out.write_text(json.dumps(figures, indent=1))
+    finally:
+        if prom is not None:
+            prom.stop()
+        world.stop()
+
+
+def _ready(prom: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{prom}/-/ready", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def _at(points: list[tuple[float, float]], t: float, slack: float = 3 * SCRAPE) -> float | None:
+    """The newest value at or before `t` (within `slack`)."""
+    found = None
+    for when, value in points:
+        if when > t:
+            break
+        if t - when <= slack:
+            found = value
+    return found
+
+
+def _series(result: list[dict[str, Any]], label: str) -> dict[str, list[tuple[float, float]]]:
+    return {r["metric"].get(label, ""): [(float(t), float(v)) for t, v in r["values"]] for r in result}
+
+
+def score(
+    world: DemoWorld, prom: str, roles: dict[str, str], begin: float, end: float, fault: tuple[float, float]
+) -> dict[str, Any]:
+    events = list(world.workload.simulator.events)
+    started: dict[str, float] = {}
+    ended: dict[str, tuple[float, str, int, int]] = {}
+    for e in events:
+        if e.status == "InProgress":
+            started.setdefault(e.job_arn, e.time)
+        elif e.status in ("Completed", "PartiallyCompleted", "Expired", "Failed", "Stopped"):
+            ended[e.job_arn] = (e.time, e.status, e.processed, e.total)
+    names = {job["jobArn"]: job["jobName"] for job in world.aws.jobs.all()}
+    region = {job["jobArn"]: job["jobArn"].split(":")[3] for job in world.aws.jobs.all()}
+
+    def faulted(arn: str, a: float, b: float) -> bool:  # the exporter could not see this job then
+        return region.get(arn) == FAULT_REGION and a < fault[1] + 30 and b > fault[0]
+
+    eta = _series(query_range(prom, "bedrock_batch_job_eta_seconds", begin, end), "job_arn")
+    errors: list[float] = []
+    present = total = after_end = 0
+    scored_jobs = 0
+    for arn, s in started.items():
+        if arn not in ended or ended[arn][1] != "Completed":
+            continue
+        e = ended[arn][0]
+        if s < begin + 30 or e > end or faulted(arn, s, e):
+            continue
+        scored_jobs += 1
+        points = eta.get(arn, [])
+        for f in FRACTIONS:
+            t = s + f * (e - s)
+            est = _at(points, t)
+            if est is not None and e - t > 0:
+                errors.append(abs(est - (e - t)) / (e - t))
+        grid = range(int(s + 3 * SCRAPE), int(e - SCRAPE), SCRAPE)
+        total += len(grid)
+        present += sum(1 for t in grid if _at(points, t, 2 * SCRAPE) is not None)
+    for arn, (e, _, _, _) in ended.items():
+        if not faulted(arn, e - 60, e):
+            after_end += sum(1 for t, _ in eta.get(arn, []) if t > e + 3 * SCRAPE)
+
+    drain = _series(query_range(prom, "bedrock_batch_model_drain_eta_seconds", begin, end), "model_id")
+    backlog = list(world.workload.backlog)
+    drain_errors: list[float] = []
+    for model, points in drain.items():
+        log = [(t, pending, done) for t, m, pending, done in backlog if m == model]
+        model_region = next((r for r, ms in world.models.items() if any(x.model_id == model for x in ms)), "")
+        for t0, pending, done in log:
+            if t0 < begin + 60 or pending <= 0 or (model_region == FAULT_REGION and fault[0] - 60 < t0 < fault[1]):
+                continue
+            drained = next((t for t, _, d in log if t > t0 and d >= done + pending), None)
+            est = _at(points, t0)
+            if drained is not None and est is not None:
+                drain_errors.append(abs(est - (drained - t0)) / (drained - t0))
+
+    alerts = query_range(prom, 'ALERTS{alertstate="firing"}', begin, end + 2 * SCRAPE)
+    firing: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for r in alerts:
+        firing.setdefault(r["metric"]["alertname"], []).append((r["metric"], float(r["values"][0][0])))
+
+    def first(alert: str, **labels: str) -> float | None:
+        times = [t for m, t in firing.get(alert, []) if all(m.get(k) == v for k, v in labels.items())]
+        return min(times) if times else None
+
+    out: dict[str, Any] = {
+        "eta_jobs_scored": scored_jobs,
+        "eta_median_error": statistics.median(errors) if errors else None,
+        "eta_points": len(errors),
+        "eta_present": present / total if total else None,
+        "eta_after_end_points": after_end,
+        "drain_median_error": statistics.median(drain_errors) if drain_errors else None,
+        "drain_points": len(drain_errors),
+    }
+    for alert in ("BedrockBatchExporterDataStale", "BedrockBatchAwsApiErrors"):
+        hit = first(alert, region=FAULT_REGION)
+        out[f"{alert}_delay"] = None if hit is None or hit < fault[0] else hit - fault[0]
+        out[f"{alert}_false"] = sum(
+            1
+            for m, t in firing.get(alert, [])
+            if m.get("region") != FAULT_REGION or not fault[0] <= t <= fault[1] + 360
+        )
+    by_name = {v: k for k, v in names.items()}
+    partial = by_name.get(roles["partial"], "")
+    expired = by_name.get(roles["expired"], "")
+    out["partial_status"] = ended.get(partial, (0, "unfinished"))[1]
+    hit = first("BedrockBatchJobAtRiskOfExpiring", job_arn=partial)
+    out["at_risk_lead"] = None if hit is None or partial not in ended else ended[partial][0] - hit
+    out["expired_status"] = ended.get(expired, (0, "unfinished"))[1]
+    hit = first("BedrockBatchJobQueuedTooLong", job_arn=expired)
+    out["queued_lead"] = None if hit is None or expired not in ended else ended[expired][0] - hit
+    timed_out = {a for a, (_, st, p, n) in ended.items() if st == "PartiallyCompleted" and p < n}
+    # A warned job still running at the end may yet time out: only jobs that ended otherwise are false warnings.
+    out["at_risk_false"] = len(
+        {
+            m["job_arn"]
+            for m, _ in firing.get("BedrockBatchJobAtRiskOfExpiring", [])
+            if m["job_arn"] in ended and m["job_arn"] not in timed_out
+        }
+    )
+    out["queued_false"] = len(
+        {m["job_arn"] for m, _ in firing.get("BedrockBatchJobQueuedTooLong", []) if m["job_arn"] in started}
+    )
+    out["throughput_false"] = len(firing.get("BedrockBatchHighInputTokenThroughput", []))
+    out["finished_jobs"] = sum(1 for a, (t, *_rest) in ended.items() if begin <= t <= end)
+    return out
+
+
+def _pct(x: Any) -> str:
+    return "-" if x is None else f"{100 * x:.0f} %"
+
+
+def _secs(x: Any) -> str:
+    return "never" if x is None else f"{x:.0f} s"
+
+
+def table(results: list[dict[str, Any]], commit: str) -> str:
+    rows = [
+        ("jobs scored (Completed in the run, region readable)", lambda r: str(r["eta_jobs_scored"])),
+        (
+            "per-job ETA: median abs. error at 25/50/75 % of the run (goal <= 15 %)",
+            lambda r: _pct(r["eta_median_error"]),
+        ),
+        ("per-job ETA present while running (goal >= 90 %)", lambda r: _pct(r["eta_present"])),
+        ("ETA points on finished jobs (goal 0)", lambda r: str(r["eta_after_end_points"])),
+        ("model drain ETA: median abs. error (goal <= 20 %)", lambda r: _pct(r["drain_median_error"])),
+        (
+            "DataStale: delay after the region became unreadable (goal <= 300 s)",
+            lambda r: _secs(r["BedrockBatchExporterDataStale_delay"]),
+        ),
+        ("DataStale: false firings", lambda r: str(r["BedrockBatchExporterDataStale_false"])),
+        ("AwsApiErrors: delay (goal <= 300 s)", lambda r: _secs(r["BedrockBatchAwsApiErrors_delay"])),
+        (
+            "AwsApiErrors: false firings (manifests included; goal 0)",
+            lambda r: str(r["BedrockBatchAwsApiErrors_false"]),
+        ),
+        (
+            "timed-out job: its end / AtRiskOfExpiring lead before it (goal >= 300 s)",
+            lambda r: f"{r['partial_status']} / {_secs(r['at_risk_lead'])}",
+        ),
+        ("AtRiskOfExpiring: jobs warned that did not time out", lambda r: str(r["at_risk_false"])),
+        (
+            "never-started job: its end / QueuedTooLong lead",
+            lambda r: f"{r['expired_status']} / {_secs(r['queued_lead'])}",
+        ),
+        ("QueuedTooLong: jobs warned that started", lambda r: str(r["queued_false"])),
+        ("HighInputTokenThroughput firings (run < 6 h: goal 0)", lambda r: str(r["throughput_false"])),
+    ]
+    head = "| measured at " + commit + " | " + " | ".join(f"`{r['policy']}`" for r in results) + " |"
+    lines = [head, "|---|" + "---|" * len(results)]
+    lines += [f"| {name} | " + " | ".join(fn(r) for r in results) + " |" for name, fn in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=12.0)
+    parser.add_argument("--policies", default="fifo,shared")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.minutes, Path(args.out))
+        return 0
+    workdir = Path(tempfile.mkdtemp(prefix="insight-"))
+    procs = []
+    for policy in args.policies.split(","):
+        out = workdir / f"{policy}.json"
+        cmd = [sys.executable, "-m", "benchmarks.insight", "--child", policy, "--minutes", str(args.minutes)]
+        procs.append((out, subprocess.Popen([*cmd, "--out", str(out)])))
+    for _, proc in procs:
+        proc.wait(timeout=args.minutes * 60 + 600)
+    results = [json.loads(out.read_text()) for out, _ in procs if out.exists()]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    when = datetime.now(UTC).strftime("%Y-%m-%d")
+    print(f"{args.minutes:g}-minute runs, {when}, fault on {FAULT_REGION} from 40 % to 70 % of the run\n")
+    print(table(results, commit or "?"))
+    print("\n" + json.dumps(results, indent=1))
+    return 0 if len(results) == len(procs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
