@@ -190,6 +190,7 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
             if model is not None:
                 series[(state.account_id, region, model)].append((value, state))
         usage = {u.arn: u for u in state.job_usage}
+        etas = {e.arn: e.seconds for e in state.job_eta}
         for job in state.jobs:
             counts = jobs[(state.account_id, region, job.model_id)]
             counts[job.status] = counts.get(job.status, 0) + 1
@@ -239,6 +240,7 @@ def _jobs(snapshot: Snapshot, now: float) -> list[JSON]:
     prices = snapshot.price_table
     for state in snapshot.tasks.values():
         usage = {u.arn: u for u in state.job_usage}
+        etas = {e.arn: e.seconds for e in state.job_eta}
         for job in state.jobs:
             used = usage.get(job.arn)
             cost = None if used is None else job_cost(used, resolve(job.model_id, prices))
@@ -262,6 +264,8 @@ def _jobs(snapshot: Snapshot, now: float) -> list[JSON]:
                     "ended": job.ended,
                     "finished": job.finished,
                     "progress": round(min(processed / total, 1.0), 4) if total and processed is not None else None,
+                    # The exporter's estimate (docs/insight.md): InProgress jobs only; a waiting job shows its status.
+                    "eta_seconds": _finite(etas.get(job.arn)) if job.status == "InProgress" else None,
                     "since_submit_seconds": _ago(now, job.submit_time),
                     "to_expiration_seconds": None
                     if job.expiration_time is None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -12,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
+from exporter.demo.jobs import JobSimulator
 from exporter.demo.server import SimulatedAws
 from tests.conftest import FAST_JOBS, fast_config, put_values, start_exporter, start_job, wait_for
 
@@ -194,3 +197,54 @@ def test_two_accounts_two_regions_one_broken(fresh_aws: SimulatedAws, exporters:
         outcome="server_error",
     )
     assert errors is not None and errors >= 1
+
+
+def test_a_model_at_its_limit_queues_jobs_and_only_running_jobs_get_an_eta(
+    fresh_aws: SimulatedAws, exporters: list[Exporter]
+) -> None:
+    store = fresh_aws.jobs
+    now = time.time()
+    first = store.submit("first", "model-q", 600, "us-east-1", now=now - 5)["jobArn"]
+    second = store.submit("second", "model-q", 600, "us-east-1", now=now - 4)["jobArn"]
+    simulator = JobSimulator(store, failure_rate=0.0, queue_seconds=(0.1, 0.1), concurrency={"model-q": 1})
+    simulator.advance(time.time())
+    jobs = FAST_JOBS + ", eta_window: 10s"
+    _, url = start_exporter(exporters, config_text(fresh_aws, jobs=jobs))
+
+    def api_jobs() -> dict[str, dict]:  # type: ignore[type-arg]
+        with urllib.request.urlopen(url + "/api/status", timeout=5) as response:
+            body = json.loads(response.read())
+        return {j["job_arn"]: j for j in body["running_jobs"]["items"] + body["finished_jobs"]["items"]}
+
+    def moving(check: Callable[[], bool]) -> Callable[[], bool]:
+        def step() -> bool:  # the simulation goes on between checks: 30 records per model per call
+            simulator.advance(time.time(), {"model-q": 30.0})
+            return check()
+
+        return step
+
+    def first_running_second_waiting() -> bool:
+        status = api_jobs()
+        one, two = status.get(first, {}), status.get(second, {})
+        return (
+            one.get("status") == "InProgress"
+            and one.get("eta_seconds") is not None
+            and two.get("status") == "Scheduled"
+            and value(url, "bedrock_batch_job_eta_seconds", job_arn=first) is not None
+        )
+
+    wait_for(moving(first_running_second_waiting), timeout=20, interval=0.2, what="a running first job with an ETA")
+    assert value(url, "bedrock_batch_jobs", model_id="model-q", status="Scheduled") == 1
+    assert value(url, "bedrock_batch_job_eta_seconds", job_arn=second) is None  # waiting: no number
+    assert api_jobs()[second]["eta_seconds"] is None
+    assert (value(url, "bedrock_batch_model_drain_eta_seconds", model_id="model-q") or 0) > 0
+
+    def first_done_second_running() -> bool:
+        return (
+            value(url, "bedrock_batch_job_info", job_arn=first, status="Completed") == 1
+            and value(url, "bedrock_batch_job_eta_seconds", job_arn=second) is not None
+        )
+
+    wait_for(moving(first_done_second_running), timeout=30, interval=0.2, what="the second job running")
+    assert value(url, "bedrock_batch_job_eta_seconds", job_arn=first) is None  # finished: no ETA
+    assert api_jobs()[first]["eta_seconds"] is None
