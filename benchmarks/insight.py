@@ -26,7 +26,7 @@ from typing import Any
 
 from exporter.demo import PUBLISH_EVERY, DemoWorld, demo_config
 from tests.conftest import free_port, wait_for
-from tests.e2e.prom_server import Process
+from tests.e2e.prom_server import Process, start_prometheus
 from tests.e2e.prom_tools import RULES_FILE, binary
 
 FAULT_REGION = "us-west-2"
@@ -50,24 +50,6 @@ def scenario(world: DemoWorld, start: float) -> dict[str, str]:
     return {"partial": f"{nova.job_prefix}-0001", "expired": f"{llama.job_prefix}-0003"}
 
 
-def prometheus(workdir: Path, target: str) -> tuple[Process, str]:
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": f"{SCRAPE}s", "evaluation_interval": f"{SCRAPE}s", "scrape_timeout": "4s"},
-        "rule_files": [str(RULES_FILE)],
-        "scrape_configs": [{"job_name": "bedrock-batch-exporter", "static_configs": [{"targets": [target]}]}],
-    }
-    (workdir / "prometheus.yml").write_text(json.dumps(config))
-    args = [
-        binary("prometheus"),
-        f"--config.file={workdir / 'prometheus.yml'}",
-        f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-    ]
-    return Process(args, workdir / "prometheus.log"), f"http://127.0.0.1:{port}"
-
-
 def query_range(prom: str, query: str, start: float, end: float) -> list[dict[str, Any]]:
     params = urllib.parse.urlencode({"query": query, "start": start, "end": end, "step": SCRAPE})
     with urllib.request.urlopen(f"{prom}/api/v1/query_range?{params}", timeout=60) as answer:
@@ -86,7 +68,9 @@ def child(policy: str, minutes: float, out: Path) -> None:
         world.history(expiring_job=False)
         port = free_port()
         world.start_exporter(f"127.0.0.1:{port}", demo_config(world.aws.url))
-        prom, prom_url = prometheus(workdir, f"127.0.0.1:{port}")
+        prom, prom_url = start_prometheus(
+            binary("prometheus"), workdir, f"127.0.0.1:{port}", [RULES_FILE], interval=SCRAPE
+        )
         wait_for(lambda: _ready(prom_url), timeout=60, interval=0.5, what="prometheus")
         begin = time.time()
         length = minutes * 60

@@ -57,11 +57,17 @@ def start_demo(workdir: Path, duration: int = 300) -> tuple[Process, str]:
 
 
 def start_prometheus(
-    binary: str, workdir: Path, target: str, rule_files: list[Path], alertmanager: str | None = None
+    binary: str,
+    workdir: Path,
+    target: str,
+    rule_files: list[Path],
+    alertmanager: str | None = None,
+    interval: int = 1,
 ) -> tuple[Process, str]:
     port = free_port()
+    every = f"{interval}s"
     config: dict[str, Any] = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+        "global": {"scrape_interval": every, "evaluation_interval": every, "scrape_timeout": every},
         "rule_files": [str(p) for p in rule_files],
         # the job name the BedrockBatchExporterDown alert expects
         "scrape_configs": [{"job_name": "bedrock-batch-exporter", "static_configs": [{"targets": [target]}]}],
