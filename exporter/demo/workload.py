@@ -114,6 +114,7 @@ class Workload:
         self.backlog: deque[tuple[float, str, float, float]] = deque(maxlen=MAX_EVENTS)
         self._processed: dict[str, float] = {}
         self.arrivals = True  # False: no new jobs (a scenario that lets the backlog drain)
+        self.job_scale = 1  # new jobs' records are multiplied by this (a benchmark wants longer jobs than the demo)
         self._rng = random.Random(seed)
         self._region_of = {m.model_id: region for region, ms in models.items() for m in ms}
         self._model = {m.model_id: m for ms in models.values() for m in ms}
@@ -123,7 +124,7 @@ class Workload:
         self.jobs.submit(
             f"{model.job_prefix}-{model.jobs_submitted:04d}",
             model.model_id,
-            records or self._rng.randint(4, 24) * 250,
+            records or self._rng.randint(4, 24) * 250 * self.job_scale,
             self._region_of[model.model_id],
             now=now,
             timeout_hours=timeout_hours,

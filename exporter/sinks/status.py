@@ -190,7 +190,6 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
             if model is not None:
                 series[(state.account_id, region, model)].append((value, state))
         usage = {u.arn: u for u in state.job_usage}
-        etas = {e.arn: e.seconds for e in state.job_eta}
         for job in state.jobs:
             counts = jobs[(state.account_id, region, job.model_id)]
             counts[job.status] = counts.get(job.status, 0) + 1
