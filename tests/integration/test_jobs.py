@@ -194,3 +194,16 @@ def test_two_accounts_two_regions_one_broken(fresh_aws: SimulatedAws, exporters:
         outcome="server_error",
     )
     assert errors is not None and errors >= 1
+
+
+def test_a_job_flipping_out_of_finished_and_back_is_counted_finished_once(
+    fresh_aws: SimulatedAws, exporters: list[Exporter]
+) -> None:
+    jobs = fresh_aws.jobs
+    arn = jobs.submit("flapping", "model-a", 10, "us-east-1", now=time.time() - 60)["jobArn"]
+    _, url = start_exporter(exporters, config_text(fresh_aws))
+    for status in ("InProgress", "Completed", "InProgress", "Completed", "InProgress", "Completed"):
+        jobs.update(arn, status=status, **({"endTime": time.time()} if status == "Completed" else {}))
+        # each status is seen by the exporter before the next flip
+        wait_for(lambda s=status: value(url, "bedrock_batch_job_info", job_name="flapping", status=s) == 1)  # type: ignore[misc]
+    assert value(url, "bedrock_batch_jobs_finished_total", model_id="model-a", status="Completed") == 1
