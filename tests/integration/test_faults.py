@@ -5,6 +5,7 @@ Each case here is a row of docs/reliability.md.
 
 from __future__ import annotations
 
+import logging
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -184,5 +185,29 @@ def test_backoff_spaces_out_failing_cycles(fresh_aws: SimulatedAws, proxy: Fault
         wait_for(lambda: (get(url, "bedrock_batch_exporter_consecutive_failures", namespace=NS) or 0) >= 4, timeout=30)
         # intervals of 1s, then about 2s and up to 4s with jitter: four failures need well over 4 intervals
         assert time.monotonic() - started > 4.5
+    finally:
+        exporter.stop()
+
+
+def test_failed_credential_refresh_is_one_line_naming_target_and_cause(
+    fresh_aws: SimulatedAws, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    put_as_role(fresh_aws, ROLE_ARN, PENDING, "m", 9.0, recent())
+    exporter, url = start_behind_proxy(proxy.url, extra_target=f"    role_arn: {ROLE_ARN}\n")
+    try:
+        wait_for(lambda: get(url, SERIES, account_id="111111111111") == 9.0)
+        caplog.clear()
+        caplog.set_level(logging.INFO)
+        # the keys expire, and the fresh assume-role that follows fails too: every refresh fails
+        proxy.set(Fault("expired_token"))
+        # the proxy answers STS's AssumeRole (its "POST /") with a JSON error that STS's XML parser cannot read
+        wait_for(lambda: proxy.injected[("POST /", "expired_token")] >= 2, timeout=20)
+        wait_for(lambda: get(url, "bedrock_batch_exporter_up", namespace=NS, account_id="111111111111") == 0.0)
+        loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert not [r for r in loud if r.exc_info or "Traceback" in r.getMessage()]
+        assert not [r for r in loud if r.name == "botocore.credentials"]  # the poller's line says it instead
+        refresh = [r.getMessage() for r in loud if "GetMetricData" not in r.getMessage()]
+        assert refresh and all(f"us-east-1 ({ROLE_ARN}) failed: ResponseParserError" in m for m in refresh)
+        assert all("\n" not in r.getMessage() for r in loud)
     finally:
         exporter.stop()
