@@ -215,6 +215,8 @@ class TaskState:
     # Per-result errors of the last cycle (GetMetricData StatusCode -> results), and CloudWatch's messages.
     result_errors: tuple[tuple[str, int], ...] = ()
     result_messages: tuple[str, ...] = ()
+    # Job summaries of the last listing skipped as malformed ("member: reason" -> summaries); their neighbours stay.
+    bad_records: tuple[tuple[str, int], ...] = ()
 
     @property
     def partial(self) -> bool:

@@ -9,12 +9,12 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from exporter.aws import errors
-from exporter.aws.bedrock import list_jobs
+from exporter.aws.bedrock import list_jobs_checked
 from exporter.aws.cloudwatch import list_series, run_batch
 from exporter.aws.gate import CallGate
 from exporter.aws.session import AwsClients
@@ -307,11 +307,14 @@ class JobTask:
         try:
             account_id = self._clients.account_id(self.target)
             client = self._clients.client("bedrock", self.target, self.region, account_id)
-            jobs = list_jobs(client, now - self._config.lookback, self._config.page_size)
+            listing = list_jobs_checked(client, now - self._config.lookback, self._config.page_size, now)
         except Exception:
             self._board.report(self.target.label, self.region, None)  # fail open: metrics keep flowing
             raise
-        self._tracker.observe(jobs)
+        jobs = listing.jobs
+        self._count_bad(account_id, listing.rejected, listing.truncated)
+        if listing.truncated is None:  # a cut-short listing lacks jobs: their status history must not be forgotten
+            self._tracker.observe(jobs)
         self._count_unknown(account_id, jobs)
         # Fail open: any status outside the terminal set (one the SDK does not list included) is unfinished work.
         self._board.report(self.target.label, self.region, any(not j.finished for j in jobs))
@@ -326,9 +329,22 @@ class JobTask:
             up=True,
             last_attempt=now,
             last_success=now,
-            last_error=previous.last_error if previous else None,
-            last_error_time=previous.last_error_time if previous else None,
+            last_error=listing.truncated or (previous.last_error if previous else None),
+            last_error_time=now if listing.truncated else (previous.last_error_time if previous else None),
+            bad_records=tuple(sorted((f"{m}: {r}" if m else r, n) for (m, r), n in listing.rejected.items())),
         )
+
+    def _count_bad(self, account_id: str, rejected: Mapping[tuple[str, str], int], truncated: str | None) -> None:
+        """Count skipped summaries and a listing cut short (a bad answer; the jobs read so far are kept)."""
+        for (member, reason), count in rejected.items():
+            self._metrics.bad_records.labels(account_id, self.region, "ListModelInvocationJobs", member, reason).inc(
+                count
+            )
+        if truncated is not None:
+            self._metrics.bad_answers.labels(account_id, self.region, "ListModelInvocationJobs").inc()
+            log.warning(
+                "listing jobs in %s (%s): %s; the jobs read so far are kept", self.region, self.target.label, truncated
+            )
 
     def _manifests(self, account_id: str) -> ManifestReader:
         """The manifest reader, made on first use: its S3 client exists only when the option is on."""

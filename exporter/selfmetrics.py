@@ -82,6 +82,13 @@ class SelfMetrics:
             ["account_id", "region", "operation"],
             registry=self.registry,
         )
+        self.bad_records = Counter(
+            f"{PREFIX}_aws_bad_records",
+            "Records of an AWS answer skipped as malformed (e.g. a job summary whose time is not a date or out of "
+            "range); the rest of the answer is used.",
+            ["account_id", "region", "operation", "member", "reason"],
+            registry=self.registry,
+        )
         self.result_errors = Counter(
             f"{PREFIX}_cloudwatch_result_errors",
             "GetMetricData results that were errors (StatusCode other than Complete, without datapoints), by status "
@@ -181,6 +188,7 @@ class SelfMetrics:
             self.api_requests,
             self.api_retries,
             self.bad_answers,
+            self.bad_records,
             self.result_errors,
             self.unknown_values,
             self.metrics_requested,

@@ -142,6 +142,7 @@ def _task(state: TaskState, now: float, cycles: Mapping[str, int]) -> JSON:
         "partial": state.partial,
         "result_errors": dict(state.result_errors),
         "result_messages": list(state.result_messages),
+        "bad_records": dict(state.bad_records),
     }
 
 

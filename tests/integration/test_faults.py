@@ -5,19 +5,22 @@ Each case here is a row of docs/reliability.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
+from exporter.aws.bedrock import MAX_PAGES
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
 from tests.conftest import FAST_JOBS, fast_config, put_as_role, put_values, start_job, wait_for
-from tests.integration.fault_proxy import Fault, FaultProxy
+from tests.integration.fault_proxy import Fault, FaultProxy, endless_jobs, job_values
 from tests.integration.test_jobs import ROLE_ARN, recent
 
 PENDING = "NumberOfRecordsPendingProcessing"
@@ -209,5 +212,60 @@ def test_failed_credential_refresh_is_one_line_naming_target_and_cause(
         refresh = [r.getMessage() for r in loud if "GetMetricData" not in r.getMessage()]
         assert refresh and all(f"us-east-1 ({ROLE_ARN}) failed: ResponseParserError" in m for m in refresh)
         assert all("\n" not in r.getMessage() for r in loud)
+    finally:
+        exporter.stop()
+
+
+def status_tasks(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(url + "/api/status", timeout=5) as response:
+        status = json.load(response)
+    return [task for region in status["regions"]["items"] for task in region["tasks"]]
+
+
+def test_one_bad_job_summary_costs_that_job_only(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
+    for name in ("good", "bad-end", "bad-submit", "far-future"):
+        fresh_aws.jobs.submit(name, "model-a", 10, "us-east-1", now=time.time() - 60)
+    bad_values = {
+        "bad-end": {"endTime": "not a date"},
+        "bad-submit": {"submitTime": 1e12},  # epoch seconds in the year 33658
+        "far-future": {"jobExpirationTime": time.time() + 400 * 86400},
+    }
+    proxy.set(job_values(bad_values))
+    exporter, url = start_behind_proxy(proxy.url, jobs=True)
+    try:
+        wait_for(lambda: get(url, "bedrock_batch_job_info", job_name="good") == 1)
+        assert get(url, "bedrock_batch_exporter_up", namespace="bedrock:jobs") == 1
+        for name in ("bad-end", "bad-submit", "far-future"):
+            assert get(url, "bedrock_batch_job_info", job_name=name) is None
+        bad = "bedrock_batch_exporter_aws_bad_records_total"
+        assert get(url, bad, member="endTime", reason="malformed")
+        assert get(url, bad, member="submitTime", reason="out_of_range")
+        assert (get(url, bad, member="jobExpirationTime", reason="out_of_range") or 0) >= 1
+        jobs_task = next(t for t in status_tasks(url) if t["namespace"] == "bedrock:jobs")
+        assert jobs_task["bad_records"] == {
+            "endTime: malformed": 1,
+            "submitTime: out_of_range": 1,
+            "jobExpirationTime: out_of_range": 1,
+        }
+    finally:
+        exporter.stop()
+
+
+def test_a_job_listing_that_never_ends_is_cut_short_counted_and_kept(
+    fresh_aws: SimulatedAws, proxy: FaultProxy
+) -> None:
+    fresh_aws.jobs.submit("listed", "model-a", 10, "us-east-1", now=time.time() - 60)
+    proxy.set(endless_jobs())
+    exporter, url = start_behind_proxy(proxy.url, jobs=True)
+    try:
+        bad = "bedrock_batch_exporter_aws_bad_answers_total"
+        wait_for(lambda: (get(url, bad, operation="ListModelInvocationJobs") or 0) >= 1, timeout=30)
+        assert get(url, "bedrock_batch_job_info", job_name="listed") == 1  # the data read so far is kept
+        assert get(url, "bedrock_batch_exporter_up", namespace="bedrock:jobs") == 1
+        calls = proxy.count("ListModelInvocationJobs")
+        cycles = get(url, "bedrock_batch_exporter_cycles_total", namespace="bedrock:jobs") or 0
+        assert calls <= (cycles + 1) * MAX_PAGES  # each cycle stops at the page cap
+        jobs_task = next(t for t in status_tasks(url) if t["namespace"] == "bedrock:jobs")
+        assert "did not end after" in jobs_task["last_error"]["message"]
     finally:
         exporter.stop()
