@@ -271,8 +271,17 @@ class NamespaceTask:
         def on_page(count: int) -> None:
             self._metrics.record_metrics_requested(account_id, self.region, count)
 
+        def on_out_of_window(count: int) -> None:
+            # an answer with datapoints far outside the window asked for: those are not values
+            self._metrics.bad_answers.labels(account_id, self.region, "GetMetricData").inc()
+            log.warning(
+                "GetMetricData for %s in %s (%s): %d datapoints outside the requested window dropped",
+                *self._where(),
+                count,
+            )
+
         with self._gate.working():
-            return run_batch(client, batch, on_page)
+            return run_batch(client, batch, on_page, on_out_of_window)
 
 
 class JobTask:

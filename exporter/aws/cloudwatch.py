@@ -195,8 +195,14 @@ def lean_get_metric_data(client: Any) -> None:
     setattr(client, _LEAN, True)
 
 
-def run_batch(client: Any, batch: Batch, on_page: Callable[[int], None] | None = None) -> dict[str, Answer]:
-    """Run one batch to the last page; what the pages said per query id (exporter.results reads it)."""
+def run_batch(
+    client: Any,
+    batch: Batch,
+    on_page: Callable[[int], None] | None = None,
+    on_out_of_window: Callable[[int], None] | None = None,
+) -> dict[str, Answer]:
+    """Run one batch to the last page; what the pages said per query id (exporter.results reads it).
+    `on_out_of_window` is told the datapoints of a page dropped for lying outside the requested window."""
     lean_get_metric_data(client)
     gate.hook(client)
     queries = batch.to_api()
@@ -218,7 +224,10 @@ def run_batch(client: Any, batch: Batch, on_page: Callable[[int], None] | None =
             on_page(batch.size)
         if not isinstance(answer, dict):
             raise BadAnswerError("GetMetricData answer is not an object")
-        merge_page(answers, answer.get("MetricDataResults"), ids, insight_ids, gate.checkpoint)
+        window = (float(batch.start), float(batch.end))
+        dropped = merge_page(answers, answer.get("MetricDataResults"), ids, insight_ids, gate.checkpoint, window)
+        if dropped and on_out_of_window is not None:
+            on_out_of_window(dropped)
         for message in answer.get("Messages") or ():
             log.info(
                 "GetMetricData message: %s", message.get("Value", message) if isinstance(message, dict) else message

@@ -33,7 +33,7 @@ ERRORS = {  # kind -> (HTTP status, error code)
     "access_denied": (400, "AccessDeniedException"),
     "expired_token": (400, "ExpiredTokenException"),
 }
-REWRITES = ("result_status", "job_status", "job_fields", "job_values")
+REWRITES = ("result_status", "result_points", "job_status", "job_fields", "job_values")
 KINDS = ("endless_jobs", *ERRORS, "reset", "slow", "truncated", "malformed", "partial", *REWRITES)
 # Optional members of ModelInvocationJobSummary (botocore bedrock model) that "job_fields" removes by default.
 JOB_OPTIONAL_FIELDS = (
@@ -71,6 +71,11 @@ def job_values(values: dict[str, dict[str, Any]]) -> Fault:
     """Job summaries (listing and single job, by jobName) with members set to raw values botocore's shapes do not
     allow."""
     return Fault("job_values", values=tuple((j, m, v) for j, members in values.items() for m, v in members.items()))
+
+
+def extra_points(points: tuple[tuple[float, float], ...]) -> Fault:
+    """Every GetMetricData result also carries these (timestamp, value) datapoints, wherever they lie in time."""
+    return Fault("result_points", operation="GetMetricData", values=tuple(("", str(t), v) for t, v in points))
 
 
 def endless_jobs() -> Fault:
@@ -292,6 +297,11 @@ class FaultProxy:
 
 def _rewrite(fault: Fault, answer: dict[str, Any]) -> dict[str, Any]:
     """The answer as AWS may send it under `fault` (see the module docstring)."""
+    if fault.kind == "result_points":
+        for result in answer.get("MetricDataResults", []):
+            result["Timestamps"] = [*result.get("Timestamps", []), *(float(t) for _, t, _ in fault.values)]
+            result["Values"] = [*result.get("Values", []), *(v for _, _, v in fault.values)]
+        return answer
     if fault.kind == "result_status":
         for result in answer.get("MetricDataResults", []):
             if fault.ids is None or result.get("Id") in fault.ids:

@@ -20,7 +20,7 @@ from exporter.aws.bedrock import MAX_PAGES
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
 from tests.conftest import FAST_JOBS, fast_config, put_as_role, put_values, start_job, wait_for
-from tests.integration.fault_proxy import Fault, FaultProxy, endless_jobs, job_values
+from tests.integration.fault_proxy import Fault, FaultProxy, endless_jobs, extra_points, job_values
 from tests.integration.test_jobs import ROLE_ARN, recent
 
 PENDING = "NumberOfRecordsPendingProcessing"
@@ -267,5 +267,22 @@ def test_a_job_listing_that_never_ends_is_cut_short_counted_and_kept(
         assert calls <= (cycles + 1) * MAX_PAGES  # each cycle stops at the page cap
         jobs_task = next(t for t in status_tasks(url) if t["namespace"] == "bedrock:jobs")
         assert "did not end after" in jobs_task["last_error"]["message"]
+    finally:
+        exporter.stop()
+
+
+def test_datapoints_outside_the_requested_window_are_not_values(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
+    put_values(fresh_aws, {(PENDING, "model-a"): 7.0}, when=recent())
+    far = ((0.0, 1.0), (-86400.0, 2.0), (1e15, 3.0), (time.time() + 10 * 86400, 4.0))  # 1970, negative, 1e15, +10d
+    proxy.set(extra_points(far))
+    exporter, url = start_behind_proxy(proxy.url)
+    try:
+        bad = "bedrock_batch_exporter_aws_bad_answers_total"
+        wait_for(lambda: (get(url, bad, operation="GetMetricData") or 0) >= 1)
+        wait_for(lambda: get(url, SERIES, dimension_ModelId="model-a") is not None)
+        assert get(url, SERIES, dimension_ModelId="model-a") == 7.0  # the value in the window, not the far ones
+        for task in status_tasks(url):
+            for field in ("newest_datapoint_age_seconds", "last_success_age_seconds"):
+                assert task[field] is None or task[field] >= 0
     finally:
         exporter.stop()
