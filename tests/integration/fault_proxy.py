@@ -78,9 +78,10 @@ def extra_points(points: tuple[tuple[float, float], ...]) -> Fault:
     return Fault("result_points", operation="GetMetricData", values=tuple(("", str(t), v) for t, v in points))
 
 
-def endless_jobs() -> Fault:
-    """ListModelInvocationJobs answers every page with a new nextToken (the page itself is the first page)."""
-    return Fault("endless_jobs", operation="ListModelInvocationJobs")
+def endless_jobs(operation: str = "ListModelInvocationJobs") -> Fault:
+    """`operation` (ListModelInvocationJobs or ListMetrics) answers every page with a new token (each page is the
+    first page again)."""
+    return Fault("endless_jobs", operation=operation)
 
 
 def forbidden_results(
@@ -234,6 +235,14 @@ class FaultProxy:
             self._reply(handler, status, headers, answer[: len(answer) // 2], close=True)
         elif fault.kind == "malformed":
             self._reply(handler, 200, {"Content-Type": "application/x-amz-json-1.0"}, b'{"MetricDataResults": [')
+        elif fault.kind == "endless_jobs" and not rest:  # awsJson (ListMetrics): the token is in the body
+            request = json.loads(body)
+            request.pop("NextToken", None)
+            status, headers, answer = self._forward(handler, body, payload=json.dumps(request).encode())
+            parsed = json.loads(answer)
+            with self._lock:
+                parsed["NextToken"] = f"endless-{self.injected[(operation, fault.kind)]}"
+            self._reply(handler, status, headers, json.dumps(parsed).encode())
         elif fault.kind == "endless_jobs":
             parts = urlsplit(handler.path)
             query = "&".join(p for p in parts.query.split("&") if not p.startswith("nextToken="))

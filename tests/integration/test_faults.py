@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
 from exporter.aws.bedrock import MAX_PAGES
+from exporter.aws.cloudwatch import MAX_LIST_PAGES
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
 from tests.conftest import FAST_JOBS, fast_config, put_as_role, put_values, start_job, wait_for
@@ -284,5 +285,19 @@ def test_datapoints_outside_the_requested_window_are_not_values(fresh_aws: Simul
         for task in status_tasks(url):
             for field in ("newest_datapoint_age_seconds", "last_success_age_seconds"):
                 assert task[field] is None or task[field] >= 0
+    finally:
+        exporter.stop()
+
+
+def test_a_list_metrics_token_that_never_ends_is_a_bad_answer(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
+    put_values(fresh_aws, {(PENDING, "model-a"): 1.0}, when=recent())
+    proxy.set(endless_jobs("ListMetrics"))
+    exporter, url = start_behind_proxy(proxy.url)
+    try:
+        bad = "bedrock_batch_exporter_aws_bad_answers_total"
+        wait_for(lambda: (get(url, bad, operation="ListMetrics") or 0) >= 1, timeout=30)
+        assert proxy.count("ListMetrics") <= 2 * MAX_LIST_PAGES  # the first discovery stopped at the cap
+        proxy.clear()
+        wait_for(lambda: get(url, SERIES, dimension_ModelId="model-a") == 1.0, timeout=20)  # and recovers
     finally:
         exporter.stop()
