@@ -45,6 +45,18 @@ def retained(jobs: Iterable[Job], now: float, retention: float) -> list[Job]:
     return [j for j in jobs if not j.finished or (j.ended or j.submit_time) >= now - retention]
 
 
+def within_budget(jobs: list[Job], budget: int) -> tuple[list[Job], int, int]:
+    """At most `budget` jobs: the oldest finished ones go first, then the oldest unfinished; (kept, finished
+    dropped, unfinished dropped)."""
+    if len(jobs) <= budget:
+        return jobs, 0, 0
+    finished = sorted((j for j in jobs if j.finished), key=lambda j: j.ended or j.submit_time, reverse=True)
+    running = sorted((j for j in jobs if not j.finished), key=lambda j: j.submit_time, reverse=True)
+    keep_running = running[:budget]
+    keep_finished = finished[: budget - len(keep_running)]
+    return keep_running + keep_finished, len(finished) - len(keep_finished), len(running) - len(keep_running)
+
+
 def prices(pricing: PricingConfig) -> tuple[Price, ...]:
     """Batch token prices per model (and per configured alias), to join with the token-throughput series."""
     table = (Price(model, p.input, p.output, p.source) for model, p in pricing.batch_prices().items())

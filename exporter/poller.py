@@ -19,7 +19,7 @@ from exporter.aws.cloudwatch import list_series, run_batch
 from exporter.aws.gate import CallGate
 from exporter.aws.session import AwsClients
 from exporter.config import Config, JobsConfig, NamespaceConfig, TargetConfig
-from exporter.jobs import JobTracker, retained
+from exporter.jobs import JobTracker, retained, within_budget
 from exporter.manifests import ManifestReader, RetrySchedule
 from exporter.model import BEDROCK_BATCH_NAMESPACE, Job, SeriesKey, TaskKey, TaskState
 from exporter.planner import Batch, PlanCache, select_series
@@ -327,7 +327,10 @@ class JobTask:
         self._count_unknown(account_id, jobs)
         # Fail open: any status outside the terminal set (one the SDK does not list included) is unfinished work.
         self._board.report(self.target.label, self.region, any(not j.finished for j in jobs))
-        kept = retained(jobs, now, self._config.retention)
+        kept, dropped_finished, dropped_running = within_budget(
+            retained(jobs, now, self._config.retention), self._config.max_jobs
+        )
+        self._count_dropped(account_id, dropped_finished, dropped_running)
         usage = self._manifests(account_id).update(kept, now) if self._config.read_manifests else ()
         return TaskState(
             key=self.key,
@@ -340,8 +343,23 @@ class JobTask:
             last_success=now,
             last_error=listing.truncated or (previous.last_error if previous else None),
             last_error_time=now if listing.truncated else (previous.last_error_time if previous else None),
+            jobs_dropped=(("finished", dropped_finished), ("running", dropped_running)),
             bad_records=tuple(sorted((f"{m}: {r}" if m else r, n) for (m, r), n in listing.rejected.items())),
         )
+
+    def _count_dropped(self, account_id: str, finished: int, running: int) -> None:
+        """Jobs over the `jobs.max_jobs` budget: counted; running ones also logged (and warned about on /)."""
+        for kind, count in (("finished", finished), ("running", running)):
+            if count:
+                self._metrics.jobs_dropped.labels(account_id, self.region, kind).inc(count)
+        if running:
+            log.warning(
+                "jobs in %s (%s): %d running jobs over the jobs.max_jobs budget (%d) not exported",
+                self.region,
+                self.target.label,
+                running,
+                self._config.max_jobs,
+            )
 
     def _count_bad(self, account_id: str, rejected: Mapping[tuple[str, str], int], truncated: str | None) -> None:
         """Count skipped summaries and a listing cut short (a bad answer; the jobs read so far are kept)."""

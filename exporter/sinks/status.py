@@ -144,6 +144,7 @@ def _task(state: TaskState, now: float, cycles: Mapping[str, int]) -> JSON:
         "result_errors": dict(state.result_errors),
         "result_messages": list(state.result_messages),
         "bad_records": dict(state.bad_records),
+        "jobs_dropped": dict(state.jobs_dropped),
     }
 
 
