@@ -21,31 +21,32 @@ def _one(n: int, budget: int) -> float:
     from exporter.model import TaskKey, TaskState
 
     now = time.time()
-    body = orjson.dumps(
-        {
-            "invocationJobSummaries": [
-                {
-                    "jobArn": f"arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/{i:012d}",
-                    "jobName": f"nightly-batch-{i}",
-                    "modelId": "anthropic.claude-3-5-sonnet-20240620-v1:0",
-                    "status": "Completed" if i % 10 else "InProgress",
-                    "submitTime": "2026-11-30T12:00:00Z",
-                    "endTime": "2026-11-30T13:00:00Z",
-                    "jobExpirationTime": "2026-12-03T12:00:00Z",
-                    "totalRecordCount": 1000,
-                    "processedRecordCount": 1000,
-                    "successRecordCount": 990,
-                    "errorRecordCount": 10,
-                    "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://bucket/out/"}},
-                }
-                for i in range(n)
-            ]
-        }
-    )
-    summaries = orjson.loads(body)["invocationJobSummaries"]
-    del body
-    jobs = [j for s in summaries if (j := parse_job(s, now)) is not None]
-    del summaries
+    jobs = []
+    for first in range(0, n, 1000):  # pages of 1,000 (the largest maxResults), read and parsed one at a time
+        body = orjson.dumps(
+            {
+                "invocationJobSummaries": [
+                    {
+                        "jobArn": f"arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/{i:012d}",
+                        "jobName": f"nightly-batch-{i}",
+                        "modelId": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                        "status": "Completed" if i % 10 else "InProgress",
+                        "submitTime": "2026-11-30T12:00:00Z",
+                        "endTime": "2026-11-30T13:00:00Z",
+                        "jobExpirationTime": "2026-12-03T12:00:00Z",
+                        "totalRecordCount": 1000,
+                        "processedRecordCount": 1000,
+                        "successRecordCount": 990,
+                        "errorRecordCount": 10,
+                        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://bucket/out/"}},
+                    }
+                    for i in range(first, min(n, first + 1000))
+                ]
+            }
+        )
+        summaries = orjson.loads(body)["invocationJobSummaries"]
+        jobs.extend(j for s in summaries if (j := parse_job(s, now)) is not None)
+        del body, summaries
     kept, _, _ = within_budget(jobs, budget)
     del jobs
     state = TaskState(TaskKey("t", "us-east-1", "bedrock:jobs"), "123456789012", jobs=tuple(kept))
