@@ -538,6 +538,13 @@ class JobsConfig(_Model):
         "queueing plus retention, so every unfinished job is seen",
     )
     page_size: int = Field(default=1000, ge=1, le=1000, description="maxResults per ListModelInvocationJobs page")
+    max_jobs: int = Field(
+        default=20_000,
+        ge=1,
+        le=200_000,
+        description="jobs kept per region (memory budget, docs/reliability.md): past it the oldest finished jobs are "
+        "dropped first, then the oldest running ones, each counted; running jobs dropped also warn on /",
+    )
     pause_idle_metrics: bool = Field(
         default=True,
         description="skip GetMetricData for AWS/Bedrock/Batch in a region while it has no unfinished job",

@@ -16,6 +16,9 @@ class JobTracker:
     def __init__(self, started: float) -> None:
         self._started = started
         self._status: dict[str, str] = {}
+        # Jobs already counted, by ARN: a job whose status flips back out of a terminal one (AWS has been seen
+        # answering Completed -> InProgress -> Completed) is still one finished job. Pruned to the listed jobs.
+        self._counted: set[str] = set()
         self.finished: Counter[tuple[str, str]] = Counter()  # (model_id, status) -> jobs
 
     def observe(self, jobs: Iterable[Job]) -> None:
@@ -26,10 +29,12 @@ class JobTracker:
             # was last modified: AWS marks endTime optional).
             ended = job.ended
             watched = before is not None or (ended is not None and ended >= self._started)
-            if job.finished and before not in TERMINAL_STATUSES and watched:
+            if job.finished and before not in TERMINAL_STATUSES and watched and job.arn not in self._counted:
                 self.finished[(job.model_id, job.status)] += 1
+                self._counted.add(job.arn)
             seen[job.arn] = job.status
         self._status = seen
+        self._counted.intersection_update(seen)
 
     def records(self) -> tuple[JobsFinished, ...]:
         return tuple(JobsFinished(model, status, n) for (model, status), n in sorted(self.finished.items()))
@@ -38,6 +43,18 @@ class JobTracker:
 def retained(jobs: Iterable[Job], now: float, retention: float) -> list[Job]:
     """Unfinished jobs (any status outside the terminal set), and finished ones that ended less than `retention` ago."""
     return [j for j in jobs if not j.finished or (j.ended or j.submit_time) >= now - retention]
+
+
+def within_budget(jobs: list[Job], budget: int) -> tuple[list[Job], int, int]:
+    """At most `budget` jobs: the oldest finished ones go first, then the oldest unfinished; (kept, finished
+    dropped, unfinished dropped)."""
+    if len(jobs) <= budget:
+        return jobs, 0, 0
+    finished = sorted((j for j in jobs if j.finished), key=lambda j: j.ended or j.submit_time, reverse=True)
+    running = sorted((j for j in jobs if not j.finished), key=lambda j: j.submit_time, reverse=True)
+    keep_running = running[:budget]
+    keep_finished = finished[: budget - len(keep_running)]
+    return keep_running + keep_finished, len(finished) - len(keep_finished), len(running) - len(keep_running)
 
 
 def prices(pricing: PricingConfig) -> tuple[Price, ...]:

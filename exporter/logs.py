@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from exporter.aws.errors import redact_url
+from exporter.aws.errors import describe, redact_url
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,6 +34,36 @@ class RedactingFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, ()
         return True
+
+
+class CredentialRefreshFilter(logging.Filter):
+    """botocore's "Refreshing temporary credentials failed" warning, with its ~25-line traceback, only at debug.
+
+    botocore.credentials.RefreshableCredentials._protected_refresh logs it with `exc_info=True` on every failed
+    refresh, without naming the target. A mandatory refresh re-raises, and the poller logs that failure as one line
+    with the target and the cause, so this record is dropped; an advisory one (botocore keeps the current keys)
+    stays as one line with the cause appended.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info or not str(record.msg).startswith("Refreshing temporary credentials failed"):
+            return True
+        if logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return True
+        if record.args and record.args[0] == "mandatory":  # type: ignore[index]
+            return False
+        exc = record.exc_info[1]
+        cause = describe(exc) if exc is not None else "unknown cause"
+        record.msg, record.args = f"{record.getMessage().rstrip('.')}: {cause}", ()
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_credential_refresh() -> None:
+    """Install CredentialRefreshFilter on botocore's credentials logger (once)."""
+    logger = logging.getLogger("botocore.credentials")
+    if not any(isinstance(f, CredentialRefreshFilter) for f in logger.filters):
+        logger.addFilter(CredentialRefreshFilter())
 
 
 def setup(level: str = "info", fmt: str = "text") -> None:

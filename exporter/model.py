@@ -235,6 +235,10 @@ class TaskState:
     # Per-result errors of the last cycle (GetMetricData StatusCode -> results), and CloudWatch's messages.
     result_errors: tuple[tuple[str, int], ...] = ()
     result_messages: tuple[str, ...] = ()
+    # Job summaries of the last listing skipped as malformed ("member: reason" -> summaries); their neighbours stay.
+    bad_records: tuple[tuple[str, int], ...] = ()
+    # Jobs over the `jobs.max_jobs` budget in the last listing, by kind ("finished", "running").
+    jobs_dropped: tuple[tuple[str, int], ...] = ()
 
     @property
     def partial(self) -> bool:

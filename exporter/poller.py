@@ -9,18 +9,18 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from exporter.aws import errors
-from exporter.aws.bedrock import list_jobs
+from exporter.aws.bedrock import list_jobs_checked
 from exporter.aws.cloudwatch import list_series, run_batch
 from exporter.aws.gate import CallGate
 from exporter.aws.session import AwsClients
 from exporter.config import Config, JobsConfig, NamespaceConfig, TargetConfig
 from exporter.eta import ProgressHistory, estimate
-from exporter.jobs import JobTracker, retained
+from exporter.jobs import JobTracker, retained, within_budget
 from exporter.manifests import ManifestReader, RetrySchedule
 from exporter.model import BEDROCK_BATCH_NAMESPACE, Job, SeriesKey, TaskKey, TaskState
 from exporter.planner import Batch, PlanCache, select_series
@@ -272,8 +272,17 @@ class NamespaceTask:
         def on_page(count: int) -> None:
             self._metrics.record_metrics_requested(account_id, self.region, count)
 
+        def on_out_of_window(count: int) -> None:
+            # an answer with datapoints far outside the window asked for: those are not values
+            self._metrics.bad_answers.labels(account_id, self.region, "GetMetricData").inc()
+            log.warning(
+                "GetMetricData for %s in %s (%s): %d datapoints outside the requested window dropped",
+                *self._where(),
+                count,
+            )
+
         with self._gate.working():
-            return run_batch(client, batch, on_page)
+            return run_batch(client, batch, on_page, on_out_of_window)
 
 
 class JobTask:
@@ -309,15 +318,21 @@ class JobTask:
         try:
             account_id = self._clients.account_id(self.target)
             client = self._clients.client("bedrock", self.target, self.region, account_id)
-            jobs = list_jobs(client, now - self._config.lookback, self._config.page_size)
+            listing = list_jobs_checked(client, now - self._config.lookback, self._config.page_size, now)
         except Exception:
             self._board.report(self.target.label, self.region, None)  # fail open: metrics keep flowing
             raise
-        self._tracker.observe(jobs)
+        jobs = listing.jobs
+        self._count_bad(account_id, listing.rejected, listing.truncated)
+        if listing.truncated is None:  # a cut-short listing lacks jobs: their status history must not be forgotten
+            self._tracker.observe(jobs)
         self._count_unknown(account_id, jobs)
         # Fail open: any status outside the terminal set (one the SDK does not list included) is unfinished work.
         self._board.report(self.target.label, self.region, any(not j.finished for j in jobs))
-        kept = retained(jobs, now, self._config.retention)
+        kept, dropped_finished, dropped_running = within_budget(
+            retained(jobs, now, self._config.retention), self._config.max_jobs
+        )
+        self._count_dropped(account_id, dropped_finished, dropped_running)
         usage = self._manifests(account_id).update(kept, now) if self._config.read_manifests else ()
         self._progress.observe(now, kept)
         etas, drains = estimate(kept, self._progress.rates()[1])
@@ -332,9 +347,37 @@ class JobTask:
             up=True,
             last_attempt=now,
             last_success=now,
-            last_error=previous.last_error if previous else None,
-            last_error_time=previous.last_error_time if previous else None,
+            last_error=listing.truncated or (previous.last_error if previous else None),
+            last_error_time=now if listing.truncated else (previous.last_error_time if previous else None),
+            jobs_dropped=(("finished", dropped_finished), ("running", dropped_running)),
+            bad_records=tuple(sorted((f"{m}: {r}" if m else r, n) for (m, r), n in listing.rejected.items())),
         )
+
+    def _count_dropped(self, account_id: str, finished: int, running: int) -> None:
+        """Jobs over the `jobs.max_jobs` budget: counted; running ones also logged (and warned about on /)."""
+        for kind, count in (("finished", finished), ("running", running)):
+            if count:
+                self._metrics.jobs_dropped.labels(account_id, self.region, kind).inc(count)
+        if running:
+            log.warning(
+                "jobs in %s (%s): %d running jobs over the jobs.max_jobs budget (%d) not exported",
+                self.region,
+                self.target.label,
+                running,
+                self._config.max_jobs,
+            )
+
+    def _count_bad(self, account_id: str, rejected: Mapping[tuple[str, str], int], truncated: str | None) -> None:
+        """Count skipped summaries and a listing cut short (a bad answer; the jobs read so far are kept)."""
+        for (member, reason), count in rejected.items():
+            self._metrics.bad_records.labels(account_id, self.region, "ListModelInvocationJobs", member, reason).inc(
+                count
+            )
+        if truncated is not None:
+            self._metrics.bad_answers.labels(account_id, self.region, "ListModelInvocationJobs").inc()
+            log.warning(
+                "listing jobs in %s (%s): %s; the jobs read so far are kept", self.region, self.target.label, truncated
+            )
 
     def _manifests(self, account_id: str) -> ManifestReader:
         """The manifest reader, made on first use: its S3 client exists only when the option is on."""

@@ -34,6 +34,11 @@ NO_RESULT = "NoResult"  # CloudWatch answered without a result for the query: tr
 UNSPLIT_LABEL = "UnsplittableLabel"  # counted like a status code: an Insights label we cannot attribute to a group
 CHECK_EVERY = 128  # results (or queries) between two checkpoints: ~0.2 ms of work
 _FLOAT_INT = 10**300  # integers within this convert to float without OverflowError
+# A datapoint's timestamp is the start of its period, inside the requested [StartTime, EndTime) (GetMetricData API
+# reference); the planner aligns windows to the period already. One hour either side (the coarsest period alignment
+# CloudWatch applies, to windows over 63 days old) is tolerated; anything further out (1970, negative, 1e15,
+# now + 10 days) is not a value: dropped and counted as a bad answer.
+WINDOW_SLACK = 3600.0
 
 
 class Datapoint(NamedTuple):  # made 20,000 times a cycle: a tuple is quicker to make than a frozen dataclass
@@ -61,9 +66,13 @@ def merge_page(
     ids: Set[str],
     insight_ids: Set[str],
     between: Callable[[], None] | None = None,
-) -> None:
+    window: tuple[float, float] | None = None,
+) -> int:
     """Fold one page's `MetricDataResults` into `answers`; raises BadAnswerError on an unusable answer. `between` is
-    called every CHECK_EVERY results (a checkpoint: exporter.priority)."""
+    called every CHECK_EVERY results (a checkpoint: exporter.priority). Datapoints outside `window` (requested
+    start, end) plus WINDOW_SLACK are dropped; returns how many."""
+    low, high = (window[0] - WINDOW_SLACK, window[1] + WINDOW_SLACK) if window is not None else (-math.inf, math.inf)
+    dropped = 0
     if not isinstance(results, list):
         raise BadAnswerError("GetMetricData answer has no MetricDataResults list")
     for position, result in enumerate(results):
@@ -99,6 +108,9 @@ def merge_page(
                 groups = answer.groups = {}
             for when, value in zip(timestamps, values, strict=True):
                 point = _datapoint(qid, when, value)
+                if not low <= point.timestamp <= high:
+                    dropped += 1
+                    continue
                 current = groups.get(key)
                 if current is None or point.timestamp > current.timestamp:
                     groups[key] = point
@@ -106,9 +118,13 @@ def merge_page(
         newest = answer.newest
         for when, value in zip(timestamps, values, strict=True):
             point = _datapoint(qid, when, value)
+            if not low <= point.timestamp <= high:
+                dropped += 1
+                continue
             if newest is None or point.timestamp > newest.timestamp:
                 newest = point
         answer.newest = newest
+    return dropped
 
 
 def _datapoint(qid: str, when: Any, value: Any) -> Datapoint:

@@ -82,6 +82,20 @@ class SelfMetrics:
             ["account_id", "region", "operation"],
             registry=self.registry,
         )
+        self.bad_records = Counter(
+            f"{PREFIX}_aws_bad_records",
+            "Records of an AWS answer skipped as malformed (e.g. a job summary whose time is not a date or out of "
+            "range); the rest of the answer is used.",
+            ["account_id", "region", "operation", "member", "reason"],
+            registry=self.registry,
+        )
+        self.jobs_dropped = Counter(
+            f"{PREFIX}_jobs_dropped",
+            "Jobs not exported because the region had more than jobs.max_jobs (oldest finished first; kind=running "
+            "means unfinished jobs were dropped too, with a warning on the status page).",
+            ["account_id", "region", "kind"],
+            registry=self.registry,
+        )
         self.result_errors = Counter(
             f"{PREFIX}_cloudwatch_result_errors",
             "GetMetricData results that were errors (StatusCode other than Complete, without datapoints), by status "
@@ -181,6 +195,8 @@ class SelfMetrics:
             self.api_requests,
             self.api_retries,
             self.bad_answers,
+            self.bad_records,
+            self.jobs_dropped,
             self.result_errors,
             self.unknown_values,
             self.metrics_requested,

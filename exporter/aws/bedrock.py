@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
+from botocore.utils import parse_timestamp
 
 from exporter.aws.errors import BadAnswerError
 from exporter.model import Job
@@ -14,37 +20,153 @@ from exporter.model import Job
 log = logging.getLogger(__name__)
 
 MAX_JOBS = 100_000  # a bound on one listing; far above Bedrock's quotas on concurrent and recent jobs
+# Pages per listing (one listing per cycle, so also the cycle's call budget): 100,000 jobs at the 1,000-job maximum
+# page size need 100; a nextToken that changes on every page is stopped here and counted as a bad answer.
+MAX_PAGES = 200
+# A job time outside [EARLIEST_TIME, now + MAX_FUTURE] is malformed: Bedrock batch inference launched in 2023, and a
+# job's latest time (jobExpirationTime) is at most the 168-hour timeout after submission.
+EARLIEST_TIME = datetime(2023, 1, 1, tzinfo=UTC).timestamp()
+MAX_FUTURE = 30 * 86400.0
+_TIMES = ("submitTime", "endTime", "jobExpirationTime", "lastModifiedTime")
+_LENIENT = "_bedrock_batch_exporter_lenient"
+
+
+@dataclass
+class Listing:
+    """One listing: the jobs, the summaries skipped (by (member, reason)), and why it stopped early, if it did."""
+
+    jobs: list[Job]
+    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
+    truncated: str | None = None
 
 
 def list_jobs(client: Any, submitted_after: float, page_size: int) -> list[Job]:
-    """Every job submitted after `submitted_after`, following nextToken through botocore's paginator."""
-    paginator = client.get_paginator("list_model_invocation_jobs")
-    pages = paginator.paginate(
-        submitTimeAfter=datetime.fromtimestamp(submitted_after, UTC),
-        sortBy="CreationTime",
-        sortOrder="Descending",
-        PaginationConfig={"PageSize": page_size, "MaxItems": MAX_JOBS},
-    )
+    """Every job submitted after `submitted_after` (see list_jobs_checked)."""
+    return list_jobs_checked(client, submitted_after, page_size).jobs
+
+
+def list_jobs_checked(
+    client: Any, submitted_after: float, page_size: int, now: float | None = None, max_pages: int = MAX_PAGES
+) -> Listing:
+    """Every job submitted after `submitted_after`, following nextToken for at most `max_pages` pages.
+
+    A malformed summary costs that job only (counted in `rejected`); a token loop or the page cap ends the listing
+    with the jobs read so far and `truncated` saying why. Our own loop, not botocore's paginator: the paginator has
+    no page cap, and only stops on a token repeated twice in a row.
+    """
+    lenient_job_listing(client)
+    now = time.time() if now is None else now
+    kwargs: dict[str, Any] = {
+        "submitTimeAfter": datetime.fromtimestamp(submitted_after, UTC),
+        "sortBy": "CreationTime",
+        "sortOrder": "Descending",
+        "maxResults": page_size,
+    }
     jobs: dict[str, Job] = {}
-    for page in pages:
-        summaries = page.get("invocationJobSummaries", [])
+    listing = Listing([])
+    tokens: set[str] = set()
+    for _ in range(max_pages):
+        page = client.list_model_invocation_jobs(**kwargs)
+        summaries = page.get("invocationJobSummaries", []) if isinstance(page, dict) else None
         if not isinstance(summaries, list):
             raise BadAnswerError("ListModelInvocationJobs answer has no invocationJobSummaries list")
         for summary in summaries:
-            job = parse_job(summary)
+            job = parse_job(summary, now, listing.rejected)
             if job is not None:
                 jobs[job.arn] = job  # a job that moved between pages is counted once
-    return list(jobs.values())
+        token = page.get("nextToken")
+        if not token:
+            break
+        if not isinstance(token, str) or token in tokens:
+            listing.truncated = "ListModelInvocationJobs returned a nextToken it had returned before"
+            break
+        if len(jobs) >= MAX_JOBS:
+            listing.truncated = f"ListModelInvocationJobs listed {MAX_JOBS} jobs and still had more"
+            break
+        tokens.add(token)
+        kwargs["nextToken"] = token
+    else:
+        listing.truncated = f"ListModelInvocationJobs pagination did not end after {max_pages} pages"
+    listing.jobs = list(jobs.values())
+    return listing
 
 
-def _time(value: Any) -> float | None:
-    """An optional timestamp: absent or unreadable is None (an optional field never hides the job)."""
-    if isinstance(value, datetime):
+class _LenientParser:
+    """botocore's rest-json parser, except that a 2xx ListModelInvocationJobs answer is decoded by orjson and its
+    summaries are handed on raw (ISO 8601 strings for `timestampFormat: iso8601` members, botocore's bedrock model).
+
+    botocore parses the whole page before our code sees it, so one summary with an `endTime` that is not a date
+    made the page, and every job of the region, unreadable; parse_job now judges each summary on its own.
+    Errors and anything that is not an object with a summaries list stay botocore's.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def parse(self, response: dict[str, Any], shape: Any) -> Any:
+        if getattr(shape, "name", None) != "ListModelInvocationJobsResponse" or response.get("status_code", 500) >= 300:
+            return self._inner.parse(response, shape)
         try:
-            return value.timestamp()
-        except (OverflowError, OSError, ValueError):
-            return None
-    return None
+            decoded = orjson.loads(response.get("body") or b"{}")
+        except (ValueError, TypeError):
+            return self._inner.parse(response, shape)
+        summaries = decoded.get("invocationJobSummaries", []) if isinstance(decoded, dict) else None
+        if not isinstance(summaries, list):
+            return self._inner.parse(response, shape)
+        parsed = self._inner.parse({**response, "body": b"{}"}, shape)  # ResponseMetadata exactly as botocore's
+        parsed["invocationJobSummaries"] = summaries
+        if decoded.get("nextToken") is not None:
+            parsed["nextToken"] = decoded["nextToken"]
+        return parsed
+
+
+class _LenientParserFactory:
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def create_parser(self, protocol: str) -> Any:
+        parser = self._inner.create_parser(protocol)
+        return _LenientParser(parser) if protocol == "rest-json" else parser
+
+
+def lenient_job_listing(client: Any) -> None:
+    """Give a botocore Bedrock client the per-summary ListModelInvocationJobs parsing (once); other objects are
+    left alone."""
+    if getattr(client, _LENIENT, False):
+        return
+    endpoint: Any = getattr(client, "_endpoint", None)
+    factory = getattr(endpoint, "_response_parser_factory", None)
+    if factory is None:
+        return
+    endpoint._response_parser_factory = _LenientParserFactory(factory)
+    setattr(client, _LENIENT, True)
+
+
+class _Malformed(Exception):
+    """A summary member present but unusable; the reason is a metric label."""
+
+
+def _time(value: Any, now: float | None = None) -> float | None:
+    """A timestamp (datetime, ISO 8601 text or epoch seconds): None when absent; _Malformed when unreadable or, with
+    `now`, outside [EARLIEST_TIME, now + MAX_FUTURE]."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, datetime):
+            stamp = value.timestamp()
+        elif isinstance(value, str):
+            stamp = parse_timestamp(value).timestamp()
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            stamp = float(value)
+        else:
+            raise _Malformed("malformed")
+    except (OverflowError, OSError, ValueError, TypeError):
+        raise _Malformed("malformed") from None
+    if not math.isfinite(stamp):
+        raise _Malformed("malformed")
+    if now is not None and not EARLIEST_TIME <= stamp <= now + MAX_FUTURE:
+        raise _Malformed("out_of_range")
+    return stamp
 
 
 def _count(value: Any) -> float | None:
@@ -60,14 +182,32 @@ def _name(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def parse_job(summary: Any) -> Job | None:
+def parse_job(summary: Any, now: float | None = None, rejected: Counter[tuple[str, str]] | None = None) -> Job | None:
     """A Job from one summary, or None (logged) when a required member (jobArn, modelId, status, submitTime) is
-    missing or malformed. The status is kept raw, known or not; unreadable optional members become absent."""
+    missing or malformed. The status is kept raw, known or not.
+
+    With `now` (a listing), a time member that is present but unreadable or out of range rejects the job, counted in
+    `rejected` by (member, reason); without it, unreadable optional members become absent.
+    """
     if not isinstance(summary, Mapping):
         log.warning("skipping a job summary that is not an object")
+        if rejected is not None:
+            rejected[("", "not_an_object")] += 1
         return None
+    times: dict[str, float | None] = {}
+    for member in _TIMES:
+        try:
+            times[member] = _time(summary.get(member), now)
+        except _Malformed as exc:
+            if now is None and member != "submitTime":
+                times[member] = None
+                continue
+            log.warning("skipping job %.200r: its %s is %s", summary.get("jobArn"), member, exc)
+            if rejected is not None:
+                rejected[(member, str(exc))] += 1
+            return None
     arn, model, status = summary.get("jobArn"), summary.get("modelId"), summary.get("status")
-    submit = _time(summary.get("submitTime"))
+    submit = times["submitTime"]
     missing = [
         name
         for name, value in (("jobArn", arn), ("modelId", model), ("status", status), ("submitTime", submit))
@@ -75,6 +215,8 @@ def parse_job(summary: Any) -> Job | None:
     ]
     if missing:
         log.warning("skipping a job summary without %s", ", ".join(missing))
+        if rejected is not None:
+            rejected[(missing[0], "missing")] += 1
         return None
     assert isinstance(arn, str) and isinstance(model, str) and isinstance(status, str) and submit is not None
     return Job(
@@ -84,13 +226,13 @@ def parse_job(summary: Any) -> Job | None:
         status=status,
         invocation_type=_name(summary.get("modelInvocationType")),
         submit_time=submit,
-        end_time=_time(summary.get("endTime")),
-        expiration_time=_time(summary.get("jobExpirationTime")),
+        end_time=times["endTime"],
+        expiration_time=times["jobExpirationTime"],
         total_records=_count(summary.get("totalRecordCount")),
         processed_records=_count(summary.get("processedRecordCount")),
         succeeded_records=_count(summary.get("successRecordCount")),
         failed_records=_count(summary.get("errorRecordCount")),
-        last_modified_time=_time(summary.get("lastModifiedTime")),
+        last_modified_time=times["lastModifiedTime"],
         **_output(summary.get("outputDataConfig")),
     )
 

@@ -20,19 +20,38 @@ from exporter.results import Answer, merge_page
 
 log = logging.getLogger(__name__)
 
-MAX_PAGES = 1000  # a bound on NextToken chains; CloudWatch never needs nearly this many
+# Bounds on NextToken chains, per call (and so per cycle: one discovery and one chain per batch). GetMetricData pages
+# by datapoints, at most 100,800 a call (API reference); a batch's short windows fill one page. 100 pages of 500
+# queries cost $0.50 at list price, where the earlier 1,000 cost $5 a cycle when a token never ended.
+MAX_PAGES = 100
+# ListMetrics returns 500 metrics a page: 200 pages is 100,000 series, far above what one namespace publishes.
+MAX_LIST_PAGES = 200
 
 
 def list_series(client: Any, namespace: str, recently_active: bool) -> list[SeriesKey]:
-    """Every (metric, dimension set) in the namespace, following NextToken through botocore's paginator."""
+    """Every (metric, dimension set) in the namespace, following NextToken for at most MAX_LIST_PAGES pages.
+
+    Our own loop, not botocore's paginator: the paginator stops only on a token repeated twice in a row, so a token
+    that changes on every page (with empty pages, MaxItems never binds) would never end.
+    """
     kwargs: dict[str, Any] = {"Namespace": namespace}
     if recently_active:
         kwargs["RecentlyActive"] = "PT3H"
     found: set[SeriesKey] = set()
-    paginator = client.get_paginator("list_metrics")
-    for page in paginator.paginate(**kwargs, PaginationConfig={"MaxItems": 500 * MAX_PAGES}):
+    tokens: set[str] = set()
+    for _ in range(MAX_LIST_PAGES):
+        page = client.list_metrics(**kwargs)
+        if not isinstance(page, dict):
+            raise BadAnswerError("ListMetrics answer is not an object")
         found.update(parse_list_metrics_page(page, namespace))
-    return sorted(found)
+        token = page.get("NextToken")
+        if not token:
+            return sorted(found)
+        if not isinstance(token, str) or token in tokens:
+            raise BadAnswerError("ListMetrics returned a NextToken it had returned before")
+        tokens.add(token)
+        kwargs["NextToken"] = token
+    raise BadAnswerError(f"ListMetrics pagination did not end after {MAX_LIST_PAGES} pages")
 
 
 def parse_list_metrics_page(page: Mapping[str, Any], namespace: str) -> list[SeriesKey]:
@@ -195,8 +214,14 @@ def lean_get_metric_data(client: Any) -> None:
     setattr(client, _LEAN, True)
 
 
-def run_batch(client: Any, batch: Batch, on_page: Callable[[int], None] | None = None) -> dict[str, Answer]:
-    """Run one batch to the last page; what the pages said per query id (exporter.results reads it)."""
+def run_batch(
+    client: Any,
+    batch: Batch,
+    on_page: Callable[[int], None] | None = None,
+    on_out_of_window: Callable[[int], None] | None = None,
+) -> dict[str, Answer]:
+    """Run one batch to the last page; what the pages said per query id (exporter.results reads it).
+    `on_out_of_window` is told the datapoints of a page dropped for lying outside the requested window."""
     lean_get_metric_data(client)
     gate.hook(client)
     queries = batch.to_api()
@@ -218,7 +243,10 @@ def run_batch(client: Any, batch: Batch, on_page: Callable[[int], None] | None =
             on_page(batch.size)
         if not isinstance(answer, dict):
             raise BadAnswerError("GetMetricData answer is not an object")
-        merge_page(answers, answer.get("MetricDataResults"), ids, insight_ids, gate.checkpoint)
+        window = (float(batch.start), float(batch.end))
+        dropped = merge_page(answers, answer.get("MetricDataResults"), ids, insight_ids, gate.checkpoint, window)
+        if dropped and on_out_of_window is not None:
+            on_out_of_window(dropped)
         for message in answer.get("Messages") or ():
             log.info(
                 "GetMetricData message: %s", message.get("Value", message) if isinstance(message, dict) else message

@@ -23,8 +23,10 @@ from botocore.credentials import AssumeRoleCredentialFetcher, Credentials, Defer
 from exporter import __version__
 from exporter.aws import errors
 from exporter.config import AwsConfig, TargetConfig
+from exporter.logs import quiet_credential_refresh
 
 log = logging.getLogger(__name__)
+quiet_credential_refresh()  # a failed assume-role refresh: one line (the poller's), the traceback only at debug
 
 _ROLE_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/")
 

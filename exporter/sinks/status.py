@@ -56,7 +56,8 @@ def _finite(value: float | None) -> float | None:
 
 
 def _ago(now: float, then: float | None) -> float | None:
-    return None if then is None else round(now - then, 3)
+    # never negative: a clock ahead of ours is "just now", as /metrics clamps its ages to 0
+    return None if then is None else max(0.0, round(now - then, 3))
 
 
 def _counter_totals(counter: PromCounter) -> Iterator[tuple[dict[str, str], float]]:
@@ -142,6 +143,8 @@ def _task(state: TaskState, now: float, cycles: Mapping[str, int]) -> JSON:
         "partial": state.partial,
         "result_errors": dict(state.result_errors),
         "result_messages": list(state.result_messages),
+        "bad_records": dict(state.bad_records),
+        "jobs_dropped": dict(state.jobs_dropped),
     }
 
 

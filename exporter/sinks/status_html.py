@@ -127,6 +127,12 @@ def _error_cell(task: JSON) -> str:
             f'<div class="error">partial: CloudWatch answered some series with errors ({codes}); they keep their '
             f"last value for a few intervals, then disappear{': ' + said if said else ''}</div>"
         )
+    running_dropped = task.get("jobs_dropped", {}).get("running", 0)
+    if running_dropped:
+        partial += (
+            f'<div class="error">{running_dropped:,} running jobs over the jobs.max_jobs budget are not exported '
+            "(bedrock_batch_exporter_jobs_dropped_total)</div>"
+        )
     if error is None:
         return partial or _NONE
     failures = task["consecutive_failures"]

@@ -33,8 +33,8 @@ ERRORS = {  # kind -> (HTTP status, error code)
     "access_denied": (400, "AccessDeniedException"),
     "expired_token": (400, "ExpiredTokenException"),
 }
-REWRITES = ("result_status", "job_status", "job_fields")
-KINDS = (*ERRORS, "reset", "slow", "truncated", "malformed", "partial", *REWRITES)
+REWRITES = ("result_status", "result_points", "job_status", "job_fields", "job_values")
+KINDS = ("endless_jobs", *ERRORS, "reset", "slow", "truncated", "malformed", "partial", *REWRITES)
 # Optional members of ModelInvocationJobSummary (botocore bedrock model) that "job_fields" removes by default.
 JOB_OPTIONAL_FIELDS = (
     "endTime",
@@ -64,6 +64,24 @@ class Fault:
     jobs: frozenset[str] | None = None
     job_status: str = "Paused"
     fields: tuple[str, ...] = JOB_OPTIONAL_FIELDS
+    values: tuple[tuple[str, str, Any], ...] = ()  # "job_values": (jobName, member, raw JSON value)
+
+
+def job_values(values: dict[str, dict[str, Any]]) -> Fault:
+    """Job summaries (listing and single job, by jobName) with members set to raw values botocore's shapes do not
+    allow."""
+    return Fault("job_values", values=tuple((j, m, v) for j, members in values.items() for m, v in members.items()))
+
+
+def extra_points(points: tuple[tuple[float, float], ...]) -> Fault:
+    """Every GetMetricData result also carries these (timestamp, value) datapoints, wherever they lie in time."""
+    return Fault("result_points", operation="GetMetricData", values=tuple(("", str(t), v) for t, v in points))
+
+
+def endless_jobs(operation: str = "ListModelInvocationJobs") -> Fault:
+    """`operation` (ListModelInvocationJobs or ListMetrics) answers every page with a new token (each page is the
+    first page again)."""
+    return Fault("endless_jobs", operation=operation)
 
 
 def forbidden_results(
@@ -155,7 +173,7 @@ class FaultProxy:
         with self._lock:
             self.received[(operation, region)] += 1
             for fault in self.faults:
-                if fault.kind in ("job_status", "job_fields") and fault.operation is None:
+                if fault.kind in ("job_status", "job_fields", "job_values") and fault.operation is None:
                     if operation not in _JOB_LISTINGS:
                         continue
                 elif fault.kind == "result_status" and operation != "GetMetricData":
@@ -217,6 +235,22 @@ class FaultProxy:
             self._reply(handler, status, headers, answer[: len(answer) // 2], close=True)
         elif fault.kind == "malformed":
             self._reply(handler, 200, {"Content-Type": "application/x-amz-json-1.0"}, b'{"MetricDataResults": [')
+        elif fault.kind == "endless_jobs" and not rest:  # awsJson (ListMetrics): the token is in the body
+            request = json.loads(body)
+            request.pop("NextToken", None)
+            status, headers, answer = self._forward(handler, body, payload=json.dumps(request).encode())
+            parsed = json.loads(answer)
+            with self._lock:
+                parsed["NextToken"] = f"endless-{self.injected[(operation, fault.kind)]}"
+            self._reply(handler, status, headers, json.dumps(parsed).encode())
+        elif fault.kind == "endless_jobs":
+            parts = urlsplit(handler.path)
+            query = "&".join(p for p in parts.query.split("&") if not p.startswith("nextToken="))
+            status, headers, answer = self._forward(handler, body, path=f"{parts.path}?{query}")
+            parsed = json.loads(answer)
+            with self._lock:
+                parsed["nextToken"] = f"endless-{self.injected[(operation, fault.kind)]}"
+            self._reply(handler, status, headers, json.dumps(parsed).encode())
         elif fault.kind == "partial":
             self._partial(handler, body)
         elif fault.kind == "s3_denied":
@@ -272,6 +306,11 @@ class FaultProxy:
 
 def _rewrite(fault: Fault, answer: dict[str, Any]) -> dict[str, Any]:
     """The answer as AWS may send it under `fault` (see the module docstring)."""
+    if fault.kind == "result_points":
+        for result in answer.get("MetricDataResults", []):
+            result["Timestamps"] = [*result.get("Timestamps", []), *(float(t) for _, t, _ in fault.values)]
+            result["Values"] = [*result.get("Values", []), *(v for _, _, v in fault.values)]
+        return answer
     if fault.kind == "result_status":
         for result in answer.get("MetricDataResults", []):
             if fault.ids is None or result.get("Id") in fault.ids:
@@ -290,6 +329,8 @@ def _rewrite(fault: Fault, answer: dict[str, Any]) -> dict[str, Any]:
         if fault.jobs is None or job.get("jobName") in fault.jobs or job.get("jobArn") in fault.jobs:
             if fault.kind == "job_status":
                 job["status"] = fault.job_status
+            elif fault.kind == "job_values":
+                job.update({m: v for name, m, v in fault.values if job.get("jobName") == name})
             else:
                 for field in fault.fields:
                     job.pop(field, None)

@@ -5,18 +5,23 @@ Each case here is a row of docs/reliability.md.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
+from exporter.aws.bedrock import MAX_PAGES
+from exporter.aws.cloudwatch import MAX_LIST_PAGES
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
 from tests.conftest import FAST_JOBS, fast_config, put_as_role, put_values, start_job, wait_for
-from tests.integration.fault_proxy import Fault, FaultProxy
+from tests.integration.fault_proxy import Fault, FaultProxy, endless_jobs, extra_points, job_values
 from tests.integration.test_jobs import ROLE_ARN, recent
 
 PENDING = "NumberOfRecordsPendingProcessing"
@@ -184,5 +189,115 @@ def test_backoff_spaces_out_failing_cycles(fresh_aws: SimulatedAws, proxy: Fault
         wait_for(lambda: (get(url, "bedrock_batch_exporter_consecutive_failures", namespace=NS) or 0) >= 4, timeout=30)
         # intervals of 1s, then about 2s and up to 4s with jitter: four failures need well over 4 intervals
         assert time.monotonic() - started > 4.5
+    finally:
+        exporter.stop()
+
+
+def test_failed_credential_refresh_is_one_line_naming_target_and_cause(
+    fresh_aws: SimulatedAws, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    put_as_role(fresh_aws, ROLE_ARN, PENDING, "m", 9.0, recent())
+    exporter, url = start_behind_proxy(proxy.url, extra_target=f"    role_arn: {ROLE_ARN}\n")
+    try:
+        wait_for(lambda: get(url, SERIES, account_id="111111111111") == 9.0)
+        caplog.clear()
+        caplog.set_level(logging.INFO)
+        # the keys expire, and the fresh assume-role that follows fails too: every refresh fails
+        proxy.set(Fault("expired_token"))
+        # the proxy answers STS's AssumeRole (its "POST /") with a JSON error that STS's XML parser cannot read
+        wait_for(lambda: proxy.injected[("POST /", "expired_token")] >= 2, timeout=20)
+        wait_for(lambda: get(url, "bedrock_batch_exporter_up", namespace=NS, account_id="111111111111") == 0.0)
+        loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert not [r for r in loud if r.exc_info or "Traceback" in r.getMessage()]
+        assert not [r for r in loud if r.name == "botocore.credentials"]  # the poller's line says it instead
+        refresh = [r.getMessage() for r in loud if "GetMetricData" not in r.getMessage()]
+        assert refresh and all(f"us-east-1 ({ROLE_ARN}) failed: ResponseParserError" in m for m in refresh)
+        assert all("\n" not in r.getMessage() for r in loud)
+    finally:
+        exporter.stop()
+
+
+def status_tasks(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(url + "/api/status", timeout=5) as response:
+        status = json.load(response)
+    return [task for region in status["regions"]["items"] for task in region["tasks"]]
+
+
+def test_one_bad_job_summary_costs_that_job_only(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
+    for name in ("good", "bad-end", "bad-submit", "far-future"):
+        fresh_aws.jobs.submit(name, "model-a", 10, "us-east-1", now=time.time() - 60)
+    bad_values = {
+        "bad-end": {"endTime": "not a date"},
+        "bad-submit": {"submitTime": 1e12},  # epoch seconds in the year 33658
+        "far-future": {"jobExpirationTime": time.time() + 400 * 86400},
+    }
+    proxy.set(job_values(bad_values))
+    exporter, url = start_behind_proxy(proxy.url, jobs=True)
+    try:
+        wait_for(lambda: get(url, "bedrock_batch_job_info", job_name="good") == 1)
+        assert get(url, "bedrock_batch_exporter_up", namespace="bedrock:jobs") == 1
+        for name in ("bad-end", "bad-submit", "far-future"):
+            assert get(url, "bedrock_batch_job_info", job_name=name) is None
+        bad = "bedrock_batch_exporter_aws_bad_records_total"
+        assert get(url, bad, member="endTime", reason="malformed")
+        assert get(url, bad, member="submitTime", reason="out_of_range")
+        assert (get(url, bad, member="jobExpirationTime", reason="out_of_range") or 0) >= 1
+        jobs_task = next(t for t in status_tasks(url) if t["namespace"] == "bedrock:jobs")
+        assert jobs_task["bad_records"] == {
+            "endTime: malformed": 1,
+            "submitTime: out_of_range": 1,
+            "jobExpirationTime: out_of_range": 1,
+        }
+    finally:
+        exporter.stop()
+
+
+def test_a_job_listing_that_never_ends_is_cut_short_counted_and_kept(
+    fresh_aws: SimulatedAws, proxy: FaultProxy
+) -> None:
+    fresh_aws.jobs.submit("listed", "model-a", 10, "us-east-1", now=time.time() - 60)
+    proxy.set(endless_jobs())
+    exporter, url = start_behind_proxy(proxy.url, jobs=True)
+    try:
+        bad = "bedrock_batch_exporter_aws_bad_answers_total"
+        wait_for(lambda: (get(url, bad, operation="ListModelInvocationJobs") or 0) >= 1, timeout=30)
+        assert get(url, "bedrock_batch_job_info", job_name="listed") == 1  # the data read so far is kept
+        assert get(url, "bedrock_batch_exporter_up", namespace="bedrock:jobs") == 1
+        calls = proxy.count("ListModelInvocationJobs")
+        cycles = get(url, "bedrock_batch_exporter_cycles_total", namespace="bedrock:jobs") or 0
+        assert calls <= (cycles + 1) * MAX_PAGES  # each cycle stops at the page cap
+        jobs_task = next(t for t in status_tasks(url) if t["namespace"] == "bedrock:jobs")
+        assert "did not end after" in jobs_task["last_error"]["message"]
+    finally:
+        exporter.stop()
+
+
+def test_datapoints_outside_the_requested_window_are_not_values(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
+    put_values(fresh_aws, {(PENDING, "model-a"): 7.0}, when=recent())
+    far = ((0.0, 1.0), (-86400.0, 2.0), (1e15, 3.0), (time.time() + 10 * 86400, 4.0))  # 1970, negative, 1e15, +10d
+    proxy.set(extra_points(far))
+    exporter, url = start_behind_proxy(proxy.url)
+    try:
+        bad = "bedrock_batch_exporter_aws_bad_answers_total"
+        wait_for(lambda: (get(url, bad, operation="GetMetricData") or 0) >= 1)
+        wait_for(lambda: get(url, SERIES, dimension_ModelId="model-a") is not None)
+        assert get(url, SERIES, dimension_ModelId="model-a") == 7.0  # the value in the window, not the far ones
+        for task in status_tasks(url):
+            for field in ("newest_datapoint_age_seconds", "last_success_age_seconds"):
+                assert task[field] is None or task[field] >= 0
+    finally:
+        exporter.stop()
+
+
+def test_a_list_metrics_token_that_never_ends_is_a_bad_answer(fresh_aws: SimulatedAws, proxy: FaultProxy) -> None:
+    put_values(fresh_aws, {(PENDING, "model-a"): 1.0}, when=recent())
+    proxy.set(endless_jobs("ListMetrics"))
+    exporter, url = start_behind_proxy(proxy.url)
+    try:
+        bad = "bedrock_batch_exporter_aws_bad_answers_total"
+        wait_for(lambda: (get(url, bad, operation="ListMetrics") or 0) >= 1, timeout=30)
+        assert proxy.count("ListMetrics") <= 2 * MAX_LIST_PAGES  # the first discovery stopped at the cap
+        proxy.clear()
+        wait_for(lambda: get(url, SERIES, dimension_ModelId="model-a") == 1.0, timeout=20)  # and recovers
     finally:
         exporter.stop()

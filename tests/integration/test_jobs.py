@@ -248,3 +248,38 @@ def test_a_model_at_its_limit_queues_jobs_and_only_running_jobs_get_an_eta(
     wait_for(moving(first_done_second_running), timeout=30, interval=0.2, what="the second job running")
     assert value(url, "bedrock_batch_job_eta_seconds", job_arn=first) is None  # finished: no ETA
     assert api_jobs()[first]["eta_seconds"] is None
+
+
+def test_a_job_flipping_out_of_finished_and_back_is_counted_finished_once(
+    fresh_aws: SimulatedAws, exporters: list[Exporter]
+) -> None:
+    jobs = fresh_aws.jobs
+    arn = jobs.submit("flapping", "model-a", 10, "us-east-1", now=time.time() - 60)["jobArn"]
+    _, url = start_exporter(exporters, config_text(fresh_aws))
+    for status in ("InProgress", "Completed", "InProgress", "Completed", "InProgress", "Completed"):
+        jobs.update(arn, status=status, **({"endTime": time.time()} if status == "Completed" else {}))
+        # each status is seen by the exporter before the next flip
+        wait_for(lambda s=status: value(url, "bedrock_batch_job_info", job_name="flapping", status=s) == 1)  # type: ignore[misc]
+    assert value(url, "bedrock_batch_jobs_finished_total", model_id="model-a", status="Completed") == 1
+
+
+def test_jobs_over_the_budget_are_dropped_oldest_finished_first_and_counted(
+    fresh_aws: SimulatedAws, exporters: list[Exporter]
+) -> None:
+    jobs = fresh_aws.jobs
+    now = time.time()
+    for i, name in enumerate(("run-old", "run-new")):
+        jobs.update(jobs.submit(name, "model-a", 10, "us-east-1", now=now - 600 + i)["jobArn"], status="InProgress")
+    for i, name in enumerate(("done-old", "done-new")):
+        arn = jobs.submit(name, "model-a", 10, "us-east-1", now=now - 500 + i)["jobArn"]
+        jobs.update(arn, status="Completed", endTime=now - 100 + i)
+    _, url = start_exporter(exporters, config_text(fresh_aws, jobs=FAST_JOBS + ", max_jobs: 3"))
+    dropped = "bedrock_batch_exporter_jobs_dropped_total"
+    wait_for(lambda: value(url, dropped, kind="finished") == 1)
+    shown = {s[1].get("job_name") for s in samples(url) if s[0] == "bedrock_batch_job_info"}
+    assert shown == {"run-old", "run-new", "done-new"}  # the oldest finished job went first
+    jobs.submit("run-third", "model-a", 10, "us-east-1", now=now - 50)
+    jobs.submit("run-fourth", "model-a", 10, "us-east-1", now=now - 40)
+    wait_for(lambda: (value(url, dropped, kind="running") or 0) >= 1)
+    with urllib.request.urlopen(url + "/", timeout=5) as response:
+        assert "running jobs over the jobs.max_jobs budget" in response.read().decode()

@@ -19,7 +19,8 @@ KEY = SeriesKey.of("NS", "M", {"ModelId": "m"})
 
 
 def batch(n: int) -> Batch:
-    return Batch(0, 60, tuple(Query(f"q{i}", KEY, "Average", 60, MissingData.ZERO) for i in range(n)))
+    start = int(T0.timestamp())  # the window the datapoints below lie in
+    return Batch(start, start + 120, tuple(Query(f"q{i}", KEY, "Average", 60, MissingData.ZERO) for i in range(n)))
 
 
 def test_newest_datapoint_wins_regardless_of_order() -> None:
@@ -90,7 +91,7 @@ def test_next_token_is_followed_to_the_end() -> None:
     assert [r.get("NextToken") for r in client.requests] == [None, "a", "b"]
     assert pages == [2, 2, 2]
     assert client.requests[0]["ScanBy"] == "TimestampDescending"
-    assert client.requests[0]["StartTime"] == datetime.fromtimestamp(0, UTC)
+    assert client.requests[0]["StartTime"] == T0
 
 
 def test_a_repeating_next_token_stops_with_an_error() -> None:
