@@ -146,6 +146,10 @@ def _check_statistics(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
+# A mapping key the user writes (a dimension, model id, header name): an empty one names nothing and is refused.
+Key = Annotated[str, Field(min_length=1)]
+
+
 class _Model(BaseModel):
     # allow_inf_nan=False: `.nan` or `.inf` in any number field is refused (a NaN interval would never fire again).
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -204,12 +208,12 @@ class DiscoveryConfig(_Model):
     recently_active: bool = Field(
         default=True, description="ask ListMetrics only for metrics with data in the last 3 hours"
     )
-    dimension_filters: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
+    dimension_filters: dict[Key, Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=dict,
         description="dimension name -> RE2 regular expression (Prometheus' dialect) found anywhere in its value; "
         "anchor with ^...$ to match the whole value",
     )
-    static: tuple[dict[str, str], ...] = Field(
+    static: tuple[dict[Key, str], ...] = Field(
         default=(), description="dimension sets to query in static mode, e.g. [{ModelId: my-model}]"
     )
 
@@ -643,8 +647,8 @@ class PricingConfig(_Model):
         default=0.5, ge=0, le=1, description="batch price = on-demand price x (1 - batch_discount)"
     )
     include_defaults: bool = Field(default=True, description="start from the shipped price table")
-    models: dict[str, ModelPrice] = Field(default_factory=dict, description="model id -> on-demand prices")
-    aliases: dict[str, str] = Field(
+    models: dict[Key, ModelPrice] = Field(default_factory=dict, description="model id -> on-demand prices")
+    aliases: dict[Key, str] = Field(
         default_factory=dict,
         description="model id as CloudWatch or the job API reports it (e.g. an application inference-profile ARN, "
         "which does not name its model) -> the model id whose price applies",
@@ -727,7 +731,7 @@ class OtlpConfig(_Model):
         description="limit of one push, retries included (more than 0, at most 10m); unset: "
         "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT or OTEL_EXPORTER_OTLP_TIMEOUT, else 10s",
     )
-    headers: dict[str, SecretStr] = Field(
+    headers: dict[Key, SecretStr] = Field(
         default_factory=dict,
         description="extra request headers (e.g. authorization: ${OTLP_TOKEN}), added to OTEL_EXPORTER_OTLP_HEADERS; "
         "never logged",
@@ -735,7 +739,7 @@ class OtlpConfig(_Model):
     compression: Literal["gzip", "none"] | None = Field(
         default=None, description="unset: OTEL_EXPORTER_OTLP_METRICS_COMPRESSION or OTEL_EXPORTER_OTLP_COMPRESSION"
     )
-    resource_attributes: dict[str, str] = Field(
+    resource_attributes: dict[Key, str] = Field(
         default_factory=dict,
         description="resource attributes over the defaults (service.name, service.version, service.instance.id, "
         "cloud.provider) and OTEL_RESOURCE_ATTRIBUTES",
@@ -871,9 +875,11 @@ def _validation_problems(exc: ValidationError) -> list[str]:
         message = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
+        elif err["loc"][-1:] == ("[key]",):  # a mapping key failed (`Key`): pydantic puts the key itself last
+            message = "an empty key names nothing"
         elif err["type"] == "too_short":
             message = f"needs at least {err.get('ctx', {}).get('min_length', 1)} item(s)"
-        where = format_location(loc)
+        where = format_location(tuple(p for p in loc if p != ""))  # "" is where an empty key would sit
         # Model-level checks name the field inside the model ("insights[1].query: ..."): join the two paths.
         if inner := _INNER_FIELD.match(message):
             where = inner.group(1) if where == "<root>" else f"{where}.{inner.group(1)}"

@@ -127,8 +127,8 @@ class Router:
         if path == self.metrics_path:
             if self.exposition is None:
                 return Response(404, b"not found: metrics are pushed over OTLP in this mode\n", TEXT)
-            gzip = "gzip" in headers.get("Accept-Encoding", "").lower()
-            extra = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzip else {}
+            gzip = accepts_gzip(headers.get("Accept-Encoding", ""))
+            extra = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzip else {"Vary": "Accept-Encoding"}
             first, *more = self.exposition.parts(gzip=gzip)
             return Response(200, first, CONTENT_TYPE_METRICS, extra, tuple(more))
         for page in self.pages:
@@ -155,6 +155,37 @@ class Router:
     def _not_allowed(self, path: str) -> Response:
         allowed = "GET, HEAD, POST" if path == "/-/reload" and self.reload is not None else "GET, HEAD"
         return Response(405, b"method not allowed\n", TEXT, {"Allow": allowed})
+
+
+_QVALUE = re.compile(r"q=(0(\.\d{0,3})?|1(\.0{0,3})?)", re.IGNORECASE)  # RFC 9110 section 12.4.2
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding value lets us send gzip (RFC 9110 section 12.5.3: q=0 refuses a coding).
+
+    gzip (or x-gzip, its alias) is used when its weight, or else the weight of `*`, is above 0 and not below an
+    explicit weight for identity (or `*`); an unlisted coding is not acceptable. A bad weight drops its element.
+    """
+    weights: dict[str, float] = {}
+    for element in header.split(","):
+        coding, *params = (part.strip() for part in element.split(";"))
+        if not coding:
+            continue
+        weight = 1.0
+        for param in params:
+            match = _QVALUE.fullmatch(param.replace(" ", ""))
+            if match is None:
+                weight = -1.0  # not a weight we can read: ignore the element rather than guess
+                break
+            weight = float(match.group(1))
+        if weight >= 0:
+            name = coding.lower()
+            name = "gzip" if name == "x-gzip" else name
+            weights[name] = max(weight, weights.get(name, 0.0))
+    star = weights.get("*")
+    gzip = weights.get("gzip", star if star is not None else 0.0)
+    identity = weights.get("identity", star)
+    return gzip > 0 and (identity is None or gzip >= identity)
 
 
 WORKERS = 16  # fixed pool: request handling never grows a thread per connection

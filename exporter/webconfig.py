@@ -116,8 +116,8 @@ class BasicAuth:
 
     bcrypt is slow on purpose (tens of milliseconds); Prometheus sends the same credentials on every scrape, so the
     exporter remembers which (user, password) pairs it has verified, keyed by a keyed hash, never the password.
-    An unknown user's password is checked against a dummy hash of the highest configured cost, so a wrong user name
-    costs what a wrong password costs and user names cannot be told apart by timing.
+    Every check that reaches bcrypt costs what one check at the highest configured cost does (`padding_costs`), so
+    neither an unknown user nor a user with a cheaper hash can be told apart by timing.
     """
 
     def __init__(self, users: dict[str, str], *, checker: Checker = bcrypt.checkpw) -> None:
@@ -126,9 +126,16 @@ class BasicAuth:
         self._verified: set[bytes] = set()
         self._lock = threading.Lock()
         self._check = checker
-        costs = [int(hashed[4:6]) for hashed in users.values() if _BCRYPT.fullmatch(hashed)]
-        cost = max(costs, default=BCRYPT_MIN_COST)
-        self.dummy_hash = bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(rounds=cost))
+        self._costs = {user: _cost(hashed) for user, hashed in users.items()}
+        self.highest_cost = max(self._costs.values(), default=BCRYPT_MIN_COST)
+        self.dummy_hash = _dummy_hash(self.highest_cost)
+        # bcrypt's work doubles per cost step, so checks at costs c, c+1, ..., highest-1 cost what the step from c
+        # to the highest cost does (2**c + ... + 2**(highest-1) = 2**highest - 2**c): a user whose hash is cheaper
+        # is padded with these after its own check, and answers in the time of the most expensive one.
+        self._padding = {
+            cost: _dummy_hash(cost)
+            for cost in range(min(self._costs.values(), default=self.highest_cost), self.highest_cost)
+        }
 
     def check(self, header: str | None) -> bool:
         if not header or not header.startswith("Basic "):
@@ -147,15 +154,32 @@ class BasicAuth:
         else:  # an unknown user, or a password bcrypt would refuse: spend the same check, then refuse
             self._checked(secret[:BCRYPT_MAX_PASSWORD], self.dummy_hash)
             return False
-        if not self._checked(secret, hashed):
+        verified = self._checked(secret, hashed)
+        for cost in self.padding_costs(user):
+            self._checked(secret, self._padding[cost])
+        if not verified:
             return False
         with self._lock:
             if len(self._verified) < 1000:  # bounded: a handful of scrapers in practice
                 self._verified.add(digest)
         return True
 
+    def padding_costs(self, user: str) -> range:
+        """Costs of the dummy checks added after checking `user`'s own hash (none for the highest cost)."""
+        return range(self._costs.get(user, self.highest_cost), self.highest_cost)
+
     def _checked(self, secret: bytes, hashed: bytes) -> bool:
         try:
             return self._check(secret, hashed)
         except ValueError:  # a NUL in the password, or a hash bcrypt cannot read despite the load-time check
             return False
+
+
+def _cost(hashed: str) -> int:
+    """A bcrypt hash's cost; one the load-time check would refuse (bcrypt refuses it at once) counts as the lowest."""
+    match = _BCRYPT.fullmatch(hashed)
+    return max(int(match.group(1)), BCRYPT_MIN_COST) if match else BCRYPT_MIN_COST
+
+
+def _dummy_hash(cost: int) -> bytes:
+    return bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(rounds=cost))

@@ -451,3 +451,22 @@ def test_collisions_are_refused_with_the_field_path() -> None:
 def test_configured_names_colliding_with_other_families_are_refused(namespaces: str, where: str) -> None:
     problem = only_problem(MINIMAL + "namespaces:\n" + namespaces)
     assert problem.startswith(where), problem
+
+
+_NS = "namespaces:\n  - namespace: AWS/Bedrock\n    metrics: [{name: Invocations, statistics: [Sum]}]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pricing: {models: {'': {input: 1, output: 2}}}\n" + MINIMAL, "pricing.models"),
+        ("pricing: {aliases: {'': m}}\n" + MINIMAL, "pricing.aliases"),
+        ("otlp: {resource_attributes: {'': x}}\n" + MINIMAL, "otlp.resource_attributes"),
+        ("otlp: {headers: {'': x}}\n" + MINIMAL, "otlp.headers"),
+        (_NS + "    discovery: {dimension_filters: {'': '^a$'}}\n" + MINIMAL, "dimension_filters"),
+    ],
+)
+def test_empty_mapping_keys_are_refused_with_the_field_path(text: str, expected: str) -> None:
+    # Issue 26, case 10: an empty model id or dimension name names nothing and was accepted silently.
+    problem = only_problem(text)
+    assert problem.endswith(f"{expected}: an empty key names nothing"), problem

@@ -37,13 +37,38 @@ def test_an_unknown_user_is_checked_against_the_dummy_hash() -> None:
     assert checker.hashes == [auth.dummy_hash]
     assert auth.dummy_hash[:7] == HASH[:7].encode()  # same algorithm and cost as the real hash
     assert not auth.check(header("prometheus", b"wrong"))
-    assert checker.hashes == [auth.dummy_hash, HASH.encode()]  # one check each: the same cost either way
+    assert checker.hashes == [auth.dummy_hash, HASH.encode()]  # one check each at one cost: no padding needed
 
 
 def test_the_dummy_hash_has_the_highest_configured_cost() -> None:
     costly = bcrypt.hashpw(PASSWORD, bcrypt.gensalt(rounds=6)).decode()
     auth = BasicAuth({"a": HASH, "b": costly})
     assert auth.dummy_hash.startswith(b"$2b$06$")
+
+
+def _work(hashes: list[bytes]) -> int:
+    """bcrypt's work for checks against `hashes`, in units of one key expansion (2**cost each)."""
+    return sum(2 ** int(hashed[4:6]) for hashed in hashes)
+
+
+def test_every_check_costs_one_check_at_the_highest_configured_cost() -> None:
+    # Issue 26: a wrong password for a cost-4 user took 2.2 ms, an unknown user 62.6 ms (dummy at cost 12).
+    cheap, middle, costly = (bcrypt.hashpw(PASSWORD, bcrypt.gensalt(rounds=r)).decode() for r in (4, 5, 7))
+    checker = RecordingChecker()
+    auth = BasicAuth({"cheap": cheap, "middle": middle, "costly": costly}, checker=checker)
+    assert auth.highest_cost == 7 and auth.dummy_hash.startswith(b"$2b$07$")
+    cases = [
+        ("nobody", PASSWORD, False),
+        ("cheap", b"wrong", False),
+        ("middle", b"wrong", False),
+        ("costly", b"wrong", False),
+        ("cheap", PASSWORD, True),  # the first success is padded too: it looks like a failure
+        ("cheap", PASSWORD + b"x" * 100, False),
+    ]
+    for user, password, expected in cases:
+        checker.hashes.clear()
+        assert auth.check(header(user, password)) is expected
+        assert _work(checker.hashes) == 2**7, (user, [h[:7] for h in checker.hashes])
 
 
 def test_verified_credentials_are_remembered() -> None:
