@@ -57,7 +57,7 @@ def query_range(prom: str, query: str, start: float, end: float) -> list[dict[st
     return result
 
 
-def child(policy: str, minutes: float, out: Path) -> None:
+def child(policy: str, minutes: float, out: Path, job_scale: int) -> None:
     """One policy's run: simulate, export, scrape, then score and write the figures to `out`."""
     world = DemoWorld(policy)
     workdir = Path(tempfile.mkdtemp(prefix=f"insight-{policy}-"))
@@ -66,7 +66,7 @@ def child(policy: str, minutes: float, out: Path) -> None:
         start = time.time()
         # Jobs of minutes to tens of minutes: at a 10 s simulation step, 5 s polls and 5 s scrapes, the demo's
         # shortest jobs (seconds) would measure the quantization, not the estimator.
-        world.workload.job_scale = 4
+        world.workload.job_scale = job_scale
         roles = scenario(world, start)
         world.history(expiring_job=False)
         port = free_port()
@@ -278,24 +278,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--policies", default="fifo,shared")
+    parser.add_argument("--job-scale", type=int, default=2, help="multiply the demo's job sizes (default 2)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.minutes, Path(args.out))
+        child(args.child, args.minutes, Path(args.out), args.job_scale)
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="insight-"))
     procs = []
     for policy in args.policies.split(","):
         out = workdir / f"{policy}.json"
         cmd = [sys.executable, "-m", "benchmarks.insight", "--child", policy, "--minutes", str(args.minutes)]
+        cmd += ["--job-scale", str(args.job_scale)]
         procs.append((out, subprocess.Popen([*cmd, "--out", str(out)])))
     for _, proc in procs:
         proc.wait(timeout=args.minutes * 60 + 600)
     results = [json.loads(out.read_text()) for out, _ in procs if out.exists()]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     when = datetime.now(UTC).strftime("%Y-%m-%d")
-    print(f"{args.minutes:g}-minute runs, {when}, fault on {FAULT_REGION} from 35 % to 80 % of the run\n")
+    print(f"{args.minutes:g}-minute runs, {when}, jobs x{args.job_scale}, fault on {FAULT_REGION} from 35 % to 80 %\n")
     print(table(results, commit or "?"))
     print("\n" + json.dumps(results, indent=1))
     return 0 if len(results) == len(procs) else 1
