@@ -15,6 +15,7 @@ import orjson
 from botocore.utils import parse_timestamp
 
 from exporter.aws.errors import BadAnswerError
+from exporter.aws.parsing import WrappingParserFactory
 from exporter.model import Job
 
 log = logging.getLogger(__name__)
@@ -120,15 +121,6 @@ class _LenientParser:
         return parsed
 
 
-class _LenientParserFactory:
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def create_parser(self, protocol: str) -> Any:
-        parser = self._inner.create_parser(protocol)
-        return _LenientParser(parser) if protocol == "rest-json" else parser
-
-
 def lenient_job_listing(client: Any) -> None:
     """Give a botocore Bedrock client the per-summary ListModelInvocationJobs parsing (once); other objects are
     left alone."""
@@ -138,7 +130,7 @@ def lenient_job_listing(client: Any) -> None:
     factory = getattr(endpoint, "_response_parser_factory", None)
     if factory is None:
         return
-    endpoint._response_parser_factory = _LenientParserFactory(factory)
+    endpoint._response_parser_factory = WrappingParserFactory(factory, "rest-json", _LenientParser)
     setattr(client, _LENIENT, True)
 
 

@@ -14,6 +14,7 @@ from botocore.validate import ParamValidationDecorator
 
 from exporter.aws import gate
 from exporter.aws.errors import BadAnswerError
+from exporter.aws.parsing import WrappingParserFactory
 from exporter.model import SeriesKey
 from exporter.planner import Batch, QueryList
 from exporter.results import Answer, merge_page
@@ -188,15 +189,6 @@ def _plain_answer(decoded: Any) -> bool:
     return True
 
 
-class _LeanParserFactory:
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def create_parser(self, protocol: str) -> Any:
-        parser = self._inner.create_parser(protocol)
-        return _LeanParser(parser) if protocol == "json" else parser
-
-
 def lean_get_metric_data(client: Any) -> None:
     """Give a botocore CloudWatch client the lean GetMetricData path (once); signing, retries, credential refresh,
     error parsing and event hooks stay botocore's. Objects that are not botocore clients are left alone."""
@@ -210,7 +202,7 @@ def lean_get_metric_data(client: Any) -> None:
     if isinstance(serializer, ParamValidationDecorator):  # a client that validates keeps botocore's whole path
         return
     client._serializer = _LeanSerializer(serializer)
-    endpoint._response_parser_factory = _LeanParserFactory(factory)
+    endpoint._response_parser_factory = WrappingParserFactory(factory, "json", _LeanParser)
     setattr(client, _LEAN, True)
 
 
