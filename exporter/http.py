@@ -11,11 +11,13 @@ import contextlib
 import io
 import logging
 import re
+import selectors
 import socket
 import ssl
 import struct
 import sys
 import threading
+import time
 import traceback as tb_module
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cheroot.errors import FatalSSLAlert
-from cheroot.makefile import StreamReader, StreamWriter
+from cheroot.makefile import StreamWriter
 from cheroot.server import HeaderReader, HTTPConnection, HTTPRequest
 from cheroot.wsgi import Server as WsgiServer
 
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
-MAX_REQUEST_BODY = 64 * 1024
+MAX_REQUEST_BODY = 4 * 1024  # POST /-/reload reads and ignores its body; the front holds it whole before a worker
 BUILTIN_PATHS = ("/", "/healthz", "/readyz", "/api/status", "/-/reload", "/runbooks")
 
 # Sent with every response: the status page loads only its own stylesheet and script.
@@ -190,10 +192,13 @@ def accepts_gzip(header: str) -> bool:
 
 WORKERS = 16  # fixed pool: request handling never grows a thread per connection
 MAX_CONNECTIONS = 1024  # open connections, idle or busy; at the cap the longest-idle one makes room
+MAX_PER_CLIENT = 64  # open connections from one client address; above it, that address's longest-idle makes room
 LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
 IDLE_TIMEOUT = 30  # a keep-alive connection with no request for this long is closed
-READ_TIMEOUT = 10.0  # one blocking read or write on a connection, e.g. a stalled request or TLS handshake
+REQUEST_DEADLINE = 10.0  # from a request's first byte (or a TLS hello) until it is whole: slow or not, then closed
+SEND_TIMEOUT = 10.0  # writing one answer to a client that does not read (Python's timeout covers a whole sendall)
 MAX_HEADER_BYTES = 32 * 1024  # request line plus headers
+_INBOX_LIMIT = MAX_HEADER_BYTES + MAX_REQUEST_BODY  # bytes held per connection before a worker takes it
 MAX_HEADER_LINES = 100
 _IOV_MAX = 1024  # Linux UIO_MAXIOV: buffers one sendmsg takes
 STOP_TIMEOUT = 1  # seconds for the workers to finish; stop() returns within 2 s in all
@@ -236,6 +241,91 @@ class _StrictHeaderReader(HeaderReader):
         raise ValueError("Too many header lines.")
 
 
+_HEAD_END = b"\r\n\r\n"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,12})[ \t]*(?=\r\n)", re.IGNORECASE)
+
+
+class _Inbox:
+    """What a client has sent on one connection, read by its request handler in place of the socket.
+
+    The front (`_CherootServer._receive`, in the selector thread) fills it without ever waiting, and hands the
+    connection to a worker only once `whole()`: so a worker never waits on a client, and a slow one costs a buffer
+    of at most `_INBOX_LIMIT` bytes and a file descriptor, not a thread. Reading past the end answers end-of-file,
+    as a closed connection would: the handler then refuses the request as incomplete.
+    """
+
+    bytes_read = 0  # cheroot's reader interface: its statistics, and `closed` for its forced shutdown
+    closed = False
+
+    def __init__(self, pending: Callable[[], int] | None = None) -> None:
+        self._data = bytearray()
+        self._start = 0
+        self._scanned = 0  # where the search for the end of the head resumes
+        self._pending = pending  # bytes the TLS layer has decrypted but nobody read yet
+
+    def __len__(self) -> int:
+        return len(self._data) - self._start
+
+    def feed(self, chunk: bytes) -> None:
+        if self._start and self._start * 2 >= len(self._data):  # compact what was read
+            del self._data[: self._start]
+            self._scanned = max(0, self._scanned - self._start)
+            self._start = 0
+        self._data += chunk
+
+    def has_data(self) -> bool:
+        return len(self) > 0 or (self._pending is not None and self._pending() > 0)
+
+    def whole(self) -> bool:
+        """Holds a request head and the body its Content-Length declares, or more than waiting could mend.
+
+        Anything malformed (bare-LF lines, an unreadable or repeated length) or too long counts as whole: the
+        handler answers it with a 4xx at once instead of the front waiting for the deadline.
+        """
+        data = self._data
+        begin = max(self._start, self._scanned - 3)
+        end = data.find(_HEAD_END, begin)
+        if end < 0:
+            self._scanned = len(data)
+            return data.find(b"\n\n", begin) >= 0 or len(self) >= MAX_HEADER_BYTES
+        lengths = _CONTENT_LENGTH.findall(data, self._start, end + 2)
+        if len(lengths) != 1 or int(lengths[0]) > MAX_REQUEST_BODY:
+            return True
+        return len(data) - (end + 4) >= int(lengths[0])
+
+    def _take(self, stop: int) -> bytes:
+        chunk = bytes(self._data[self._start : stop])
+        self._start = stop
+        if self._start == len(self._data):
+            self._data.clear()
+            self._start = self._scanned = 0
+        return chunk
+
+    def read(self, size: int | None = -1) -> bytes:
+        available = len(self)
+        count = available if size is None or size < 0 else min(size, available)
+        return self._take(self._start + count)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        stop = len(self._data) if size is None or size < 0 else min(len(self._data), self._start + size)
+        newline = self._data.find(b"\n", self._start, stop)
+        return self._take(stop if newline < 0 else newline + 1)
+
+    def __iter__(self) -> _Inbox:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def close(self) -> None:
+        self._data = bytearray()
+        self._start = self._scanned = 0
+        self.closed = True
+
+
 class _Request(HTTPRequest):
     """cheroot's request with stricter framing, and error answers that carry the security headers and close."""
 
@@ -252,7 +342,10 @@ class _Request(HTTPRequest):
             if length is not None:  # RFC 9112 section 6.1: a classic request-smuggling shape
                 self.simple_response("400 Bad Request", "Both Content-Length and Transfer-Encoding.")
                 return False
-            self.close_connection = True  # an unread chunked body must never be parsed as the next request
+            # The front holds a request whole before a worker sees it, which it can only know from a length;
+            # RFC 9110 section 15.5.12: a server may refuse a request without one.
+            self.simple_response("411 Length Required", "A request body needs a Content-Length.")
+            return False
         return True
 
     def respond(self) -> None:
@@ -329,13 +422,23 @@ def send_parts(sock: socket.socket, parts: list[bytes]) -> None:
 
 
 class _Connection(HTTPConnection):
-    """A connection whose TLS handshake runs in a worker, so a slow client cannot stall the accept loop."""
+    """A connection read through an `_Inbox` that the front fills; its TLS handshake is the front's, too."""
 
     RequestHandlerClass = _Request
-    _handshaken = False
+    handshaken = False
+    counted = False  # in the server's open-connection counts
     _closed = False
     evicted = False  # shut down to make room under the connection cap; cheroot closes it on its next read
     in_flight: ScrapesFirst | None = None  # set while a request of this connection is queued or being served
+
+    def __init__(self, server: Any, sock: Any, makefile: Callable[..., Any] = StreamWriter) -> None:
+        pending = sock.pending if isinstance(sock, ssl.SSLSocket) else None
+
+        def files(sock: Any, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
+            return _Inbox(pending) if "r" in mode else makefile(sock, mode, bufsize)
+
+        super().__init__(server, sock, files)
+        self.inbox: _Inbox = self.rfile
 
     def request_done(self) -> None:
         requests, self.in_flight = self.in_flight, None
@@ -344,13 +447,6 @@ class _Connection(HTTPConnection):
 
     def communicate(self) -> bool:
         try:
-            if isinstance(self.socket, ssl.SSLSocket) and not self._handshaken:
-                try:
-                    self.socket.do_handshake()
-                except (OSError, ValueError) as exc:
-                    log.debug("TLS handshake with %s failed: %s", self.remote_addr, exc)
-                    return False
-                self._handshaken = True
             return bool(super().communicate())  # type: ignore[no-untyped-call]
         finally:
             self.request_done()
@@ -360,20 +456,12 @@ class _Connection(HTTPConnection):
             self._closed = True
             server = self.server
             if isinstance(server, _CherootServer):
-                server.connection_closed()
+                server.connection_closed(self)
         super().close()
 
 
-class _TlsReader(StreamReader):
-    def has_data(self) -> bool:
-        # Decrypted bytes waiting inside the TLS layer do not make the socket readable: count them too.
-        sock = getattr(self.raw, "_sock", None)
-        pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
-        return bool(super().has_data() or pending)  # type: ignore[no-untyped-call]
-
-
 class _TlsAdapter:
-    """cheroot's ssl-adapter interface over an `ssl.SSLContext`; wraps without a handshake (the worker does it)."""
+    """cheroot's ssl-adapter interface over an `ssl.SSLContext`; wraps without a handshake (the front does it)."""
 
     def __init__(self, context: ssl.SSLContext) -> None:
         self.context = context
@@ -387,15 +475,24 @@ class _TlsAdapter:
         except OSError as exc:  # the client left between accept() and here
             raise FatalSSLAlert(str(exc)) from None
 
-    def makefile(self, sock: socket.socket, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
-        return _TlsReader(sock, mode, bufsize) if "r" in mode else StreamWriter(sock, mode, bufsize)
+    def makefile(self, sock: socket.socket, mode: str = "w", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
+        return StreamWriter(sock, mode, bufsize)  # the reader is the connection's _Inbox
 
     def get_environ(self, sock: socket.socket) -> dict[str, str]:
         return {}
 
 
 class _CherootServer(WsgiServer):
-    """cheroot's WSGI server with a connection cap, idle connections parked in the selector, and stdlib logging."""
+    """cheroot's WSGI server behind a front that hands workers only whole requests.
+
+    cheroot parks connections in a selector and hands each readable one to a worker, which then reads the request
+    itself with a timeout per read: a client sending a byte every few seconds held a worker indefinitely, and 16 of
+    them took the server off the network. Here the selector side (`process_conn`) does the reading, without waiting:
+    the TLS handshake, then the request head and the body its Content-Length declares, into the connection's
+    `_Inbox`; a request not whole within `REQUEST_DEADLINE` of its first byte is closed by cheroot's idle sweep. The
+    workers only parse, answer and write (under `SEND_TIMEOUT`). Connections are capped in all (`MAX_CONNECTIONS`)
+    and per client address (`MAX_PER_CLIENT`); at a cap the longest-idle one makes room.
+    """
 
     ConnectionClass = _Connection
 
@@ -420,38 +517,65 @@ class _CherootServer(WsgiServer):
         if tls is not None:
             self.ssl_adapter = _TlsAdapter(tls)
         self._open = 0
+        self._per_client: dict[str, int] = {}
         self._open_lock = threading.Lock()
 
     @property
     def open_connections(self) -> int:
         return self._open
 
-    def connection_closed(self) -> None:
+    def connection_closed(self, conn: _Connection) -> None:
         with self._open_lock:
+            if not conn.counted:
+                return
+            conn.counted = False
             self._open -= 1
+            address = str(getattr(conn, "remote_addr", ""))
+            left = self._per_client.get(address, 1) - 1
+            if left > 0:
+                self._per_client[address] = left
+            else:
+                self._per_client.pop(address, None)
 
     def process_conn(self, conn: Any) -> None:
-        if conn.last_used is not None:  # a parked connection with a request waiting: to a worker
-            requests = self.scrapes_first
-            if requests is not None and conn.in_flight is None:  # until communicate() is done (exporter.priority)
-                requests.begin()
-                conn.in_flight = requests
-            try:
-                super().process_conn(conn)
-            except BaseException:
-                conn.request_done()
-                raise
+        if conn.last_used is None:
+            self._admit(conn)
             return
-        # Fresh from accept(): wait in the selector for its first bytes rather than in a worker, so idle
-        # connections cost a file descriptor, not a thread.
+        if not conn.inbox.whole():
+            wait_for = self._receive(conn)
+            if wait_for is None:
+                conn.close()
+                return
+            if wait_for:
+                self._connections_selector().register(conn.socket.fileno(), wait_for, data=conn)
+                return
+        requests = self.scrapes_first  # a whole request: to a worker
+        if requests is not None and conn.in_flight is None:  # until communicate() is done (exporter.priority)
+            requests.begin()
+            conn.in_flight = requests
+        try:
+            super().process_conn(conn)
+        except BaseException:
+            conn.request_done()
+            raise
+
+    def _admit(self, conn: _Connection) -> None:
+        """A connection fresh from accept(): counted, capped, then parked in the selector until it sends."""
+        address = str(getattr(conn, "remote_addr", ""))
         with self._open_lock:
             self._open += 1
+            self._per_client[address] = self._per_client.get(address, 0) + 1
+            conn.counted = True
             full = self._open > MAX_CONNECTIONS
+            crowded = self._per_client[address] > MAX_PER_CLIENT
+        if crowded and not self._evict_longest_idle(address):  # that address's connections are all busy
+            conn.close()
+            return
         if full and not self._evict_longest_idle():  # every connection is busy: refuse the new one
             conn.close()
             return
         try:
-            conn.socket.settimeout(READ_TIMEOUT)
+            conn.socket.settimeout(SEND_TIMEOUT)
             # Plain answers go out in one sendmsg, TLS answers in a write per part; without TCP_NODELAY, Nagle and
             # delayed ACKs would hold a short last part ~40 ms.
             conn.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -460,22 +584,67 @@ class _CherootServer(WsgiServer):
             return
         self._connections_manager().put(conn)
 
+    def _receive(self, conn: _Connection) -> int | None:
+        """Take what the client has sent so far, never waiting: 0 once the request is whole, else the selector
+        events to wait for; None to close (the client left, broke TLS, or sent nothing whole before it hung up).
+        """
+        sock = conn.socket
+        inbox = conn.inbox
+        started = inbox.has_data()
+        try:
+            sock.settimeout(0.0)
+            if isinstance(sock, ssl.SSLSocket) and not conn.handshaken:
+                conn.last_used = time.time() + REQUEST_DEADLINE - IDLE_TIMEOUT  # a hello has the same deadline
+                started = True
+                try:
+                    sock.do_handshake()
+                except ssl.SSLWantReadError:
+                    return selectors.EVENT_READ
+                except ssl.SSLWantWriteError:
+                    return selectors.EVENT_WRITE
+                conn.handshaken = True
+            while len(inbox) < _INBOX_LIMIT:
+                try:
+                    chunk = sock.recv(_INBOX_LIMIT - len(inbox))
+                except (BlockingIOError, ssl.SSLWantReadError):
+                    break
+                except ssl.SSLWantWriteError:
+                    return selectors.EVENT_WRITE
+                if not chunk:  # the client hung up; a whole request sent before that is still answered
+                    return 0 if inbox.whole() else None
+                if not started:
+                    # cheroot's sweep closes a parked connection IDLE_TIMEOUT after last_used: for a request it
+                    # begun, that is REQUEST_DEADLINE after its first byte, whatever trickles in after.
+                    conn.last_used = time.time() + REQUEST_DEADLINE - IDLE_TIMEOUT
+                    started = True
+                inbox.feed(chunk)
+        except (OSError, ValueError) as exc:
+            log.debug("http: reading from %s failed: %s", getattr(conn, "remote_addr", "?"), exc)
+            return None
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(SEND_TIMEOUT)
+        return 0 if inbox.whole() or len(inbox) >= _INBOX_LIMIT else selectors.EVENT_READ
+
     def _connections_manager(self) -> Any:
         return getattr(self, "_connections")  # noqa: B009 - set by cheroot's prepare(), untyped
 
     def _connections_selector(self) -> Any:
         return getattr(self._connections_manager(), "_selector")  # noqa: B009 - cheroot's parked connections
 
-    def _evict_longest_idle(self) -> bool:
+    def _evict_longest_idle(self, address: str | None = None) -> bool:
         # Shut the socket down rather than close it: the selector then reports it readable (EOF) and cheroot retires
         # it through its own path; unregistering it here would race with the selector loop's ready list.
         parked = [
-            (c.last_used, c) for _, c in self._connections_selector().connections if c is not self and not c.evicted
+            (c.last_used, c)
+            for _, c in self._connections_selector().connections
+            if c is not self and not c.evicted and (address is None or str(getattr(c, "remote_addr", "")) == address)
         ]
         if not parked:
             return False
         _, oldest = min(parked, key=lambda item: item[0])
         oldest.evicted = True
+        self.connection_closed(oldest)  # no longer counted: the next arrival must not evict another for it
         with contextlib.suppress(OSError):
             oldest.socket.shutdown(socket.SHUT_RDWR)
         return True

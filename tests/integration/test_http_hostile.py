@@ -7,8 +7,10 @@ traceback.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import logging
+import re
 import resource
 import socket
 import ssl
@@ -21,7 +23,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from exporter.http import MAX_CONNECTIONS, SECURITY_HEADERS, WORKERS, MetricsServer, Router
+import exporter.http
+from exporter.http import MAX_CONNECTIONS, MAX_PER_CLIENT, SECURITY_HEADERS, WORKERS, MetricsServer, Router
 from exporter.snapshot import Store
 from exporter.webconfig import BasicAuth
 from tests.integration.test_security_reload import _certificate
@@ -98,6 +101,11 @@ def exchange(srv: MetricsServer, data: bytes, timeout: float = 3.0) -> bytes:
         return out
 
 
+def connect_from(srv: MetricsServer, index: int, timeout: float = 5) -> socket.socket:
+    """A connection from one of 200 loopback addresses (127.0.1.0-199), so the per-address cap does not apply."""
+    return socket.create_connection(srv.server_address, timeout=timeout, source_address=(f"127.0.1.{index % 200}", 0))
+
+
 def server_threads() -> int:
     return sum(1 for t in threading.enumerate() if t.name.startswith(("CP Server", "http")))
 
@@ -112,8 +120,8 @@ def test_idle_connections_cost_no_threads_and_health_still_answers(server: Metri
     before = threading.active_count()
     idle: list[socket.socket] = []
     try:
-        for _ in range(2000):
-            idle.append(socket.create_connection(server.server_address, timeout=5))
+        for index in range(2000):
+            idle.append(connect_from(server, index))
         deadline = time.monotonic() + 10
         while server.open_connections != MAX_CONNECTIONS and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -266,3 +274,145 @@ def test_stop_returns_within_two_seconds_with_clients_attached(clean_log: None) 
         for sock in idle + stalled:
             sock.close()
         keep_alive.close()
+
+
+def _send_slowly(socks: list[socket.socket], rounds: int, data: bytes = b"X-Slow: a\r\n") -> None:
+    """A byte to every socket per round, round after round: slow clients that never finish their heads."""
+    for index in range(rounds):
+        byte = data[index % len(data) : index % len(data) + 1]
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.sendall(byte)
+
+
+def test_slow_clients_hold_no_worker_and_health_and_metrics_answer(server: MetricsServer) -> None:
+    # 256 clients (16 per address) each sending a request head a byte at a time: before the front, 16 of them held
+    # every worker and a normal request timed out. Now the workers never see them.
+    before = threading.active_count()
+    slow = [connect_from(server, index % 16) for index in range(256)]
+    try:
+        for sock in slow:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        _send_slowly(slow, 3)
+        host, port = server.server_address
+        for path in ("/healthz", "/metrics", "/healthz"):
+            conn = http.client.HTTPConnection(host, port, timeout=5)
+            conn.request("GET", path)
+            response = conn.getresponse()
+            assert response.status == 200 and len(response.read()) in (3, len(BODY))
+            conn.close()
+        _send_slowly(slow, 3)
+        assert server.open_connections >= 256  # the slow clients are still connected: answered in spite of them
+        assert threading.active_count() <= before + 1 and server_threads() <= WORKERS + 2
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_a_request_not_whole_by_the_deadline_is_closed(server: MetricsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A byte every 50 ms never trips a timeout per read; the deadline counts from the first byte.
+    monkeypatch.setattr(exporter.http, "REQUEST_DEADLINE", 0.3)
+    with socket.create_connection(server.server_address, timeout=5) as sock:
+        sock.sendall(b"G")
+        sent = 1
+        closed = False
+        sock.settimeout(0.05)
+        for index in range(400):  # 20 s of trickling at most; the deadline (and the 0.5 s sweep) is well within
+            try:
+                if sock.recv(1024) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+            except OSError:
+                closed = True
+                break
+            try:
+                sock.sendall(b"ET /healthz HTTP/1.1\r\nX-Slow: "[index % 10 : index % 10 + 1])
+                sent += 1
+            except OSError:
+                closed = True
+                break
+        assert closed and sent < 400
+    healthz_within_a_second(server)
+
+
+def test_one_address_cannot_take_every_connection(server: MetricsServer) -> None:
+    crowd = [connect_from(server, 7) for _ in range(MAX_PER_CLIENT + 40)]
+    try:
+        others = [connect_from(server, 8) for _ in range(10)]
+        deadline = time.monotonic() + 10
+        while server.open_connections != MAX_PER_CLIENT + 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.open_connections == MAX_PER_CLIENT + 10  # the crowd's oldest made room for its newest
+        # The same address still gets answers (its own longest-idle connection makes room), and so do the others.
+        conn = http.client.HTTPConnection(*server.server_address, timeout=5, source_address=("127.0.1.7", 0))
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() == b"ok\n"
+        conn.close()
+        others[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert others[0].recv(4096).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock in crowd + others:
+            sock.close()
+
+
+def test_a_body_is_held_whole_before_the_request_is_served(server: MetricsServer, reloads: Reloads) -> None:
+    with socket.create_connection(server.server_address, timeout=5) as sock:
+        sock.sendall(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):  # half a body: nothing is answered, nothing is reloaded
+            sock.recv(4096)
+        assert reloads.calls == 0
+        sock.settimeout(5)
+        sock.sendall(b"world")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        assert reloads.calls == 1
+
+
+def test_a_request_sent_before_a_half_close_is_still_answered(server: MetricsServer) -> None:
+    with socket.create_connection(server.server_address, timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        for _ in range(100):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"ok\n")
+
+
+def test_pipelined_requests_are_answered_in_order(server: MetricsServer) -> None:
+    requests = b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path for path in (b"/healthz", b"/readyz", b"/nope"))
+    answer = exchange(server, requests + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
+    assert statuses == [b"200", b"503", b"404", b"200"]
+
+
+def test_a_chunked_request_gets_411(server: MetricsServer, reloads: Reloads) -> None:
+    answer = exchange(server, b"POST /-/reload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 411 ") and reloads.calls == 0
+
+
+def test_slow_tls_hellos_hold_no_worker(clean_log: None, tmp_path: Path) -> None:
+    cert_file, key_file = _certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    srv = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), None), tls=context)
+    srv.start()
+    # A ClientHello's first bytes (record header, handshake type), never the rest: 4 clients per worker.
+    slow = [connect_from(srv, index % 8) for index in range(WORKERS * 4)]
+    try:
+        for sock in slow:
+            sock.sendall(b"\x16\x03\x01\x02\x00\x01")
+        client = ssl.create_default_context(cafile=str(cert_file))
+        for _ in range(3):
+            conn = http.client.HTTPSConnection("localhost", srv.server_address[1], timeout=5, context=client)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read() == b"ok\n"
+            conn.close()
+    finally:
+        for sock in slow:
+            sock.close()
+        srv.stop()
