@@ -524,6 +524,12 @@ class AwsConfig(_Model):
     read_timeout: Timeout = Field(default=15.0, description="per attempt, more than 0 and at most 10m")
     max_concurrent_requests: int = Field(default=8, ge=1, le=64, description="GetMetricData calls in flight")
     max_queries_per_call: int = Field(default=500, ge=1, le=500, description="CloudWatch allows 500")
+    max_answer_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        description="a larger AWS answer is not read: a bad answer (64 KiB to 256 MiB)",
+    )
 
 
 class JobsConfig(_Model):

@@ -22,6 +22,7 @@ from botocore.credentials import AssumeRoleCredentialFetcher, Credentials, Defer
 
 from exporter import __version__
 from exporter.aws import errors
+from exporter.aws.answers import cap_answers
 from exporter.config import AwsConfig, TargetConfig
 from exporter.logs import quiet_credential_refresh
 
@@ -179,6 +180,7 @@ class AwsClients:
         if static_credentials is not None:
             self._root.set_credentials(*static_credentials)
         self._recorder = recorder
+        self._max_answer_bytes = aws.max_answer_bytes
         self._lock = threading.RLock()
         self._account_lock = threading.Lock()
         self._clients: dict[tuple[str, str, str, str], Any] = {}
@@ -224,6 +226,8 @@ class AwsClients:
                 client = self._session_for(target).create_client(
                     service, region_name=region, endpoint_url=_endpoint(target), config=self._config
                 )
+                if not cap_answers(client, self._max_answer_bytes):
+                    log.warning("botocore's client layout changed: AWS answers are read without aws.max_answer_bytes")
                 if self._recorder is not None:
                     self._watch(client, account_id or target.account_id or "", region)
                 self._clients[key] = client

@@ -34,7 +34,7 @@ ERRORS = {  # kind -> (HTTP status, error code)
     "expired_token": (400, "ExpiredTokenException"),
 }
 REWRITES = ("result_status", "result_points", "job_status", "job_fields", "job_values")
-KINDS = ("endless_jobs", *ERRORS, "reset", "slow", "truncated", "malformed", "partial", *REWRITES)
+KINDS = ("endless_jobs", *ERRORS, "reset", "slow", "truncated", "malformed", "partial", "oversized", *REWRITES)
 # Optional members of ModelInvocationJobSummary (botocore bedrock model) that "job_fields" removes by default.
 JOB_OPTIONAL_FIELDS = (
     "endTime",
@@ -65,6 +65,8 @@ class Fault:
     job_status: str = "Paused"
     fields: tuple[str, ...] = JOB_OPTIONAL_FIELDS
     values: tuple[tuple[str, str, Any], ...] = ()  # "job_values": (jobName, member, raw JSON value)
+    size: int = 0  # "oversized": the answer's size in bytes
+    chunked: bool = False  # "oversized": without a Content-Length (the end is the close)
 
 
 def job_values(values: dict[str, dict[str, Any]]) -> Fault:
@@ -99,6 +101,12 @@ def forbidden_results(
         messages=messages,
         keep_datapoints=keep_datapoints,
     )
+
+
+def oversized(operation: str, size: int, chunked: bool = False) -> Fault:
+    """`operation`'s real answer padded with JSON whitespace to `size` bytes (still valid JSON), sent with its
+    Content-Length, or without one (`chunked`): AWS documents no answer size limit to hold it to."""
+    return Fault("oversized", operation=operation, size=size, chunked=chunked)
 
 
 def denied_manifests() -> Fault:
@@ -253,6 +261,9 @@ class FaultProxy:
             self._reply(handler, status, headers, json.dumps(parsed).encode())
         elif fault.kind == "partial":
             self._partial(handler, body)
+        elif fault.kind == "oversized":
+            status, headers, answer = self._forward(handler, body)
+            self._padded(handler, status, headers, answer, fault)
         elif fault.kind == "s3_denied":
             # S3's REST error format (S3 API reference, "Error responses"): XML <Error> with Code and Message, 403
             payload = (
@@ -285,6 +296,29 @@ class FaultProxy:
             parsed["NextToken"] = "injected-page-2"
             parsed["Messages"] = [{"Code": "MaxDatapointsExceeded", "Value": "injected partial answer"}]
         self._reply(handler, status, headers, json.dumps(parsed).encode())
+
+    @staticmethod
+    def _padded(
+        handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], answer: bytes, fault: Fault
+    ) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", headers.get("Content-Type", "application/json"))
+        if fault.chunked:
+            handler.send_header("Connection", "close")
+            handler.close_connection = True
+        else:
+            handler.send_header("Content-Length", str(max(fault.size, len(answer))))
+        handler.end_headers()
+        try:
+            handler.wfile.write(answer)
+            left = fault.size - len(answer)
+            while left > 0:  # bounded: size bytes in all; the client may hang up early, which ends it
+                piece = min(left, 65536)
+                handler.wfile.write(b" " * piece)
+                left -= piece
+            handler.wfile.flush()
+        except OSError:
+            handler.close_connection = True
 
     @staticmethod
     def _reply(

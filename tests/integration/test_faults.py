@@ -21,7 +21,7 @@ from exporter.aws.cloudwatch import MAX_LIST_PAGES
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
 from tests.conftest import FAST_JOBS, fast_config, put_as_role, put_values, start_job, wait_for
-from tests.integration.fault_proxy import Fault, FaultProxy, endless_jobs, extra_points, job_values
+from tests.integration.fault_proxy import Fault, FaultProxy, endless_jobs, extra_points, job_values, oversized
 from tests.integration.test_jobs import ROLE_ARN, recent
 
 PENDING = "NumberOfRecordsPendingProcessing"
@@ -67,12 +67,12 @@ def get(url: str, name: str, **labels: str) -> float | None:
     return total
 
 
-def start_behind_proxy(aws_url: str, extra_target: str = "", jobs: bool = False) -> tuple[Exporter, str]:
+def start_behind_proxy(aws_url: str, extra_target: str = "", jobs: bool = False, aws: str = "") -> tuple[Exporter, str]:
     targets = f"  - endpoint_url: {aws_url}\n    regions: [us-east-1]\n{extra_target}"
     text = fast_config(
         aws_url,
         targets=targets,
-        aws="max_attempts: 2, read_timeout: 1s, connect_timeout: 1s",
+        aws="max_attempts: 2, read_timeout: 1s, connect_timeout: 1s" + (f", {aws}" if aws else ""),
         jobs=FAST_JOBS if jobs else None,
     )
     exporter = Exporter(load_config_text(text, env={}))
@@ -299,5 +299,31 @@ def test_a_list_metrics_token_that_never_ends_is_a_bad_answer(fresh_aws: Simulat
         assert proxy.count("ListMetrics") <= 2 * MAX_LIST_PAGES  # the first discovery stopped at the cap
         proxy.clear()
         wait_for(lambda: get(url, SERIES, dimension_ModelId="model-a") == 1.0, timeout=20)  # and recovers
+    finally:
+        exporter.stop()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["with-length", "without-length"])
+def test_an_answer_over_the_size_cap_is_not_read_and_counts_as_bad(
+    chunked: bool, fresh_aws: SimulatedAws, proxy: FaultProxy
+) -> None:
+    put_values(fresh_aws, {(PENDING, "model-a"): 42.0}, when=recent())
+    fresh_aws.jobs.submit("kept", "model-a", 10, "us-east-1", now=time.time() - 60)
+    exporter, url = start_behind_proxy(proxy.url, jobs=True, aws="max_answer_bytes: 65536")
+    try:
+        wait_for(lambda: get(url, SERIES) == 42.0 and get(url, "bedrock_batch_job_info", job_name="kept") == 1)
+        size = 8 * 1024 * 1024  # 128 times the cap
+        proxy.set(oversized("GetMetricData", size, chunked), oversized("ListModelInvocationJobs", size, chunked))
+        bad = "bedrock_batch_exporter_aws_bad_answers_total"
+        wait_for(lambda: (get(url, bad, operation="GetMetricData") or 0) >= 1, timeout=20)
+        wait_for(lambda: (get(url, bad, operation="ListModelInvocationJobs") or 0) >= 1, timeout=20)
+        assert get(url, SERIES) == 42.0  # the last good values stay
+        assert get(url, "bedrock_batch_job_info", job_name="kept") == 1
+        assert get(url, "bedrock_batch_exporter_up", namespace=NS) == 0.0
+        tasks = {t["namespace"]: t for t in status_tasks(url)}
+        assert "over the 65536-byte cap" in tasks[NS]["last_error"]["message"]
+        assert "aws.max_answer_bytes" in tasks["bedrock:jobs"]["last_error"]["message"]
+        proxy.clear()  # a normal answer is read again
+        wait_for(lambda: get(url, "bedrock_batch_exporter_up", namespace=NS) == 1.0, timeout=20)
     finally:
         exporter.stop()
