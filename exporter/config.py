@@ -216,6 +216,13 @@ class DiscoveryConfig(_Model):
     static: tuple[dict[Key, str], ...] = Field(
         default=(), description="dimension sets to query in static mode, e.g. [{ModelId: my-model}]"
     )
+    max_series: int = Field(
+        default=10_000,
+        ge=1,
+        le=100_000,
+        description="series (metric and dimension set) polled per region; above it whole dimension sets are "
+        "dropped, counted in bedrock_batch_exporter_series_not_polled",
+    )
 
     @field_validator("dimension_filters")
     @classmethod

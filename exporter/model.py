@@ -239,6 +239,8 @@ class TaskState:
     bad_records: tuple[tuple[str, int], ...] = ()
     # Jobs over the `jobs.max_jobs` budget in the last listing, by kind ("finished", "running").
     jobs_dropped: tuple[tuple[str, int], ...] = ()
+    # Series found but not polled: over the namespace's `discovery.max_series`.
+    series_dropped: int = 0
 
     @property
     def partial(self) -> bool:

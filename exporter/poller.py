@@ -135,6 +135,7 @@ class NamespaceTask:
         # The selection is kept while discovery returns the same list object (until its next refresh).
         self._selected_from: list[SeriesKey] | None = None
         self._selected: list[SeriesKey] = []
+        self.series_dropped = 0  # of the last selection, over discovery.max_series
         self._static = [
             SeriesKey.of(namespace.namespace, m.name, dims)
             for m in self.resolved
@@ -204,6 +205,7 @@ class NamespaceTask:
         newest = outcome.newest if outcome.newest is not None else (previous.newest_datapoint if previous else None)
         # A cycle whose results include errors did not refresh all its data: its data age keeps rising.
         refreshed = now if not outcome.errors else (previous.last_success if previous else None)
+        self._metrics.series_not_polled.labels(account_id, self.region, self.key.namespace).set(self.series_dropped)
         return TaskState(
             key=self.key,
             account_id=account_id,
@@ -219,6 +221,7 @@ class NamespaceTask:
             cloudwatch_timestamps=self.namespace.add_cloudwatch_timestamp,
             result_errors=outcome.errors,
             result_messages=outcome.messages,
+            series_dropped=self.series_dropped,
         )
 
     def _paused(self, now: float) -> bool:
@@ -264,7 +267,21 @@ class NamespaceTask:
 
     def _select(self, found: list[SeriesKey]) -> list[SeriesKey]:
         if found is not self._selected_from:
-            self._selected = select_series(found, self.resolved, self.namespace.discovery.dimension_filters)
+            discovery = self.namespace.discovery
+            selected = select_series(found, self.resolved, discovery.dimension_filters)
+            self.series_dropped = max(0, len(selected) - discovery.max_series)
+            if self.series_dropped:
+                # Whole dimension sets are kept or dropped (a model with all its metrics), the same ones each time.
+                selected = sorted(selected, key=lambda s: (s.dimensions, s.metric))[: discovery.max_series]
+                log.warning(
+                    "%s in %s: %d series found, %d polled (discovery.max_series); %d not polled",
+                    self.key.namespace,
+                    self.region,
+                    len(selected) + self.series_dropped,
+                    len(selected),
+                    self.series_dropped,
+                )
+            self._selected = selected
             self._selected_from = found
         return self._selected
 

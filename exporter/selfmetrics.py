@@ -96,6 +96,13 @@ class SelfMetrics:
             ["account_id", "region", "kind"],
             registry=self.registry,
         )
+        self.series_not_polled = Gauge(
+            f"{PREFIX}_series_not_polled",
+            "Series ListMetrics found (or configured) that are not polled: over the namespace's discovery.max_series "
+            "(whole dimension sets are dropped, the same ones each time).",
+            _TASK_LABELS,
+            registry=self.registry,
+        )
         self.result_errors = Counter(
             f"{PREFIX}_cloudwatch_result_errors",
             "GetMetricData results that were errors (StatusCode other than Complete, without datapoints), by status "

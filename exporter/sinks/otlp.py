@@ -111,6 +111,7 @@ FIXED_NAMES: dict[str, OtelName] = {
     f"{PREFIX}_cloudwatch_result_errors": OtelName(f"{PREFIX}.cloudwatch.result_errors", "{result}"),
     f"{PREFIX}_aws_unknown_values": OtelName(f"{PREFIX}.aws.unknown_values", "{value}"),
     f"{PREFIX}_series_dropped": OtelName(f"{PREFIX}.series.dropped", "{series}"),
+    f"{PREFIX}_series_not_polled": OtelName(f"{PREFIX}.series.not_polled", "{series}"),
     f"{PREFIX}_scrape_priority_wait_seconds": OtelName(f"{PREFIX}.scrape_priority.wait", "s"),
     f"{PREFIX}_manifest_reads": OtelName(f"{PREFIX}.manifest.reads", "{read}"),
     f"{PREFIX}_manifests_missing": OtelName(f"{PREFIX}.manifests.missing", "{manifest}"),

@@ -145,6 +145,7 @@ def _task(state: TaskState, now: float, cycles: Mapping[str, int]) -> JSON:
         "result_messages": list(state.result_messages),
         "bad_records": dict(state.bad_records),
         "jobs_dropped": dict(state.jobs_dropped),
+        "series_dropped": state.series_dropped,
     }
 
 

@@ -133,6 +133,12 @@ def _error_cell(task: JSON) -> str:
             f'<div class="error">{running_dropped:,} running jobs over the jobs.max_jobs budget are not exported '
             "(bedrock_batch_exporter_jobs_dropped_total)</div>"
         )
+    series_dropped = task.get("series_dropped", 0)
+    if series_dropped:
+        partial += (
+            f'<div class="error">{series_dropped:,} series over discovery.max_series are not polled '
+            "(bedrock_batch_exporter_series_not_polled)</div>"
+        )
     if error is None:
         return partial or _NONE
     failures = task["consecutive_failures"]

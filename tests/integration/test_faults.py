@@ -327,3 +327,23 @@ def test_an_answer_over_the_size_cap_is_not_read_and_counts_as_bad(
         wait_for(lambda: get(url, "bedrock_batch_exporter_up", namespace=NS) == 1.0, timeout=20)
     finally:
         exporter.stop()
+
+
+def test_series_over_max_series_are_not_polled_and_are_shown(fresh_aws: SimulatedAws) -> None:
+    put_values(fresh_aws, {(PENDING, f"model-{i}"): float(i) for i in range(6)}, when=recent())
+    capped = "    delay: 0s\n    discovery: {max_series: 4}\n"
+    text = fast_config(fresh_aws.url, jobs=None).replace("    delay: 0s\n", capped)
+    assert "max_series: 4" in text
+    exporter = Exporter(load_config_text(text, env={}))
+    url = exporter.start("127.0.0.1:0")
+    try:
+        gauge = "bedrock_batch_exporter_series_not_polled"
+        wait_for(lambda: get(url, gauge, namespace=NS) == 2.0 and get(url, SERIES, dimension_ModelId="model-3"))
+        polled = {dict(labels).get("dimension_ModelId") for name, labels in scrape(url) if name == SERIES}
+        assert polled == {"model-0", "model-1", "model-2", "model-3"}  # the same first four in sorted order
+        task = next(t for t in status_tasks(url) if t["namespace"] == NS)
+        assert task["series_dropped"] == 2 and task["series"] == 4
+        with urllib.request.urlopen(url + "/", timeout=5) as response:
+            assert "2 series over discovery.max_series are not polled" in response.read().decode()
+    finally:
+        exporter.stop()
