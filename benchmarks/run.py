@@ -115,10 +115,11 @@ def baseline_python(sha: str) -> str:
     return str(python)
 
 
-def measure(python: str, *args: str) -> dict[str, Any]:
-    """Run measure.py under `python` from a neutral directory (so the build's own `exporter` is imported)."""
+def measure(python: str, *args: str, script: Path = MEASURE) -> dict[str, Any]:
+    """Run `script` (measure.py) under `python` from a neutral directory (so the build's own `exporter` is
+    imported); its last line of output is a JSON object."""
     done = subprocess.run(
-        [python, str(MEASURE), *args],
+        [python, str(script), *args],
         capture_output=True,
         text=True,
         cwd=tempfile.gettempdir(),

@@ -16,9 +16,7 @@ import http.client
 import json
 import math
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -108,20 +106,6 @@ def _child(slow: int, count: int) -> dict[str, Any]:
     return result
 
 
-def _measure(python: str, slow: int, count: int) -> dict[str, Any]:
-    done = subprocess.run(
-        [python, str(Path(__file__).resolve()), "--child", str(slow), str(count)],
-        capture_output=True,
-        text=True,
-        cwd=tempfile.gettempdir(),
-        timeout=900,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{python}: {done.stderr[-2000:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--baseline", default="abbedd0", help="commit to measure beside this tree")
@@ -132,10 +116,13 @@ def main() -> None:
     if args.child:
         print(json.dumps(_child(*args.child)))
         return
-    from benchmarks.run import baseline_python  # not in the child: it imports only its own build's exporter
+    # not in the child, which imports only its own build's exporter
+    from benchmarks.run import baseline_python, measure
 
     builds = {"this tree": sys.executable, args.baseline: baseline_python(args.baseline)}
-    rows = {name: _measure(python, args.slow, args.requests) for name, python in builds.items()}
+    here = Path(__file__).resolve()
+    child = ("--child", str(args.slow), str(args.requests))
+    rows = {name: measure(python, *child, script=here) for name, python in builds.items()}
     print(
         f"{args.slow} slow clients, {args.requests} requests a phase, /metrics (~10,000 series) and /healthz by turns"
     )

@@ -230,12 +230,18 @@ def test_unknown_methods_get_405_with_allow(server: MetricsServer) -> None:
         assert answer.startswith(b"HTTP/1.1 405 ") and b"\r\nAllow: GET, HEAD\r\n" in answer
 
 
-def test_a_slow_tls_client_does_not_stall_the_others(clean_log: None, tmp_path: Path) -> None:
+def tls_server(tmp_path: Path) -> tuple[MetricsServer, Path]:
+    """A started HTTPS server with a fresh self-signed certificate, and that certificate's file."""
     cert_file, key_file = _certificate(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     srv = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), None), tls=context)
     srv.start()
+    return srv, cert_file
+
+
+def test_a_slow_tls_client_does_not_stall_the_others(clean_log: None, tmp_path: Path) -> None:
+    srv, cert_file = tls_server(tmp_path)
     silent = [socket.create_connection(srv.server_address, timeout=5) for _ in range(WORKERS // 2)]
     try:
         client = ssl.create_default_context(cafile=str(cert_file))
@@ -396,11 +402,7 @@ def test_a_chunked_request_gets_411(server: MetricsServer, reloads: Reloads) -> 
 
 
 def test_slow_tls_hellos_hold_no_worker(clean_log: None, tmp_path: Path) -> None:
-    cert_file, key_file = _certificate(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    srv = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), None), tls=context)
-    srv.start()
+    srv, cert_file = tls_server(tmp_path)
     # A ClientHello's first bytes (record header, handshake type), never the rest: 4 clients per worker.
     slow = [connect_from(srv, index % 8) for index in range(WORKERS * 4)]
     try:
