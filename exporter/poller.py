@@ -205,7 +205,6 @@ class NamespaceTask:
         newest = outcome.newest if outcome.newest is not None else (previous.newest_datapoint if previous else None)
         # A cycle whose results include errors did not refresh all its data: its data age keeps rising.
         refreshed = now if not outcome.errors else (previous.last_success if previous else None)
-        self._metrics.series_not_polled.labels(account_id, self.region, self.key.namespace).set(self.series_dropped)
         return TaskState(
             key=self.key,
             account_id=account_id,

@@ -96,13 +96,6 @@ class SelfMetrics:
             ["account_id", "region", "kind"],
             registry=self.registry,
         )
-        self.series_not_polled = Gauge(
-            f"{PREFIX}_series_not_polled",
-            "Series ListMetrics found (or configured) that are not polled: over the namespace's discovery.max_series "
-            "(whole dimension sets are dropped, the same ones each time).",
-            _TASK_LABELS,
-            registry=self.registry,
-        )
         self.result_errors = Counter(
             f"{PREFIX}_cloudwatch_result_errors",
             "GetMetricData results that were errors (StatusCode other than Complete, without datapoints), by status "
@@ -320,6 +313,12 @@ class _HealthCollector(Collector):
         failures = GaugeMetricFamily(
             f"{PREFIX}_consecutive_failures", "Poll cycles failed in a row.", labels=_TASK_LABELS
         )
+        not_polled = GaugeMetricFamily(
+            f"{PREFIX}_series_not_polled",
+            "Series ListMetrics found (or configured) that are not polled: over the namespace's discovery.max_series "
+            "(whole dimension sets are dropped, the same ones each time).",
+            labels=_TASK_LABELS,
+        )
         active = GaugeMetricFamily(
             f"{PREFIX}_polling_active",
             "0 while job-aware polling skips CloudWatch because the region has no unfinished batch job.",
@@ -331,12 +330,13 @@ class _HealthCollector(Collector):
             series.add_metric(labels, float(state.series_count))
             failures.add_metric(labels, float(state.consecutive_failures))
             active.add_metric(labels, 1.0 if state.polling_active else 0.0)
+            not_polled.add_metric(labels, float(state.series_dropped))  # 0 for the job collector
             if state.last_success is not None:
                 last.add_metric(labels, state.last_success)
                 age.add_metric(labels, max(0.0, now - state.last_success))
             if state.newest_datapoint is not None:
                 newest.add_metric(labels, max(0.0, now - state.newest_datapoint))
-        yield from (up, last, age, newest, series, failures, active)
+        yield from (up, last, age, newest, series, failures, not_polled, active)
 
 
 class ManifestCounters:
