@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import re
 import selectors
 import socket
 import ssl
-import struct
 import sys
 import threading
 import time
 import traceback as tb_module
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -196,7 +197,7 @@ MAX_PER_CLIENT = 64  # open connections from one client address; above it, that 
 LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
 IDLE_TIMEOUT = 30  # a keep-alive connection with no request for this long is closed
 REQUEST_DEADLINE = 10.0  # from a request's first byte (or a TLS hello) until it is whole: slow or not, then closed
-SEND_TIMEOUT = 10.0  # writing one answer to a client that does not read (Python's timeout covers a whole sendall)
+SEND_TIMEOUT = 10.0  # a client that takes no byte of its answer for this long is closed (the front writes it)
 MAX_HEADER_BYTES = 32 * 1024  # request line plus headers
 _INBOX_LIMIT = MAX_HEADER_BYTES + MAX_REQUEST_BODY  # bytes held per connection before a worker takes it
 MAX_HEADER_LINES = 100
@@ -349,8 +350,9 @@ class _Request(HTTPRequest):
         return True
 
     def respond(self) -> None:
-        # The answer (status line, headers, body parts) is collected and sent in one system call (`send_parts`):
-        # every call releases and re-takes the GIL, and during a poll cycle each re-take waits for the pollers.
+        # The answer (status line, headers, body parts) is collected, then sent in as few system calls as the client
+        # takes (`send_some`): every call releases and re-takes the GIL, and during a poll cycle each re-take waits
+        # for the pollers. What the client does not take at once is written by the front (`_Connection.outbox`).
         writer = self.conn.wfile
         collected = _Collected()
         self.conn.wfile = collected
@@ -358,7 +360,7 @@ class _Request(HTTPRequest):
             super().respond()
         finally:
             self.conn.wfile = writer
-            send_parts(self.conn.socket, collected.parts)
+            self.conn.send(collected.parts)
 
     def simple_response(self, status: Any, msg: Any = "") -> None:
         self.close_connection = True  # every simple response is an error: do not trust the rest of the stream
@@ -388,37 +390,30 @@ class _Collected:
         return None
 
 
-def send_parts(sock: socket.socket, parts: list[bytes]) -> None:
-    """Send `parts` one after the other, in one system call while the client keeps up.
+def send_some(sock: socket.socket, views: deque[memoryview]) -> None:
+    """Send what the socket takes now, without waiting, and drop it from the front of `views`.
 
-    A socket with a timeout is non-blocking inside Python: a 3 MB body goes out in many sends with a poll between
-    them, and each re-takes the GIL. Here the socket blocks, with the kernel's send timeout (SO_SNDTIMEO) standing in
-    for Python's, so `sendmsg` returns once everything is queued, the time is up, or a signal came; whatever is left
-    then goes the ordinary way, under the socket's own timeout.
+    Plain sockets take up to 1,024 buffers in one `sendmsg`; TLS takes one buffer a call, retried unchanged after
+    the TLS layer asks to wait (OpenSSL's rule for non-blocking writes). The socket's timeout is kept.
     """
-    views = [memoryview(part) for part in parts if part]
-    if not views:
-        return
     timeout = sock.gettimeout()
-    sent = 0
-    if not isinstance(sock, ssl.SSLSocket) and timeout is not None and timeout > 0:
-        seconds = int(timeout)
-        try:
-            sock.setsockopt(
-                socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
-            )
-            sock.settimeout(None)
-            sent = sock.sendmsg(views[:_IOV_MAX])
-        except BlockingIOError:  # the kernel's timeout passed with nothing sent
-            sent = 0
-        finally:
-            sock.settimeout(timeout)
-    for view in views:
-        if sent >= len(view):
-            sent -= len(view)
-            continue
-        sock.sendall(view[sent:])
-        sent = 0
+    sock.settimeout(0.0)
+    try:
+        while views:
+            try:
+                if isinstance(sock, ssl.SSLSocket):
+                    sent = sock.send(views[0])
+                else:
+                    sent = sock.sendmsg(list(itertools.islice(views, _IOV_MAX)))
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return
+            while sent and views:
+                if sent >= len(views[0]):
+                    sent -= len(views.popleft())
+                else:
+                    views[0], sent = views[0][sent:], 0
+    finally:
+        sock.settimeout(timeout)
 
 
 class _Connection(HTTPConnection):
@@ -430,6 +425,10 @@ class _Connection(HTTPConnection):
     _closed = False
     evicted = False  # shut down to make room under the connection cap; cheroot closes it on its next read
     in_flight: ScrapesFirst | None = None  # set while a request of this connection is queued or being served
+    # What the client has not taken yet of an answer: the front writes it as the socket drains, so no worker waits
+    # on a client that reads slowly; `close_when_sent` if the connection ends with that answer.
+    outbox: deque[memoryview] | None = None
+    close_when_sent = False
 
     def __init__(self, server: Any, sock: Any, makefile: Callable[..., Any] = StreamWriter) -> None:
         pending = sock.pending if isinstance(sock, ssl.SSLSocket) else None
@@ -445,11 +444,20 @@ class _Connection(HTTPConnection):
         if requests is not None:
             requests.end()
 
+    def send(self, parts: list[bytes]) -> None:
+        views = deque(memoryview(part) for part in parts if part)
+        send_some(self.socket, views)
+        self.outbox = views or None
+
     def communicate(self) -> bool:
         try:
-            return bool(super().communicate())  # type: ignore[no-untyped-call]
+            keep = bool(super().communicate())  # type: ignore[no-untyped-call]
         finally:
             self.request_done()
+        if self.outbox:  # the worker hands the connection back (put_conn), and the front writes the rest
+            self.close_when_sent = not keep
+            return True
+        return keep
 
     def close(self) -> None:
         if not self._closed:
@@ -490,8 +498,10 @@ class _CherootServer(WsgiServer):
     them took the server off the network. Here the selector side (`process_conn`) does the reading, without waiting:
     the TLS handshake, then the request head and the body its Content-Length declares, into the connection's
     `_Inbox`; a request not whole within `REQUEST_DEADLINE` of its first byte is closed by cheroot's idle sweep. The
-    workers only parse, answer and write (under `SEND_TIMEOUT`). Connections are capped in all (`MAX_CONNECTIONS`)
-    and per client address (`MAX_PER_CLIENT`); at a cap the longest-idle one makes room.
+    workers only parse, answer and send what the socket takes at once; the rest of an answer is written from the
+    selector as the client drains it (`_write`), and a client that takes nothing for `SEND_TIMEOUT` is closed.
+    Connections are capped in all (`MAX_CONNECTIONS`) and per client address (`MAX_PER_CLIENT`); at a cap the
+    longest-idle one makes room.
     """
 
     ConnectionClass = _Connection
@@ -537,9 +547,46 @@ class _CherootServer(WsgiServer):
             else:
                 self._per_client.pop(address, None)
 
+    def put_conn(self, conn: Any) -> None:
+        if conn.outbox and self.ready:  # an answer not all sent: park it until the socket drains
+            self._park_writing(conn)
+            return
+        super().put_conn(conn)
+
+    def _park_writing(self, conn: _Connection) -> None:
+        # closed by cheroot's sweep SEND_TIMEOUT after the client last took a byte
+        conn.last_used = time.time() + SEND_TIMEOUT - IDLE_TIMEOUT
+        self._connections_selector().register(conn.socket.fileno(), selectors.EVENT_WRITE, data=conn)
+
+    def _write(self, conn: _Connection) -> None:
+        """Send more of a parked answer; then back to reading requests, or closed if the answer was the last."""
+        outbox = conn.outbox
+        assert outbox is not None
+        before = sum(len(view) for view in outbox)
+        try:
+            send_some(conn.socket, outbox)
+        except (OSError, ValueError) as exc:
+            log.debug("http: writing to %s failed: %s", getattr(conn, "remote_addr", "?"), exc)
+            conn.close()
+            return
+        if outbox:
+            if sum(len(view) for view in outbox) < before:
+                self._park_writing(conn)
+            else:  # woken without progress: keep the deadline
+                self._connections_selector().register(conn.socket.fileno(), selectors.EVENT_WRITE, data=conn)
+            return
+        conn.outbox = None
+        if conn.close_when_sent:
+            conn.close()
+            return
+        self._connections_manager().put(conn)
+
     def process_conn(self, conn: Any) -> None:
         if conn.last_used is None:
             self._admit(conn)
+            return
+        if conn.outbox:
+            self._write(conn)
             return
         if not conn.inbox.whole():
             wait_for = self._receive(conn)

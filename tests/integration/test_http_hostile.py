@@ -39,6 +39,14 @@ class FakeExposition:
         return BODY[:1000], BODY[1000:]  # two parts, as the Exposition sends them
 
 
+BIG = b"".join(b'big_series{n="%d"} 1\n' % i for i in range(100_000))  # ~2.2 MB, more than socket buffers take
+
+
+class BigExposition:
+    def parts(self, gzip: bool = False) -> tuple[bytes, ...]:
+        return (BIG,)
+
+
 class Reloads:
     def __init__(self) -> None:
         self.calls = 0
@@ -230,12 +238,12 @@ def test_unknown_methods_get_405_with_allow(server: MetricsServer) -> None:
         assert answer.startswith(b"HTTP/1.1 405 ") and b"\r\nAllow: GET, HEAD\r\n" in answer
 
 
-def tls_server(tmp_path: Path) -> tuple[MetricsServer, Path]:
+def tls_server(tmp_path: Path, exposition: FakeExposition | BigExposition | None = None) -> tuple[MetricsServer, Path]:
     """A started HTTPS server with a fresh self-signed certificate, and that certificate's file."""
     cert_file, key_file = _certificate(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    srv = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), None), tls=context)
+    srv = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), exposition), tls=context)
     srv.start()
     return srv, cert_file
 
@@ -416,5 +424,95 @@ def test_slow_tls_hellos_hold_no_worker(clean_log: None, tmp_path: Path) -> None
             conn.close()
     finally:
         for sock in slow:
+            sock.close()
+        srv.stop()
+
+
+@pytest.fixture
+def big_server(clean_log: None) -> Iterator[MetricsServer]:
+    srv = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), BigExposition()))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _non_reader(srv: MetricsServer, index: int, requests: int = 3) -> socket.socket:
+    """A client that asks for /metrics (pipelined) and never reads, with a receive window of 4 KiB."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5)
+    sock.bind((f"127.0.1.{index % 200}", 0))
+    sock.connect(srv.server_address)
+    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * requests)
+    return sock
+
+
+def test_clients_that_do_not_read_their_answers_hold_no_worker(big_server: MetricsServer) -> None:
+    before = threading.active_count()
+    stuck = [_non_reader(big_server, index) for index in range(WORKERS * 2)]
+    try:
+        host, port = big_server.server_address
+        for path in ("/healthz", "/metrics", "/healthz"):
+            conn = http.client.HTTPConnection(host, port, timeout=5)
+            conn.request("GET", path)
+            response = conn.getresponse()
+            assert response.status == 200 and len(response.read()) in (3, len(BIG))
+            conn.close()
+        assert threading.active_count() <= before + 1 and server_threads() <= WORKERS + 2
+    finally:
+        for sock in stuck:
+            sock.close()
+
+
+def test_a_client_that_takes_nothing_for_the_send_timeout_is_closed(
+    big_server: MetricsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(exporter.http, "SEND_TIMEOUT", 0.3)
+    sock = _non_reader(big_server, 3, requests=1)
+    try:
+        deadline = time.monotonic() + 10  # the sweep runs every 0.5 s: closed well within this
+        while big_server.open_connections and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert big_server.open_connections == 0
+    finally:
+        sock.close()
+
+
+def test_a_slow_reader_gets_every_answer_whole_on_its_connection(big_server: MetricsServer) -> None:
+    # Answers the front finishes writing: both, in order, and the connection then closes as the last one asked.
+    sock = _non_reader(big_server, 4, requests=1)
+    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    time.sleep(0.2)  # let the first answer fill the window; the rest waits in the front
+    got = bytearray()
+    for _ in range(100_000):  # bounded: ~4.5 MB in 4 KiB reads
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        got.extend(chunk)
+    sock.close()
+    assert got.count(b"HTTP/1.1 200 OK") == 2 and got.count(BIG) == 2
+    assert got.endswith(BIG)
+
+
+def test_tls_answers_too_big_for_the_socket_are_written_whole_by_the_front(clean_log: None, tmp_path: Path) -> None:
+    srv, cert_file = tls_server(tmp_path, BigExposition())
+    client = ssl.create_default_context(cafile=str(cert_file))
+    stuck = []
+    try:
+        for index in range(WORKERS * 2):  # TLS clients that ask and never read
+            raw = socket.socket()
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            raw.settimeout(5)
+            raw.bind((f"127.0.1.{index % 200}", 0))
+            raw.connect(srv.server_address)
+            wrapped = client.wrap_socket(raw, server_hostname="localhost")
+            wrapped.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            stuck.append(wrapped)
+        conn = http.client.HTTPSConnection("localhost", srv.server_address[1], timeout=5, context=client)
+        conn.request("GET", "/metrics")
+        assert conn.getresponse().read() == BIG
+        conn.close()
+    finally:
+        for sock in stuck:
             sock.close()
         srv.stop()
