@@ -114,6 +114,17 @@ def connect_from(srv: MetricsServer, index: int, timeout: float = 5) -> socket.s
     return socket.create_connection(srv.server_address, timeout=timeout, source_address=(f"127.0.1.{index % 200}", 0))
 
 
+def health_and_metrics_answer(srv: MetricsServer, metrics_size: int) -> None:
+    """A normal client's /healthz, /metrics and /healthz again, each on a new connection, answered whole."""
+    host, port = srv.server_address
+    for path, size in (("/healthz", 3), ("/metrics", metrics_size), ("/healthz", 3)):
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert (response.status, len(response.read())) == (200, size)
+        conn.close()
+
+
 def server_threads() -> int:
     return sum(1 for t in threading.enumerate() if t.name.startswith(("CP Server", "http")))
 
@@ -308,13 +319,7 @@ def test_slow_clients_hold_no_worker_and_health_and_metrics_answer(server: Metri
         for sock in slow:
             sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
         _send_slowly(slow, 3)
-        host, port = server.server_address
-        for path in ("/healthz", "/metrics", "/healthz"):
-            conn = http.client.HTTPConnection(host, port, timeout=5)
-            conn.request("GET", path)
-            response = conn.getresponse()
-            assert response.status == 200 and len(response.read()) in (3, len(BODY))
-            conn.close()
+        health_and_metrics_answer(server, len(BODY))
         _send_slowly(slow, 3)
         assert server.open_connections >= 256  # the slow clients are still connected: answered in spite of them
         assert threading.active_count() <= before + 1 and server_threads() <= WORKERS + 2
@@ -451,13 +456,7 @@ def test_clients_that_do_not_read_their_answers_hold_no_worker(big_server: Metri
     before = threading.active_count()
     stuck = [_non_reader(big_server, index) for index in range(WORKERS * 2)]
     try:
-        host, port = big_server.server_address
-        for path in ("/healthz", "/metrics", "/healthz"):
-            conn = http.client.HTTPConnection(host, port, timeout=5)
-            conn.request("GET", path)
-            response = conn.getresponse()
-            assert response.status == 200 and len(response.read()) in (3, len(BIG))
-            conn.close()
+        health_and_metrics_answer(big_server, len(BIG))
         assert threading.active_count() <= before + 1 and server_threads() <= WORKERS + 2
     finally:
         for sock in stuck:
