@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
 
 from exporter.aws.session import AwsClients
 from exporter.config import Config, ConfigError, load_config
@@ -17,17 +16,16 @@ from exporter.http import MetricsServer, Router, parse_listen_address
 from exporter.jobs import prices
 from exporter.model import TaskKey
 from exporter.poller import Poller
+from exporter.preflight import config_problems
 from exporter.priority import ScrapesFirst
 from exporter.runbooks import RunbooksPage
 from exporter.runtime import tune_malloc
 from exporter.selfmetrics import SelfMetrics
+from exporter.sinks.otlp import OtlpSink
 from exporter.sinks.prometheus import Exposition
 from exporter.sinks.status import StatusPage
 from exporter.snapshot import Store
 from exporter.webconfig import BasicAuth, load_web_config, tls_context
-
-if TYPE_CHECKING:
-    from exporter.sinks.otlp import OtlpSink
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +67,6 @@ class Exporter:
         self.server: MetricsServer | None = None
         self.otlp: OtlpSink | None = None
         if config.mode in ("otlp", "both"):
-            from exporter.sinks.otlp import OtlpSink
-
             self.otlp = OtlpSink(config, self.store, self.metrics.registry, clock)
 
     @property
@@ -156,10 +152,13 @@ class Exporter:
             return False, "no config file to reload"
         try:
             config = load_config(self.config_path)
+            problems = tuple(config_problems(config))
         except ConfigError as exc:
+            problems = exc.problems
+        if problems:
             self.metrics.reload_successful.set(0)
-            log.error("config reload refused, keeping the running config: %s", "; ".join(exc.problems))
-            return False, "config reload refused: " + "; ".join(exc.problems)
+            log.error("config reload refused, keeping the running config: %s", "; ".join(problems))
+            return False, "config reload refused: " + "; ".join(problems)
         self.reload(config)
         return True, "config reloaded"
 

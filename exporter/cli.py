@@ -13,9 +13,14 @@ from collections.abc import Sequence
 from types import FrameType
 
 from exporter import __version__, logs
+from exporter.app import Exporter
+from exporter.aws.region import find_region
 from exporter.config import Config, ConfigError, json_schema, load_config, load_config_text
+from exporter.demo import run_demo
 from exporter.demo.policies import POLICIES
+from exporter.doctor import run_doctor
 from exporter.model import BEDROCK_BATCH_NAMESPACE
+from exporter.plan import run_plan
 from exporter.preflight import preflight
 
 log = logging.getLogger("exporter")
@@ -118,8 +123,6 @@ def _config_for(command: str, path: str | None) -> tuple[Config | None, str | No
     path = path or os.environ.get(CONFIG_ENV) or None
     if path is not None:
         return _load(path), path
-    from exporter.aws.region import find_region
-
     region = find_region()
     if region is None:
         print(
@@ -159,8 +162,6 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run(config: Config, config_path: str | None, listen_address: str | None, shard: tuple[int, int]) -> int:
-    from exporter.app import Exporter
-
     stop = _stop_on_signals()
     reload_requested = threading.Event()
 
@@ -195,8 +196,6 @@ def _run(config: Config, config_path: str | None, listen_address: str | None, sh
 
 
 def _once(config: Config) -> int:
-    from exporter.app import Exporter
-
     try:
         exporter = Exporter(config)
     except ValueError as exc:
@@ -217,8 +216,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(json_schema())
         return EXIT_OK
     if args.command == "demo":
-        from exporter.demo import run_demo
-
         return run_demo(
             args.listen_address,
             _stop_on_signals(),
@@ -240,15 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config is None:
         return EXIT_USAGE
     if args.command == "plan":
-        from exporter.plan import run_plan
-
         if args.series_per_metric < 0:
             print("error: --series-per-metric must be 0 or more", file=sys.stderr)
             return EXIT_USAGE
         return run_plan(config, args.offline, args.output, args.series_per_metric)
     if args.command == "doctor":
-        from exporter.doctor import run_doctor
-
         return run_doctor(config)
     if args.command == "once":
         return _once(config)

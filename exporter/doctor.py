@@ -17,15 +17,15 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from exporter.aws import errors
+from exporter import errors
 from exporter.aws.bedrock import parse_job
 from exporter.aws.cloudwatch import parse_list_metrics_page, run_batch
 from exporter.aws.region import find_credentials
 from exporter.aws.s3 import read_manifest
 from exporter.aws.session import AwsClients
-from exporter.config import Config, NamespaceConfig, TargetConfig
+from exporter.config import Config, NamespaceConfig, TargetConfig, defaults_for
 from exporter.manifests import KMS_DENIED, NOT_FOUND, manifest_location, parse_manifest, read_outcome
-from exporter.model import BEDROCK_BATCH_NAMESPACE, MissingData, SeriesKey
+from exporter.model import MissingData, SeriesKey
 from exporter.planner import Batch, Query, window
 
 OK, FAIL, SKIP, INFO = "OK", "FAIL", "--", "INFO"
@@ -139,8 +139,8 @@ def check_region(config: Config, target: TargetConfig, region: str, clients: Aws
         except Exception as exc:
             yield Check(f"{IAM_ACTIONS['ListMetrics']} ({ns.namespace})", FAIL, explain(exc))
     yield _get_metric_data(cloudwatch, namespaces, discovered, now)
-    polls_bedrock = any(ns.namespace == BEDROCK_BATCH_NAMESPACE for ns in namespaces)
-    if config.jobs.enabled and polls_bedrock:
+    job_aware = [ns.namespace for ns in namespaces if defaults_for(ns.namespace).follows_jobs]
+    if config.jobs.enabled and job_aware:
         try:
             answer = clients.client("bedrock", target, region).list_model_invocation_jobs(maxResults=1)
             jobs = answer.get("invocationJobSummaries") or []
@@ -149,17 +149,18 @@ def check_region(config: Config, target: TargetConfig, region: str, clients: Aws
             yield Check(IAM_ACTIONS["ListModelInvocationJobs"], FAIL, explain(exc))
         if config.jobs.read_manifests:
             yield _read_one_manifest(config, clients, target, region)
-    if polls_bedrock and BEDROCK_BATCH_NAMESPACE in discovered:
-        found = discovered[BEDROCK_BATCH_NAMESPACE]
-        models = sorted({v for s in found for k, v in s.dimensions if k == "ModelId"})
+    for namespace in (ns for ns in job_aware if ns in discovered):
+        found = discovered[namespace]
+        dimension = defaults_for(namespace).model_dimension
+        models = sorted({v for s in found for k, v in s.dimensions if k == dimension})
         if found:
             shown = ", ".join(models[:3]) + (", ..." if len(models) > 3 else "")
-            yield Check("data", INFO, f"{BEDROCK_BATCH_NAMESPACE} has {len(found)} series here (models: {shown})")
+            yield Check("data", INFO, f"{namespace} has {len(found)} series here (models: {shown})")
         else:
             yield Check(
                 "data",
                 INFO,
-                f"no {BEDROCK_BATCH_NAMESPACE} metrics here in the last 3 hours: normal when no batch job ran "
+                f"no {namespace} metrics here in the last 3 hours: normal when no batch job ran "
                 "(Bedrock publishes them only while jobs run); series appear with the next job",
             )
 

@@ -1,7 +1,8 @@
 """Every Prometheus family the exporter can produce, and the one check that no two configured things share one.
 
-Outside `sinks/` so config validation can call it. Names of CloudWatch families follow YACE (exporter.naming);
-built-in families are listed here once, with their labels and help, and the Prometheus sink takes them from here.
+Outside `sinks/` so the start-up checks (exporter.preflight) can call it. Names of CloudWatch families follow YACE
+(exporter.naming); built-in families are listed here once, with their labels and help, and the Prometheus sink takes
+them from here.
 """
 
 from __future__ import annotations
@@ -10,19 +11,24 @@ import functools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
+from exporter.config import Config
 from exporter.model import KNOWN_STATUSES, JobUsage, Price, SeriesKey, TaskState
 from exporter.naming import metric_name
 from exporter.pricing import resolve
 
-if TYPE_CHECKING:
-    from exporter.config import Config
-
 TASK_LABELS = ("account_id", "region")
 JOB_LABELS = (*TASK_LABELS, "job_arn", "job_name", "model_id")
-# Families that are the exporter's own: a configured name may not start with these.
-RESERVED_PREFIXES = ("bedrock_batch_exporter_", "bedrock_batch_job", "bedrock_batch_model_", "process_", "python_")
+# Families that are the exporter's own (and `__`, which Prometheus reserves): a configured name may not start so.
+RESERVED_PREFIXES = (
+    "bedrock_batch_exporter_",
+    "bedrock_batch_job",
+    "bedrock_batch_model_",
+    "process_",
+    "python_",
+    "__",
+)
 
 
 class Family(NamedTuple):

@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
 MAX_REQUEST_BODY = 4 * 1024  # POST /-/reload reads and ignores its body; the front holds it whole before a worker
-BUILTIN_PATHS = ("/", "/healthz", "/readyz", "/api/status", "/-/reload", "/runbooks")
 
 # Sent with every response: the status page loads only its own stylesheet and script.
 SECURITY_HEADERS: Mapping[str, str] = {

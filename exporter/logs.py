@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from exporter.aws.errors import describe, redact_url
+from exporter.errors import describe, redact_url
 
 
 class JsonFormatter(logging.Formatter):

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from exporter.aws import errors
+from exporter import errors
 from exporter.aws.s3 import ObjectTooLargeError, read_manifest
 from exporter.model import Job, JobUsage
 

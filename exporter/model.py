@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -25,11 +25,6 @@ class MissingData(StrEnum):
     def fill(self) -> float | None:
         """The declared value for a Complete result without a datapoint; None means the series is not exported."""
         return _FILL[self.value]
-
-    @classmethod
-    def default_for(cls, namespace: str) -> MissingData:
-        """Zero for AWS/Bedrock/Batch (Bedrock publishes only while batch work exists), NaN elsewhere (as YACE)."""
-        return cls.ZERO if namespace == BEDROCK_BATCH_NAMESPACE else cls.NAN
 
 
 _FILL: dict[str, float | None] = {"nan": math.nan, "zero": 0.0, "drop": None}
@@ -253,8 +248,6 @@ class TaskState:
 
     def failed(self, error: str, now: float) -> TaskState:
         """The same records (last good data stays served), marked down with the error."""
-        from dataclasses import replace
-
         return replace(
             self,
             up=False,

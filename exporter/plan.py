@@ -15,8 +15,9 @@ from exporter import selfmetrics
 from exporter.aws.bedrock import list_jobs
 from exporter.aws.cloudwatch import list_series
 from exporter.aws.session import AwsClients
-from exporter.config import CloudWatchPricing, Config, NamespaceConfig, TargetConfig
-from exporter.model import BEDROCK_BATCH_NAMESPACE, SeriesKey
+from exporter.config import CloudWatchPricing, Config, NamespaceConfig, TargetConfig, defaults_for
+from exporter.doctor import explain
+from exporter.model import SeriesKey
 from exporter.planner import plan, select_series
 
 SCHEMA_VERSION = 1
@@ -120,7 +121,7 @@ def build_plan(
         namespaces = config.namespaces_for(target)
         for region in target.regions:
             unfinished: int | None = None
-            if config.jobs.enabled and any(ns.namespace == BEDROCK_BATCH_NAMESPACE for ns in namespaces):
+            if config.jobs.enabled and any(defaults_for(ns.namespace).follows_jobs for ns in namespaces):
                 listing = _job_listing(config, target, region, clients, counter, now)
                 listings.append(listing)
                 unfinished = listing.unfinished_jobs
@@ -184,7 +185,7 @@ def _namespace(
     batches = plan(series, metrics, now, config.aws.max_queries_per_call, insights)
     queries, calls = sum(b.size for b in batches), len(batches)
     jobs = config.jobs
-    job_aware = ns.namespace == BEDROCK_BATCH_NAMESPACE and jobs.enabled and jobs.pause_idle_metrics
+    job_aware = defaults_for(ns.namespace).follows_jobs and jobs.enabled and jobs.pause_idle_metrics
     refresh = discovery.refresh_interval
     prices = config.pricing.cloudwatch.per_metric_and_request
 
@@ -219,8 +220,6 @@ def _namespace(
 
 
 def _cause(exc: BaseException) -> str:
-    from exporter.doctor import explain
-
     return explain(exc)
 
 

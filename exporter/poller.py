@@ -13,16 +13,16 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
-from exporter.aws import errors
+from exporter import errors
 from exporter.aws.bedrock import list_jobs_checked
 from exporter.aws.cloudwatch import list_series, run_batch
 from exporter.aws.gate import CallGate
 from exporter.aws.session import AwsClients
-from exporter.config import Config, JobsConfig, NamespaceConfig, TargetConfig
+from exporter.config import Config, JobsConfig, NamespaceConfig, TargetConfig, defaults_for
 from exporter.eta import ProgressHistory, estimate
 from exporter.jobs import JobTracker, retained, within_budget
 from exporter.manifests import ManifestReader, RetrySchedule
-from exporter.model import BEDROCK_BATCH_NAMESPACE, Job, SeriesKey, TaskKey, TaskState
+from exporter.model import Job, SeriesKey, TaskKey, TaskState
 from exporter.planner import Batch, PlanCache, select_series
 from exporter.priority import ScrapesFirst
 from exporter.results import STALE_INTERVALS, Answer, Outcome, cloudwatch_records
@@ -126,8 +126,8 @@ class NamespaceTask:
         self._max_queries = max_queries_per_call
         self._discovered: list[SeriesKey] | None = None
         self._discovered_at = -math.inf
-        # Only AWS/Bedrock/Batch follows the job collector; other namespaces always poll.
-        self._board = board if namespace.namespace == BEDROCK_BATCH_NAMESPACE else None
+        # Only a namespace whose table entry says so follows the job collector; others always poll.
+        self._board = board if defaults_for(namespace.namespace).follows_jobs else None
         self._idle_heartbeat = idle_heartbeat
         self._last_polled = -math.inf
         self._reported_errors: tuple[tuple[str, int], ...] = ()
@@ -505,7 +505,7 @@ class Poller:
                     )
                     for ns in namespaces
                 )
-                if jobs.enabled and any(ns.namespace == BEDROCK_BATCH_NAMESPACE for ns in namespaces):
+                if jobs.enabled and any(defaults_for(ns.namespace).follows_jobs for ns in namespaces):
                     tasks.append(JobTask(target, region, jobs, clients, self.board, clock(), metrics))
         self._slots = [_Slot(task) for task in tasks]
         self._task_pool = ThreadPoolExecutor(min(len(tasks), MAX_TASK_THREADS) or 1, thread_name_prefix="poll-task")
@@ -520,7 +520,8 @@ class Poller:
     def _wake_metrics(self, target: str, region: str) -> None:
         """A job appeared: poll that region's Bedrock metrics now rather than at the next interval."""
         for slot in self._slots:
-            if slot.task.key == TaskKey(target, region, BEDROCK_BATCH_NAMESPACE):
+            key = slot.task.key
+            if (key.target, key.region) == (target, region) and defaults_for(key.namespace).follows_jobs:
                 slot.wake()
         self._wake.set()
 

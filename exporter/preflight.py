@@ -1,4 +1,4 @@
-"""The start-up checks `run` makes beyond the config's own validation, shared with `check-config`."""
+"""The checks `run` makes beyond the config's own validation, shared with `check-config` and reloads."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import importlib.util
 import os
 
 from exporter.config import Config, ConfigError
+from exporter.families import config_collisions
 from exporter.webconfig import load_web_config
 
 GRPC_PACKAGE = "opentelemetry.exporter.otlp.proto.grpc"
@@ -13,7 +14,7 @@ GRPC_PACKAGE = "opentelemetry.exporter.otlp.proto.grpc"
 
 def preflight(config: Config, listen_address: str | None = None) -> list[str]:
     """Problems `run` would refuse to start with, one line each naming the field; empty when it would start."""
-    problems: list[str] = []
+    problems = config_problems(config)
     field = "--listen-address" if listen_address else "server.listen_address"
     problems += _listen_address(listen_address or config.server.listen_address, field)
     if config.server.web_config_file:
@@ -27,6 +28,14 @@ def preflight(config: Config, listen_address: str | None = None) -> list[str]:
             "pip install 'bedrock-batch-exporter[otlp-grpc]'"
         )
     return problems
+
+
+def config_problems(config: Config) -> list[str]:
+    """What a valid config still cannot do, checked on every load including reloads: families exported twice.
+
+    (Kept out of `exporter.config`, which knows no output format; one printable line per problem, as ConfigError's.)
+    """
+    return list(ConfigError(config_collisions(config)).problems)
 
 
 def _listen_address(value: str, field: str) -> list[str]:

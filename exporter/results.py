@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from exporter.aws.errors import BadAnswerError
+from exporter.errors import BadAnswerError
 from exporter.insights import group_values
 from exporter.model import CloudWatchValue, InsightsValue, MissingData, ResolvedInsights, SeriesKey
 from exporter.planner import Batch

@@ -27,7 +27,7 @@ import bcrypt
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from exporter.config import ConfigError, _Model, _validation_problems, read_config_file
+from exporter.config import ConfigError, StrictModel, read_config_file, validation_problems
 from exporter.yamlsafe import safe_load
 
 # Modular crypt format of bcrypt: $2a$, $2b$ or $2y$, a two-digit cost, then 22 salt and 31 hash characters.
@@ -38,13 +38,13 @@ BCRYPT_DEFAULT_MAX_COST = 14  # about 1 s per check on one core; every step abov
 BCRYPT_MAX_PASSWORD = 72  # bcrypt reads at most 72 bytes of a password; the library refuses longer ones
 
 
-class TlsServerConfig(_Model):
+class TlsServerConfig(StrictModel):
     cert_file: str = Field(min_length=1)
     key_file: str = Field(min_length=1)
     min_version: Literal["TLS12", "TLS13"] = "TLS12"
 
 
-class WebConfig(_Model):
+class WebConfig(StrictModel):
     tls_server_config: TlsServerConfig | None = None
     basic_auth_users: dict[str, str] = Field(default_factory=dict, description="user name -> bcrypt hash")
     bcrypt_max_cost: int = Field(
@@ -92,7 +92,7 @@ def load_web_config(path: str | Path) -> WebConfig:
     try:
         web = WebConfig.model_validate(raw or {})
     except ValidationError as exc:
-        raise ConfigError([f"{path}: {p}" for p in _validation_problems(exc)]) from None
+        raise ConfigError([f"{path}: {p}" for p in validation_problems(exc)]) from None
     if web.tls_server_config is not None:
         tls_context(web.tls_server_config, path)  # fail now, not at the first connection
     return web

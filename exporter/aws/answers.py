@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from exporter.aws.errors import BadAnswerError
+from exporter.errors import BadAnswerError
 
 _CHUNK = 64 * 1024
 

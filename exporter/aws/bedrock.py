@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 from botocore.utils import parse_timestamp
 
-from exporter.aws.errors import BadAnswerError
 from exporter.aws.parsing import WrappingParserFactory
+from exporter.errors import BadAnswerError
 from exporter.model import Job
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from botocore.parsers import ResponseParserError
 from botocore.validate import ParamValidationDecorator
 
 from exporter.aws import gate
-from exporter.aws.errors import BadAnswerError
 from exporter.aws.parsing import WrappingParserFactory
+from exporter.errors import BadAnswerError
 from exporter.model import SeriesKey
 from exporter.planner import Batch, QueryList
 from exporter.results import Answer, merge_page

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from exporter.aws.errors import BadAnswerError
+from exporter.errors import BadAnswerError
 
 CHUNK = 8192
 READ_SECONDS = 30.0  # a body that dribbles in slower than this is given up (the client's read timeout is per recv)

@@ -20,8 +20,7 @@ import orjson
 from botocore.config import Config as BotoConfig
 from botocore.credentials import AssumeRoleCredentialFetcher, Credentials, DeferredRefreshableCredentials
 
-from exporter import __version__
-from exporter.aws import errors
+from exporter import __version__, errors
 from exporter.aws.answers import cap_answers
 from exporter.config import AwsConfig, TargetConfig
 from exporter.logs import quiet_credential_refresh

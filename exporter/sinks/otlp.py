@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
 from opentelemetry.sdk.metrics import ObservableCounter
 from opentelemetry.sdk.metrics.export import (
@@ -42,7 +44,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, Counter
 
 from exporter import __version__, families
-from exporter.config import Config, NamespaceConfig, OtlpConfig
+from exporter.config import Config, NamespaceConfig, OtlpConfig, defaults_for
 from exporter.families import Sample
 from exporter.naming import metric_name, otel_metric_name
 from exporter.selfmetrics import PREFIX
@@ -136,14 +138,6 @@ ATTRIBUTE_NAMES: dict[str, str] = {
     "field": "aws.field",
 }
 
-# Units of the AWS/Bedrock/Batch metrics (CloudWatch reports them as Count); other namespaces get no unit.
-CLOUDWATCH_UNITS: dict[str, str] = {
-    "NumberOfRecordsPendingProcessing": "{record}",
-    "NumberOfTokensPendingProcessing": "{token}",
-    "NumberOfInputTokensProcessedPerMinute": "{token}/min",
-    "NumberOfOutputTokensProcessedPerMinute": "{token}/min",
-}
-
 
 def attribute_name(label: str) -> str:
     """`account_id` -> `cloud.account.id`, `dimension_X` -> `aws.cloudwatch.dimension.X`, others unchanged."""
@@ -156,8 +150,8 @@ def attribute_name(label: str) -> str:
 
 
 def cloudwatch_name(namespace: str, metric: str, statistic: str) -> OtelName:
-    """`aws.bedrock.batch.number_of_records_pending_processing.maximum` and its unit, from the record's parts."""
-    unit = "{datapoint}" if statistic == "SampleCount" else CLOUDWATCH_UNITS.get(metric, "")
+    """`aws.bedrock.batch.number_of_records_pending_processing.maximum` and its unit (the namespace table's)."""
+    unit = "{datapoint}" if statistic == "SampleCount" else defaults_for(namespace).units.get(metric, "")
     return OtelName(otel_metric_name(namespace, metric, statistic), unit)
 
 
@@ -252,9 +246,6 @@ def build_exporter(config: OtlpConfig) -> MetricExporter:
         return exporter
     if protocol != "http/protobuf":
         raise OtlpUnavailableError(f"OTLP protocol {protocol!r} is not supported: use http/protobuf or grpc")
-    from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
     return OTLPMetricExporter(
         endpoint=metrics_url(config.endpoint) if config.endpoint else None,
         headers=headers,

@@ -22,9 +22,10 @@ from urllib.parse import parse_qs
 from prometheus_client import Counter as PromCounter
 
 from exporter import __version__
+from exporter.config import defaults_for
 from exporter.families import job_cost
 from exporter.http import Response
-from exporter.model import BEDROCK_BATCH_NAMESPACE, CloudWatchValue, TaskState
+from exporter.model import CloudWatchValue, TaskState
 from exporter.pricing import resolve
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.status_html import MAX_LIMIT, render_html
@@ -37,7 +38,6 @@ DEFAULT_LIMIT = 200  # rows per section; keeps the page small and fast at 10,000
 # The page names its documentation instead of linking a hosting site: the docs ship with the source.
 DOCS = "docs/status.md and docs/metrics.md in the bedrock-batch-exporter source"
 
-MODEL_DIMENSION = "ModelId"
 HOURS_PER_MONTH = 730
 
 JSON = dict[str, Any]
@@ -188,9 +188,10 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
     for state in snapshot.tasks.values():
         region = state.key.region
         for value in state.values:
-            if value.series.namespace != BEDROCK_BATCH_NAMESPACE:
+            dimension = defaults_for(value.series.namespace).model_dimension
+            if dimension is None:
                 continue
-            model = dict(value.series.dimensions).get(MODEL_DIMENSION)
+            model = dict(value.series.dimensions).get(dimension)
             if model is not None:
                 series[(state.account_id, region, model)].append((value, state))
         usage = {u.arn: u for u in state.job_usage}

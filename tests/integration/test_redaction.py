@@ -8,8 +8,8 @@ import urllib.request
 import pytest
 
 from exporter.app import Exporter
-from exporter.aws.errors import describe, redact_url
 from exporter.demo.server import SimulatedAws
+from exporter.errors import describe, redact_url
 from tests.conftest import fast_config, free_port, start_exporter, wait_for
 
 SECRET = "s3cr3t-Pa55"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from exporter import results as _results
 from exporter.aws import bedrock as _bedrock
 from exporter.aws import cloudwatch as _cloudwatch
-from exporter.aws.errors import BadAnswerError
+from exporter.errors import BadAnswerError
 from tests.strategies import UNKNOWN_ENUM_VALUES, answers, status_codes, timestamps
 
 # --- The parsers under test: when one moves or is renamed, change the adapter line here. ----------------------------

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from exporter.aws.cloudwatch import parse_list_metrics_page, run_batch
-from exporter.aws.errors import BadAnswerError
+from exporter.errors import BadAnswerError
 from exporter.model import MissingData, SeriesKey
 from exporter.planner import Batch, Query
 from exporter.results import Answer, Datapoint, merge_page

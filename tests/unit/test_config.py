@@ -6,15 +6,14 @@ from pathlib import Path
 import pytest
 
 from exporter.config import (
-    BEDROCK_BATCH_NAMESPACE,
     ConfigError,
-    MissingData,
     format_location,
     json_schema,
     load_config,
     load_config_text,
     parse_duration,
 )
+from exporter.model import BEDROCK_BATCH_NAMESPACE, MissingData
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = "targets:\n  - regions: [us-east-1]\n"

@@ -23,6 +23,7 @@ from exporter.config import (
 )
 from exporter.model import SeriesKey
 from exporter.planner import RegexError, compile_dimension_filter, select_series, window
+from exporter.preflight import config_problems
 
 MINIMAL = "targets:\n  - regions: [us-east-1]\n"
 BEDROCK = MINIMAL + "namespaces:\n  - namespace: AWS/Bedrock/Batch\n"
@@ -35,9 +36,14 @@ BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".jo
 
 
 def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_config_text(text, "cfg.yaml", env or {})
-    return list(info.value.problems)
+    """What `check-config` refuses the text for: the config's own validation, then the checks every load makes."""
+    try:
+        config = load_config_text(text, "cfg.yaml", env or {})
+    except ConfigError as exc:
+        return list(exc.problems)
+    found = config_problems(config)
+    assert found, "the config was accepted"
+    return found
 
 
 def only_problem(text: str, env: dict[str, str] | None = None) -> str:

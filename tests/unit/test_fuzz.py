@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from exporter.aws.bedrock import parse_job
 from exporter.aws.cloudwatch import parse_list_metrics_page
-from exporter.aws.errors import BadAnswerError
 from exporter.config import Config, ConfigError, load_config_text
+from exporter.errors import BadAnswerError
 from exporter.naming import dimension_label, metric_name
 from exporter.results import Answer, merge_page
 

@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from exporter.config import ConfigError, MissingData, ResolvedInsights, ResolvedMetric, load_config_text
+from exporter.config import ConfigError, load_config_text
 from exporter.demo.insights import QueryError, Statement, evaluate, read
 from exporter.insights import MAX_EXPRESSION_LENGTH, InsightsQuery, InsightsSyntaxError, group_values, parse
 from exporter.insights_keywords import RESERVED_KEYWORDS, is_reserved
+from exporter.model import MissingData, ResolvedInsights, ResolvedMetric
 from exporter.planner import MAX_QUERIES_PER_CALL, Batch, SeriesKey, plan
+from exporter.preflight import config_problems
 
 EXAMPLE = 'SELECT AVG(NumberOfRecordsPendingProcessing) FROM SCHEMA("AWS/Bedrock/Batch", ModelId) GROUP BY ModelId'
 EXAMPLE_SENT = (
@@ -173,9 +175,12 @@ BASE = "targets:\n  - regions: [us-east-1]\nnamespaces:\n  - namespace: AWS/Bedr
 
 
 def _problems(item: str) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_config_text(BASE + "      - " + item + "\n", env={})
-    return list(info.value.problems)
+    """What `check-config` refuses the item for: the config's validation, then the checks every load makes."""
+    try:
+        config = load_config_text(BASE + "      - " + item + "\n", env={})
+    except ConfigError as exc:
+        return list(exc.problems)
+    return config_problems(config)
 
 
 def test_config_errors_name_the_field() -> None:
@@ -184,7 +189,8 @@ def test_config_errors_name_the_field() -> None:
         "and key != 'value'"
     ]
     assert _problems("{name: 9a, query: 'SELECT AVG(M) FROM x'}")[0].startswith("namespaces[0].insights[0].name: ")
-    assert "reserved" in _problems("{name: bedrock_batch_exporter_x, query: 'SELECT AVG(M) FROM x'}")[0]
+    reserved = _problems("{name: bedrock_batch_exporter_x, query: 'SELECT AVG(M) FROM \"AWS/Bedrock/Batch\"'}")
+    assert reserved[0].startswith("namespaces[0].insights[0].name: ") and "reserved" in reserved[0]
     assert _problems("{name: a, query: 'SELECT AVG(M) FROM x'}") == [
         "namespaces[0].insights[0].query: reads namespace 'x'; list it under that namespace instead"
     ]

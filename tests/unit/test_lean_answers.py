@@ -15,7 +15,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from exporter.aws.cloudwatch import _LeanParser, _LeanSerializer, lean_get_metric_data
-from exporter.aws.errors import BadAnswerError
+from exporter.errors import BadAnswerError
 from exporter.results import merge_page
 
 
@@ -116,7 +116,7 @@ def test_unusual_answers_go_to_botocore(client: Any, body: Any) -> None:
     ],
 )
 def test_answers_botocore_breaks_on_are_bad_answers(client: Any, body: Any) -> None:
-    """Counted as bad answers (exporter.aws.errors.BadAnswerError, the `bad_answers` counter), not as `other`."""
+    """Counted as bad answers (exporter.errors.BadAnswerError, the `bad_answers` counter), not as `other`."""
     shape = client.meta.service_model.operation_model("GetMetricData").output_shape
     inner = client._endpoint._response_parser_factory.create_parser(client.meta.service_model.resolved_protocol)
     with pytest.raises(BadAnswerError) as caught:

@@ -9,8 +9,8 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.aws.errors import BadAnswerError
 from exporter.aws.s3 import ObjectTooLargeError
+from exporter.errors import BadAnswerError
 from exporter.manifests import (
     ACCESS_DENIED,
     ERROR,

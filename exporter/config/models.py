@@ -1,113 +1,33 @@
-"""YAML configuration: parsed into validated, immutable models whose errors name the field path."""
+"""The configuration models: frozen pydantic classes whose validators name the field path of each problem."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import re
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from stat import S_ISREG
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator, model_validator
+
+from exporter.config.base import (
+    DAY,
+    DURATION_SCHEMA,
+    Interval,
+    Key,
+    StrictModel,
+    Timeout,
+    check_url,
+    duration_bounds,
+    format_seconds,
+    parse_duration,
 )
-
-from exporter import yamlsafe
+from exporter.config.namespaces import defaults_for
+from exporter.insights import parse
 from exporter.model import BEDROCK_BATCH_NAMESPACE, MissingData, ResolvedInsights, ResolvedMetric
+from exporter.naming import dimension_label, metric_name
+from exporter.planner import compile_dimension_filter
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _PERCENTILE_RE = re.compile(r"^p(\d{1,2}(\.\d{1,2})?|100)$")
 _BASIC_STATISTICS = ("Sum", "Average", "Minimum", "Maximum", "SampleCount")
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-
-class ConfigError(Exception):
-    """A configuration that cannot be used; `problems` holds one line per problem."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        lines = tuple(_one_line(p) for p in problems)
-        super().__init__("; ".join(lines))
-        self.problems = lines
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from `90`, `90s`, `5m`, `1h`, `500ms` or `1d`: finite and not negative."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 60s, 5m, 1h")
-    try:
-        if isinstance(value, int | float):
-            seconds = float(value)
-        elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
-            seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        else:
-            raise ValueError(f"invalid duration {value!r}: use a number of seconds or a string like 60s, 5m, 1h")
-    except OverflowError:
-        seconds = math.inf
-    if not math.isfinite(seconds):
-        raise ValueError("a duration must be a finite number of seconds")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-def format_seconds(seconds: float) -> str:
-    """86400 -> '1d', 10830 -> '3h30s', 0.5 -> '500ms', 1.5 -> '1.5s', 0 -> '0s'."""
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms" if seconds else "0s"
-    if seconds != int(seconds):
-        return f"{seconds:g}s"
-    out = ""
-    rest = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, rest = divmod(rest, size)
-        if count:
-            out += f"{count}{unit}"
-    return out
-
-
-def _duration_bounds(low: float, high: float, *, above: bool = False, zero: bool = False) -> AfterValidator:
-    """A check that a duration lies in [low, high] ((low, high] when `above`); `zero` also lets 0 mean "off"."""
-
-    def check(seconds: float) -> float:
-        if zero and seconds == 0:
-            return seconds
-        too_low = seconds <= low if above else seconds < low
-        if too_low or seconds > high:
-            lowest = f"more than {format_seconds(low)}" if above else f"at least {format_seconds(low)}"
-            off = " (or 0 for never)" if zero else ""
-            raise ValueError(f"must be {lowest} and at most {format_seconds(high)}{off}, got {format_seconds(seconds)}")
-        return seconds
-
-    return AfterValidator(check)
-
-
-_DURATION_SCHEMA = WithJsonSchema(
-    {
-        "anyOf": [
-            {"type": "number", "minimum": 0},
-            {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$"},
-        ],
-        "description": "seconds, or a string like 500ms, 60s, 5m, 1h, 1d",
-    }
-)
-Duration = Annotated[float, BeforeValidator(parse_duration), _DURATION_SCHEMA]
-
-DAY = 86400.0
 # Finished jobs are kept for dashboards for at most a quarter; listing looks back at most a year (the job API
 # documents no limit; a bound keeps the value finite and the listing small).
 MAX_JOB_RETENTION = 90 * DAY
@@ -115,10 +35,6 @@ MAX_JOB_LOOKBACK = 365 * DAY
 # CloudWatch keeps 1-hour datapoints for 455 days ("Metrics retention", CloudWatch concepts): a window reaching
 # further back can only ever come back empty.
 CLOUDWATCH_RETENTION = 455 * DAY
-# Schedules: at least a second apart (a faster loop only burns API calls), at most a day (a longer one is a typo).
-Interval = Annotated[float, BeforeValidator(parse_duration), _duration_bounds(1, DAY), _DURATION_SCHEMA]
-# Network timeouts: 0 would fail every call; ten minutes is far beyond any useful wait.
-Timeout = Annotated[float, BeforeValidator(parse_duration), _duration_bounds(0, 600, above=True), _DURATION_SCHEMA]
 
 
 def _whole_seconds(seconds: float) -> float:
@@ -131,9 +47,9 @@ def _whole_seconds(seconds: float) -> float:
 WindowPart = Annotated[
     float,
     BeforeValidator(parse_duration),
-    _duration_bounds(0, CLOUDWATCH_RETENTION),
+    duration_bounds(0, CLOUDWATCH_RETENTION),
     AfterValidator(_whole_seconds),
-    _DURATION_SCHEMA,
+    DURATION_SCHEMA,
 ]
 
 
@@ -146,39 +62,7 @@ def _check_statistics(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
-# A mapping key the user writes (a dimension, model id, header name): an empty one names nothing and is refused.
-Key = Annotated[str, Field(min_length=1)]
-
-
-class _Model(BaseModel):
-    # allow_inf_nan=False: `.nan` or `.inf` in any number field is refused (a NaN interval would never fire again).
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def check_url(value: str | None) -> str | None:
-    """An http(s) URL with a host, a port in 1-65535 if given, and no user:password part; never echoed in errors.
-
-    The URL is printed on the status page and in logs, so credentials in it would leak: they are refused.
-    """
-    if value is None:
-        return None
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise ValueError("not a valid URL (a port must be a number in 1-65535)") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
-    if "@" in parts.netloc:
-        raise ValueError(
-            "credentials in the URL (user:password@) are refused: they would show in logs and on the status page"
-        )
-    if port is not None and not 1 <= port <= 65535:
-        raise ValueError("the port must be in 1-65535")
-    return value
-
-
-class MetricConfig(_Model):
+class MetricConfig(StrictModel):
     """One CloudWatch metric and how to ask for it; unset fields inherit the namespace's values."""
 
     name: str = Field(min_length=1, max_length=255, description="CloudWatch MetricName")
@@ -198,11 +82,11 @@ class MetricConfig(_Model):
         return None if value is None else _check_statistics(value)
 
 
-class DiscoveryConfig(_Model):
+class DiscoveryConfig(StrictModel):
     """How the dimension sets of a namespace's metrics are found."""
 
     mode: Literal["list_metrics", "static"] = "list_metrics"
-    refresh_interval: Annotated[float, BeforeValidator(parse_duration), _duration_bounds(0, DAY), _DURATION_SCHEMA] = (
+    refresh_interval: Annotated[float, BeforeValidator(parse_duration), duration_bounds(0, DAY), DURATION_SCHEMA] = (
         Field(default=600.0, description="how long ListMetrics results are reused (0: list on every poll; at most 1d)")
     )
     recently_active: bool = Field(
@@ -227,8 +111,6 @@ class DiscoveryConfig(_Model):
     @field_validator("dimension_filters")
     @classmethod
     def _valid_regexes(cls, value: dict[str, str]) -> dict[str, str]:
-        from exporter.planner import compile_dimension_filter
-
         for name, pattern in value.items():
             try:
                 compile_dimension_filter(pattern)
@@ -245,29 +127,16 @@ class DiscoveryConfig(_Model):
         return self
 
 
-# Why these defaults: the pending metrics are gauges of a backlog, so Maximum (worst point in the period, what
-# alerts want) and Average (smoothed) are useful; the per-minute throughput metrics are rates, so Average is the
-# rate CloudWatch reports and Sum totals all datapoints in the period (they differ when several jobs publish).
-# Bedrock publishes these only while batch work exists, so no datapoint means nothing pending or processed: zero.
-BEDROCK_DEFAULT_METRICS: tuple[MetricConfig, ...] = (
-    MetricConfig(name="NumberOfRecordsPendingProcessing", statistics=("Maximum", "Average")),
-    MetricConfig(name="NumberOfTokensPendingProcessing", statistics=("Maximum", "Average")),
-    MetricConfig(name="NumberOfInputTokensProcessedPerMinute", statistics=("Sum", "Average")),
-    MetricConfig(name="NumberOfOutputTokensProcessedPerMinute", statistics=("Sum", "Average")),
-)
-
-
 # RFC 9110 section 5.1 (field names are tokens) and 5.5 (field values: no CR, LF, NUL or other controls but tab).
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _HEADER_VALUE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _PROMETHEUS_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_RESERVED_PREFIXES = ("bedrock_batch_exporter_", "bedrock_batch_job", "__")
 # Metrics Insights reads at most the last 3 hours for alarms, and the API reference of GetMetricData says 3 hours
 # for every query (newer guides say two weeks for graphs): windows stay within the stricter limit.
 INSIGHTS_MAX_LOOKBACK = 3 * 3600
 
 
-class InsightsQueryConfig(_Model):
+class InsightsQueryConfig(StrictModel):
     """A named CloudWatch Metrics Insights query, exported as one gauge with a series per GROUP BY group."""
 
     name: str = Field(min_length=1, max_length=200, description="Prometheus metric name of the result")
@@ -286,20 +155,16 @@ class InsightsQueryConfig(_Model):
     def _prometheus_name(cls, value: str) -> str:
         if not _PROMETHEUS_NAME_RE.match(value):
             raise ValueError(f"{value!r} is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
-        if value.startswith(_RESERVED_PREFIXES):
-            raise ValueError(f"{value!r} uses a prefix reserved for the exporter's own series")
         return value
 
     @field_validator("query")
     @classmethod
     def _supported_query(cls, value: str) -> str:
-        from exporter.insights import parse
-
         parse(value)  # InsightsSyntaxError is a ValueError: pydantic reports it at this field
         return value
 
 
-class NamespaceConfig(_Model):
+class NamespaceConfig(StrictModel):
     """A CloudWatch namespace to poll, with its schedule and metrics."""
 
     namespace: str = Field(min_length=1, max_length=255)
@@ -338,7 +203,7 @@ class NamespaceConfig(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> NamespaceConfig:
-        if self.metrics is None and self.namespace != BEDROCK_BATCH_NAMESPACE and not self.insights:
+        if self.metrics is None and not defaults_for(self.namespace).metrics and not self.insights:
             raise ValueError(f"'metrics' is required for namespace {self.namespace!r}")
         names = [m.name for m in self.metrics or ()]
         if len(set(names)) != len(names):
@@ -351,9 +216,6 @@ class NamespaceConfig(_Model):
         return self
 
     def _check_insights(self) -> None:
-        from exporter.insights import parse
-        from exporter.naming import dimension_label, metric_name
-
         taken = {metric_name(self.namespace, m.name, s) for m in self.resolved_metrics() for s in m.statistics}
         for i, (item, resolved) in enumerate(zip(self.insights, self.resolved_insights(), strict=True)):
             where = f"insights[{i}]"
@@ -381,10 +243,8 @@ class NamespaceConfig(_Model):
 
     def resolved_insights(self) -> tuple[ResolvedInsights, ...]:
         """Insights queries with period (default: the namespace's, at least 60s), length and delay filled in."""
-        from exporter.insights import parse
-
         default_period = int(self.period) if self.period >= 60 else 60
-        missing = self.missing_data or MissingData.default_for(self.namespace)
+        missing = self.missing_data or defaults_for(self.namespace).missing_data
         out = []
         for item in self.insights:
             query = parse(item.query)
@@ -403,11 +263,11 @@ class NamespaceConfig(_Model):
         return tuple(out)
 
     def resolved_metrics(self) -> tuple[ResolvedMetric, ...]:
-        default_missing = self.missing_data or MissingData.default_for(self.namespace)
+        default_missing = self.missing_data or defaults_for(self.namespace).missing_data
         if self.metrics is not None:
             metrics = self.metrics
         else:
-            metrics = BEDROCK_DEFAULT_METRICS if self.namespace == BEDROCK_BATCH_NAMESPACE else ()
+            metrics = tuple(MetricConfig(name=n, statistics=s) for n, s in defaults_for(self.namespace).metrics)
         return tuple(
             ResolvedMetric(
                 name=m.name,
@@ -472,7 +332,7 @@ def _window_problem(metric: ResolvedMetric, own: MetricConfig | None, index: int
     return None
 
 
-class TargetConfig(_Model):
+class TargetConfig(StrictModel):
     """Where to poll: one AWS account (optionally through an assumed role) and its regions."""
 
     name: str | None = Field(default=None, description="a label for logs; defaults to the account")
@@ -522,7 +382,7 @@ class TargetConfig(_Model):
         return self.name or self.account_id or (self.role_arn or "default")
 
 
-class AwsConfig(_Model):
+class AwsConfig(StrictModel):
     """How AWS is called: botocore retry mode, timeouts and concurrency."""
 
     retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
@@ -539,16 +399,16 @@ class AwsConfig(_Model):
     )
 
 
-class JobsConfig(_Model):
+class JobsConfig(StrictModel):
     """The Bedrock batch-job collector (ListModelInvocationJobs) and job-aware polling of AWS/Bedrock/Batch."""
 
     enabled: bool = True
     interval: Interval = Field(default=60.0, description="how often jobs are listed in each region (1s to 1d)")
     retention: Annotated[
-        float, BeforeValidator(parse_duration), _duration_bounds(0, MAX_JOB_RETENTION), _DURATION_SCHEMA
+        float, BeforeValidator(parse_duration), duration_bounds(0, MAX_JOB_RETENTION), DURATION_SCHEMA
     ] = Field(default=86400.0, description="finished jobs stay exported this long after they end (at most 90d)")
     lookback: Annotated[
-        float, BeforeValidator(parse_duration), _duration_bounds(0, MAX_JOB_LOOKBACK), _DURATION_SCHEMA
+        float, BeforeValidator(parse_duration), duration_bounds(0, MAX_JOB_LOOKBACK), DURATION_SCHEMA
     ] = Field(
         default=14 * 86400.0,
         description="list jobs submitted this long ago or later; must exceed the 7-day maximum job timeout plus "
@@ -567,9 +427,9 @@ class JobsConfig(_Model):
         description="skip GetMetricData for AWS/Bedrock/Batch in a region while it has no unfinished job",
     )
     idle_heartbeat: Annotated[
-        float, BeforeValidator(parse_duration), _duration_bounds(1, DAY, zero=True), _DURATION_SCHEMA
+        float, BeforeValidator(parse_duration), duration_bounds(1, DAY, zero=True), DURATION_SCHEMA
     ] = Field(default=0.0, description="while paused, still poll CloudWatch this often (0 = never; 1s to 1d)")
-    eta_window: Annotated[float, BeforeValidator(parse_duration), _duration_bounds(10, DAY), _DURATION_SCHEMA] = Field(
+    eta_window: Annotated[float, BeforeValidator(parse_duration), duration_bounds(10, DAY), DURATION_SCHEMA] = Field(
         default=300.0,
         description="the records each model's jobs processed over this window give its rate, for job ETAs and "
         "drain times (10s to 1d; docs/insight.md)",
@@ -580,11 +440,11 @@ class JobsConfig(_Model):
         "needs s3:GetObject, docs/job-cost.md)",
     )
     manifest_max_concurrency: int = Field(default=4, ge=1, le=32, description="manifest reads in flight per region")
-    manifest_retry: Annotated[float, BeforeValidator(parse_duration), _duration_bounds(1, 3600), _DURATION_SCHEMA] = (
+    manifest_retry: Annotated[float, BeforeValidator(parse_duration), duration_bounds(1, 3600), DURATION_SCHEMA] = (
         Field(default=60.0, description="first retry of a failed manifest read; doubles up to 1h (1s to 1h)")
     )
     manifest_give_up_after: Annotated[
-        float, BeforeValidator(parse_duration), _duration_bounds(60, 7 * DAY), _DURATION_SCHEMA
+        float, BeforeValidator(parse_duration), duration_bounds(60, 7 * DAY), DURATION_SCHEMA
     ] = Field(
         default=86400.0,
         description="stop retrying this long after the job ended and count the manifest as missing (1m to 7d)",
@@ -604,7 +464,7 @@ class JobsConfig(_Model):
 MAX_PRICE = 100_000.0
 
 
-class ModelPrice(_Model):
+class ModelPrice(StrictModel):
     """On-demand list prices of one model in US dollars per million tokens."""
 
     input: float = Field(ge=0, le=MAX_PRICE, description="dollars per million input tokens, on demand")
@@ -637,7 +497,7 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 }
 
 
-class CloudWatchPricing(_Model):
+class CloudWatchPricing(StrictModel):
     """CloudWatch API list prices the cost self-metrics and `plan` use (one table; override for your region)."""
 
     per_1000_metrics_requested: float = Field(
@@ -653,7 +513,7 @@ class CloudWatchPricing(_Model):
         return self.per_1000_metrics_requested / 1000, self.per_1000_requests / 1000
 
 
-class PricingConfig(_Model):
+class PricingConfig(StrictModel):
     """Token prices exported as series, so spend per model is one PromQL join away."""
 
     batch_discount: float = Field(
@@ -680,7 +540,11 @@ class PricingConfig(_Model):
         }
 
 
-class ServerConfig(_Model):
+# Paths the HTTP server answers itself (exporter.http); the metrics path may not be one of them.
+BUILTIN_PATHS = ("/", "/healthz", "/readyz", "/api/status", "/-/reload", "/runbooks")
+
+
+class ServerConfig(StrictModel):
     """The HTTP endpoint Prometheus scrapes."""
 
     listen_address: str = Field(
@@ -713,15 +577,13 @@ class ServerConfig(_Model):
     @field_validator("metrics_path")
     @classmethod
     def _not_builtin(cls, value: str) -> str:
-        from exporter.http import BUILTIN_PATHS  # lazily: exporter.http imports this module through webconfig
-
         for path in BUILTIN_PATHS:
             if value == path or (path != "/" and value.startswith(path + "/")):
                 raise ValueError(f"{value!r} is a built-in path of the exporter ({', '.join(BUILTIN_PATHS)})")
         return value
 
 
-class OtlpConfig(_Model):
+class OtlpConfig(StrictModel):
     """Where and how metrics are pushed over OTLP; unset fields follow the standard OTEL_* environment variables."""
 
     endpoint: str | None = Field(
@@ -777,7 +639,7 @@ class OtlpConfig(_Model):
         return value
 
 
-class Config(_Model):
+class Config(StrictModel):
     """The whole configuration file."""
 
     mode: Literal["prometheus", "otlp", "both"] = Field(
@@ -817,176 +679,9 @@ class Config(_Model):
                         f"namespaces[{seen[query.name]}]; names must be unique across namespaces"
                     )
                 seen[query.name] = i
-        if collisions := _family_collisions(self):
-            raise ValueError(collisions[0])
         return self
 
     def namespaces_for(self, target: TargetConfig) -> tuple[NamespaceConfig, ...]:
         if target.namespaces is None:
             return self.namespaces
         return tuple(n for n in self.namespaces if n.namespace in target.namespaces)
-
-
-def _family_collisions(config: Config) -> list[str]:
-    """Collision check hook: configured things that would export one family twice (exporter.families), path first.
-
-    Imported lazily (exporter.families imports this module). Until that module exists, nothing is checked here.
-    """
-    try:
-        from exporter.families import config_collisions
-    except ModuleNotFoundError as exc:
-        if exc.name != "exporter.families":
-            raise
-        return []
-    return config_collisions(config)
-
-
-def _expand_env(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in strings, so secrets and per-pod values stay out of the file."""
-    if isinstance(value, str):
-
-        def repl(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            problems.append(f"{path or '<root>'}: environment variable {name} is not set")
-            return ""
-
-        return _ENV_RE.sub(repl, value)
-    if isinstance(value, dict):
-        return {k: _expand_env(v, env, _join(path, str(k)), problems) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand_env(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
-    return value
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def format_location(loc: Sequence[int | str]) -> str:
-    """('targets', 1, 'regions', 0) -> 'targets[1].regions[0]'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out = _join(out, part)
-    return out or "<root>"
-
-
-def _validation_problems(exc: ValidationError) -> list[str]:
-    errors = exc.errors(include_url=False)
-    # Pydantic adds the validator kind ("function-after[...]") to model-level locations; users need the field.
-    locs = [tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p)) for err in errors]
-    problems = []
-    for err, loc in zip(errors, locs, strict=True):
-        if err["type"] == "too_short" and any(len(o) > len(loc) and o[: len(loc)] == loc for o in locs):
-            continue  # "too few items" only because items failed: the item errors say more
-        message = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif err["loc"][-1:] == ("[key]",):  # a mapping key failed (`Key`): pydantic puts the key itself last
-            message = "an empty key names nothing"
-        elif err["type"] == "too_short":
-            message = f"needs at least {err.get('ctx', {}).get('min_length', 1)} item(s)"
-        where = format_location(tuple(p for p in loc if p != ""))  # "" is where an empty key would sit
-        # Model-level checks name the field inside the model ("insights[1].query: ..."): join the two paths.
-        if inner := _INNER_FIELD.match(message):
-            where = inner.group(1) if where == "<root>" else f"{where}.{inner.group(1)}"
-            message = inner.group(2)
-        problems.append(f"{where}: {message}")
-    return problems
-
-
-_INNER_FIELD = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z_]\w*(?:\[\d+\])*)*): (.+)$", re.DOTALL)
-
-
-def _one_line(problem: str) -> str:
-    """A problem as one printable line: control characters (a key with a newline, say) are shown escaped."""
-    return _CONTROL_RE.sub(lambda m: repr(m.group(0))[1:-1], problem)
-
-
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def load_config_text(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
-    """Parse and validate YAML text; raises ConfigError with one line per problem."""
-    try:
-        raw = yamlsafe.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        kind = "refused" if isinstance(exc, yamlsafe.YamlBudgetError) else "invalid YAML"
-        raise ConfigError([f"{where}: {kind}: {problem}"]) from None
-    except UnicodeError:  # lone surrogates in a str handed in by code (files are decoded strictly)
-        raise ConfigError([f"{source}: not valid Unicode text"]) from None
-    if raw is None:
-        raise ConfigError([f"{source}: the file is empty; at least 'targets' is required"])
-    if not isinstance(raw, dict):
-        raise ConfigError([f"{source}: the top level must be a mapping, not {type(raw).__name__}"])
-    problems: list[str] = []
-    expanded = _expand_env(raw, os.environ if env is None else env, "", problems)
-    if problems:
-        raise ConfigError(problems)
-    try:
-        return Config.model_validate(expanded)
-    except ValidationError as exc:
-        raise ConfigError(_validation_problems(exc)) from None
-
-
-# Real configs are a few KiB; the cap keeps a wrong path (a log file, a disk image) from being read into memory.
-MAX_CONFIG_BYTES = 1024 * 1024
-
-
-def read_config_file(path: str | Path, what: str = "config file") -> str:
-    """The text of a config file: a regular file of at most MAX_CONFIG_BYTES in UTF-8; raises ConfigError.
-
-    Opened without blocking and checked before reading, so a FIFO, a device such as /dev/zero or a directory is
-    refused at once instead of hanging or reading forever.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read {what}: {exc.strerror or exc}"]) from None
-    try:
-        info = os.fstat(fd)
-        if not S_ISREG(info.st_mode):
-            raise ConfigError([f"{path}: not a regular file; the {what} must be a file (symbolic links are followed)"])
-        if info.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError([f"{path}: the {what} is larger than {MAX_CONFIG_BYTES // 1024} KiB"])
-        os.set_blocking(fd, True)
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_CONFIG_BYTES:  # read at most cap + 1 bytes, even if the file grows meanwhile
-            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read {what}: {exc.strerror or exc}"]) from None
-    finally:
-        os.close(fd)
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError([f"{path}: the {what} is larger than {MAX_CONFIG_BYTES // 1024} KiB"])
-    try:
-        return b"".join(chunks).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: {what} is not UTF-8 text"]) from None
-
-
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a config file; raises ConfigError with one line per problem."""
-    return load_config_text(read_config_file(path), str(path), env)
-
-
-def json_schema() -> str:
-    """The JSON Schema of the config file, as committed in docs/config.schema.json."""
-    schema = Config.model_json_schema(mode="validation")
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "bedrock-batch-exporter configuration"
-    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
