@@ -135,7 +135,14 @@ def measure(python: str, scenario: str) -> dict[str, Any]:
         config = Path(tmp) / "config.yaml"
         config.write_text(_config(url, scenario))
         port = _free_port()
-        env = dict(os.environ, AWS_ACCESS_KEY_ID="b", AWS_SECRET_ACCESS_KEY="b")
+        # the allocator settings of the image (Dockerfile), which older builds made themselves through mallopt
+        env = dict(
+            os.environ,
+            AWS_ACCESS_KEY_ID="b",
+            AWS_SECRET_ACCESS_KEY="b",
+            MALLOC_ARENA_MAX="2",
+            MALLOC_MMAP_THRESHOLD_="131072",
+        )
         exporter = subprocess.Popen(
             [python, "-m", "exporter", "run", "--config", str(config), "--listen-address", f"127.0.0.1:{port}"],
             cwd=tmp,

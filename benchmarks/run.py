@@ -32,6 +32,10 @@ from exporter.config import load_config_text
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+# Every build's child process runs under the allocator settings the image ships with (Dockerfile); builds before
+# 2026-12-03 made the same ones themselves through mallopt and skip that when these are set.
+os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")
 
 
 def config(aws: AwsProcess, models: int, interval: str = "1s", read_timeout: str = "15s") -> str:

@@ -19,7 +19,6 @@ from exporter.poller import Poller
 from exporter.preflight import config_problems
 from exporter.priority import ScrapesFirst
 from exporter.runbooks import RunbooksPage
-from exporter.runtime import tune_malloc
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.otlp import OtlpSink
 from exporter.sinks.prometheus import Exposition
@@ -43,7 +42,6 @@ class Exporter:
         shard: tuple[int, int] = (0, 1),
         config_path: str | None = None,
     ) -> None:
-        tune_malloc()  # before the clients, the models and the threads allocate (exporter/runtime.py)
         self.config = config
         self.config_path = config_path
         self._static_credentials = static_credentials

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from exporter.config import Config
-from exporter.model import KNOWN_STATUSES, JobUsage, Price, SeriesKey, TaskState
-from exporter.naming import metric_name
+from exporter.model import KNOWN_STATUSES, Job, JobUsage, Price, SeriesKey, TaskState
+from exporter.naming import dimension_label, metric_name
 from exporter.pricing import resolve
 
 TASK_LABELS = ("account_id", "region")
@@ -159,6 +159,13 @@ def task_labels(account_id: str, region: str) -> tuple[tuple[str, str], ...]:
     return (("account_id", account_id), ("region", region))
 
 
+def record_labels(
+    base: tuple[tuple[str, str], ...], dimensions: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    """A CloudWatch series' or an Insights group's labels: the task's, then `dimension_<Name>` (YACE's) for each."""
+    return (*base, *((dimension_label(k), v) for k, v in dimensions))
+
+
 def model_ids(states: Iterable[TaskState]) -> set[str]:
     """Every model ID the tasks report (CloudWatch's ModelId dimension, Insights groups, jobs), as reported."""
     seen: set[str] = set()
@@ -195,6 +202,49 @@ def job_cost(usage: JobUsage, price: Price | None) -> float | None:
     if price is None:
         return None
     return usage.input_tokens / 1e6 * price.input + usage.output_tokens / 1e6 * price.output
+
+
+class JobSpend(NamedTuple):
+    """A retained finished job with its manifest's tokens and their cost (None without a price)."""
+
+    job: Job
+    usage: JobUsage
+    cost: float | None
+
+
+class SpendTotal(NamedTuple):
+    """Sums over the finished jobs of one model and status; `cost` covers the `priced` jobs only."""
+
+    input_tokens: float
+    output_tokens: float
+    cost: float
+    priced: int
+
+
+def job_spend(state: TaskState, prices: Mapping[str, Price]) -> list[JobSpend]:
+    """Every job of the task whose manifest was read, costed: the one place job cost is worked out for all sinks."""
+    jobs = {job.arn: job for job in state.jobs}
+    return [
+        JobSpend(job, usage, job_cost(usage, resolve(job.model_id, prices)))
+        for usage in state.job_usage
+        if (job := jobs.get(usage.arn)) is not None
+    ]
+
+
+def spend_totals(spend: Iterable[JobSpend]) -> dict[tuple[str, str], SpendTotal]:
+    """(model_id, status) -> its finished jobs' token and cost sums, sorted."""
+    totals: dict[tuple[str, str], SpendTotal] = {}
+    for job, usage, cost in spend:
+        key = (job.model_id, job.status)
+        t = totals.get(key, SpendTotal(0.0, 0.0, 0.0, 0))
+        priced = cost is not None
+        totals[key] = SpendTotal(
+            t.input_tokens + usage.input_tokens,
+            t.output_tokens + usage.output_tokens,
+            t.cost + (cost or 0.0),
+            t.priced + priced,
+        )
+    return dict(sorted(totals.items()))
 
 
 def job_samples(state: TaskState, prices: Mapping[str, Price] | None = None) -> Iterator[Sample]:
@@ -246,30 +296,19 @@ def _usage_samples(
     state: TaskState, base: tuple[tuple[str, str], ...], prices: Mapping[str, Price]
 ) -> Iterator[Sample]:
     """Per finished job, its manifest's tokens and cost; per model and status, their sums over retained jobs."""
-    jobs = {job.arn: job for job in state.jobs}
-    totals: dict[tuple[str, str], list[float]] = {}
-    for usage in state.job_usage:
-        job = jobs.get(usage.arn)
-        if job is None:
-            continue
+    spend = job_spend(state, prices)
+    for job, usage, cost in spend:
         labels = (*base, ("job_arn", job.arn), ("job_name", job.name), ("model_id", job.model_id))
-        cost = job_cost(usage, resolve(job.model_id, prices))
         yield Sample(JOB_INPUT_TOKENS, labels, float(usage.input_tokens))
         yield Sample(JOB_OUTPUT_TOKENS, labels, float(usage.output_tokens))
         if cost is not None:
             yield Sample(JOB_COST, labels, cost)
-        total = totals.setdefault((job.model_id, job.status), [0.0, 0.0, 0.0, 0.0])
-        total[0] += usage.input_tokens
-        total[1] += usage.output_tokens
-        if cost is not None:
-            total[2] += cost
-            total[3] += 1
-    for (model, status), (tokens_in, tokens_out, cost, priced) in sorted(totals.items()):
+    for (model, status), total in spend_totals(spend).items():
         labels = (*base, ("model_id", model), ("status", status))
-        yield Sample(FINISHED_INPUT_TOKENS, labels, tokens_in)
-        yield Sample(FINISHED_OUTPUT_TOKENS, labels, tokens_out)
-        if priced:
-            yield Sample(FINISHED_COST, labels, cost)
+        yield Sample(FINISHED_INPUT_TOKENS, labels, total.input_tokens)
+        yield Sample(FINISHED_OUTPUT_TOKENS, labels, total.output_tokens)
+        if total.priced:
+            yield Sample(FINISHED_COST, labels, total.cost)
 
 
 @functools.lru_cache(maxsize=4096)  # one Family (and name string) per metric and statistic, not one per series

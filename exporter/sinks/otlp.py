@@ -389,12 +389,12 @@ class OtlpSink:
             for value in state.values:
                 series = value.series
                 family = families.cloudwatch_family(series.namespace, series.metric, value.statistic)
-                labels = (*base, *((f"dimension_{k}", v) for k, v in series.dimensions))
+                labels = families.record_labels(base, series.dimensions)
                 sample = Sample(family, labels, value.value, value.timestamp if stamps else None)
                 add(cloudwatch_name(series.namespace, series.metric, value.statistic), family.help, "gauge", sample)
             for group in state.insights:
                 family = families.insights_family(group.query, group.expression)
-                labels = (*base, *((f"dimension_{k}", v) for k, v in group.group))
+                labels = families.record_labels(base, group.group)
                 sample = Sample(family, labels, group.value, group.timestamp if stamps else None)
                 add(OtelName(group.query, ""), family.help, "gauge", sample)
             add_builtin(families.job_samples(state, prices))

@@ -21,7 +21,6 @@ from prometheus_client.utils import floatToGoString
 from exporter import families
 from exporter.families import Family, Sample
 from exporter.model import Price, SeriesKey, TaskKey, TaskState
-from exporter.naming import dimension_label
 from exporter.snapshot import Snapshot, Store
 
 log = logging.getLogger(__name__)
@@ -33,60 +32,6 @@ _CHECK_EVERY = 512  # series between two checkpoints of a render (exporter.prior
 # The missing-data values and the like, with the line's end, shared rather than encoded once per line (an idle region's
 # series all say NaN)
 _COMMON_LINES = {text: f"{text}\n".encode() for text in ("NaN", "0.0", "+Inf", "-Inf", "1.0")}
-
-
-def cloudwatch_samples(state: TaskState) -> Iterator[Sample]:
-    """YACE-named series: `aws_<namespace>_<metric>_<statistic>` with `dimension_<Name>` labels."""
-    base = families.task_labels(state.account_id, state.key.region)
-    stamps = state.cloudwatch_timestamps
-    for value in state.values:
-        series = value.series
-        family = families.cloudwatch_family(series.namespace, series.metric, value.statistic)
-        labels = (*base, *((dimension_label(k), v) for k, v in series.dimensions))
-        yield Sample(family, labels, value.value, value.timestamp if stamps else None)
-    for group in state.insights:
-        family = families.insights_family(group.query, group.expression)
-        labels = (*base, *((dimension_label(k), v) for k, v in group.group))
-        yield Sample(family, labels, group.value, group.timestamp if stamps else None)
-
-
-def samples(snapshot: Snapshot) -> Iterator[Sample]:
-    """Every series of a Snapshot, named the Prometheus way."""
-    yield from families.price_samples(snapshot.prices, families.model_ids(snapshot.tasks.values()))
-    prices = snapshot.price_table
-    for state in snapshot.tasks.values():
-        yield from cloudwatch_samples(state)
-        yield from families.job_samples(state, prices)
-
-
-class SnapshotCollector(Collector):
-    """Yields the series of one Snapshot as metric families (no AWS calls, no other work).
-
-    Two series with one name and one label set (e.g. dimension names `Model-Id` and `Model_Id`, which map to one
-    label) are exported once: the first in the Snapshot's order wins, the others are counted in `dropped`.
-    """
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        self._snapshot = snapshot
-        self.dropped = 0
-
-    def collect(self) -> Iterator[Metric]:
-        found: dict[str, Metric] = {}
-        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
-        self.dropped = 0
-        for sample in samples(self._snapshot):
-            family = sample.family
-            key = (family.name, sample.labels)
-            if key in seen:
-                self.dropped += 1
-                continue
-            seen.add(key)
-            metric = found.get(family.name)
-            if metric is None:
-                metric = found[family.name] = Metric(family.name, family.help, family.kind)
-            name = f"{family.name}_total" if family.kind == "counter" else family.name
-            metric.add_sample(name, dict(sample.labels), sample.value, sample.timestamp)
-        yield from found.values()
 
 
 @dataclass(frozen=True)
@@ -107,26 +52,6 @@ def _comment_lines(name: str, doc: str, kind: str) -> str:
     """A family's `# HELP` and `# TYPE` lines (the help text escaped as the text format wants)."""
     escaped = doc.replace("\\", r"\\").replace("\n", r"\n")
     return f"# HELP {name} {escaped}\n# TYPE {name} {kind}\n"
-
-
-def format_text(families: Iterable[Metric]) -> bytes:
-    """The text exposition format (0.0.4) of `families`.
-
-    prometheus-client's generate_latest re-validates every name on every sample, which took 170 ms at 10,000
-    series; our names are valid by construction (exporter.naming), so this does the same formatting in a fraction.
-    """
-    out: list[str] = []
-    for family in families:
-        name = f"{family.name}_total" if family.type == "counter" else family.name
-        out.append(_comment_lines(name, family.documentation, family.type))
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sample.labels.items())
-            line = f"{sample.name}{{{labels}}} " if labels else f"{sample.name} "
-            line += floatToGoString(sample.value)  # type: ignore[no-untyped-call]
-            if sample.timestamp is not None:
-                line += f" {int(float(sample.timestamp) * 1000)}"
-            out.append(line + "\n")
-    return "".join(out).encode("utf-8")
 
 
 def _exposed_name(family: Family) -> str:
@@ -178,7 +103,7 @@ class _Kept:
                 continue
             changed = True
             family = families.cloudwatch_family(series.namespace, series.metric, value.statistic)
-            labels = (*families.task_labels(account, region), *((dimension_label(k), v) for k, v in series.dimensions))
+            labels = families.record_labels(families.task_labels(account, region), series.dimensions)
             prefix = _prefix(family, labels).encode()
             if position < size:
                 keys[position], statistics[position] = series, value.statistic
@@ -200,7 +125,7 @@ _Part = tuple[int, "array[int]"] | _Row  # (task index, positions of a family's 
 
 
 class Renderer:
-    """The exposition bytes of a Snapshot, as `format_text(SnapshotCollector(snapshot).collect())` gives them, faster
+    """The exposition bytes of a Snapshot, as the plain oracle (tests/exposition_oracle.py) gives them, faster
     and in less memory.
 
     A CloudWatch series' line prefix (name and escaped labels, as bytes) is kept from one render to the next, so a
@@ -243,7 +168,7 @@ class Renderer:
             insights = [
                 (
                     family := families.insights_family(group.query, group.expression),
-                    _prefix(family, (*base, *((dimension_label(k), v) for k, v in group.group))).encode(),
+                    _prefix(family, families.record_labels(base, group.group)).encode(),
                     group.value,
                     group.timestamp if stamps else None,
                 )

@@ -23,7 +23,7 @@ from prometheus_client import Counter as PromCounter
 
 from exporter import __version__
 from exporter.config import defaults_for
-from exporter.families import job_cost
+from exporter.families import job_spend, spend_totals
 from exporter.http import Response
 from exporter.model import CloudWatchValue, TaskState
 from exporter.pricing import resolve
@@ -194,15 +194,13 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
             model = dict(value.series.dimensions).get(dimension)
             if model is not None:
                 series[(state.account_id, region, model)].append((value, state))
-        usage = {u.arn: u for u in state.job_usage}
         for job in state.jobs:
             counts = jobs[(state.account_id, region, job.model_id)]
             counts[job.status] = counts.get(job.status, 0) + 1
-            used = usage.get(job.arn)
-            cost = None if used is None else job_cost(used, resolve(job.model_id, table))
-            if cost is not None:
-                key = (state.account_id, region, job.model_id)
-                finished_cost[key] = finished_cost.get(key, 0.0) + cost
+        for (model, _), total in spend_totals(job_spend(state, table)).items():
+            if total.priced:
+                key = (state.account_id, region, model)
+                finished_cost[key] = finished_cost.get(key, 0.0) + total.cost
     keys = sorted(series.keys() | jobs.keys())
     items = []
     for key in keys[:limit]:
@@ -243,11 +241,11 @@ def _jobs(snapshot: Snapshot, now: float) -> list[JSON]:
     out = []
     prices = snapshot.price_table
     for state in snapshot.tasks.values():
-        usage = {u.arn: u for u in state.job_usage}
+        spent = {spend.job.arn: spend for spend in job_spend(state, prices)}
         etas = {e.arn: e.seconds for e in state.job_eta}
         for job in state.jobs:
-            used = usage.get(job.arn)
-            cost = None if used is None else job_cost(used, resolve(job.model_id, prices))
+            spend = spent.get(job.arn)
+            used, cost = (None, None) if spend is None else (spend.usage, spend.cost)
             total, processed = job.total_records, job.processed_records
             out.append(
                 {

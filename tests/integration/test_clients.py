@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,9 +12,12 @@ import botocore.session
 import pytest
 
 from exporter.aws import session as aws_session
+from exporter.aws.cloudwatch import _LeanParser, _LeanSerializer, run_batch
 from exporter.aws.session import AwsClients
 from exporter.config import AwsConfig, TargetConfig
 from exporter.demo.server import SimulatedAws
+from exporter.model import MissingData, ResolvedMetric, SeriesKey
+from exporter.planner import plan
 from tests.conftest import put_as_role
 
 NS = "AWS/Bedrock/Batch"
@@ -125,3 +129,19 @@ def test_a_reload_and_an_invalidation_keep_the_parsed_models(fresh_aws: Simulate
     first.invalidate(_target(fresh_aws, None))  # a fresh root session for non-role targets, same models
     assert first.models is loader
     assert AwsClients(AwsConfig()).models is not loader
+
+
+def test_the_daemons_get_metric_data_calls_take_the_lean_path(fresh_aws: SimulatedAws) -> None:
+    """The lean path (exporter.aws.cloudwatch) is taken by the clients the daemon builds, for the protocol botocore
+    picks: the day botocore speaks CloudWatch over another protocol (its model also lists smithy-rpc-v2-cbor and
+    query), this fails instead of the path switching itself off."""
+    _put_as(fresh_aws, ROLES["111111111111"], "m-lean", 4.0)
+    clients = AwsClients(AwsConfig())
+    client = clients.client("cloudwatch", _target(fresh_aws, ROLES["111111111111"]), "us-east-1")
+    metric = ResolvedMetric(METRIC, ("Maximum",), 60, 300, 0, MissingData.NAN)
+    (batch,) = plan([SeriesKey.of(NS, METRIC, {"ModelId": "m-lean"})], [metric], time.time(), 500)
+    answers = run_batch(client, batch)
+    assert [a.newest.value if a.newest else None for a in answers.values()] == [4.0]
+    protocol = client.meta.service_model.resolved_protocol  # the one requests use (`protocol` is the first listed)
+    assert isinstance(client._serializer, _LeanSerializer)
+    assert isinstance(client._endpoint._response_parser_factory.create_parser(protocol), _LeanParser), protocol

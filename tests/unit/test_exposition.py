@@ -130,7 +130,7 @@ def test_a_failed_cycle_keeps_the_last_good_samples() -> None:
 def test_fast_formatter_matches_prometheus_client() -> None:
     from prometheus_client import generate_latest
 
-    from exporter.sinks.prometheus import SnapshotCollector, format_text
+    from tests.exposition_oracle import SnapshotCollector, format_text
 
     def value(metric: str, label: str, number: float, stamp: float | None = None) -> CloudWatchValue:
         return CloudWatchValue(SeriesKey.of("N", metric, {"A": label, "B": ""}), "Sum", number, stamp, 0.0)
@@ -178,7 +178,8 @@ def test_series_that_collide_after_naming_are_exported_once_and_counted() -> Non
 
 def test_the_fast_renderer_writes_what_the_collector_path_writes() -> None:
     from exporter.model import InsightsValue, Job, JobUsage, Price
-    from exporter.sinks.prometheus import Renderer, SnapshotCollector, format_text
+    from exporter.sinks.prometheus import Renderer
+    from tests.exposition_oracle import SnapshotCollector, format_text
 
     values = (
         CloudWatchValue(SeriesKey.of("AWS/Bedrock/Batch", "M", {"ModelId": 'a"b\\c\nd'}), "Average", 1.5, 7.0, 1.0),
@@ -213,7 +214,8 @@ def test_the_fast_renderer_writes_what_the_collector_path_writes() -> None:
 def test_kept_prefixes_follow_new_series_objects() -> None:
     """Prefixes are found by the identity of the series key: a new key (another series, or an equal one made anew)
     gets its own prefix, never the one of a key it replaced."""
-    from exporter.sinks.prometheus import Renderer, SnapshotCollector, format_text
+    from exporter.sinks.prometheus import Renderer
+    from tests.exposition_oracle import SnapshotCollector, format_text
 
     renderer = Renderer()
     store = Store(lambda: 0.0)
@@ -274,7 +276,8 @@ def test_a_render_calls_its_checkpoint_every_so_many_series_and_writes_the_same_
 def test_kept_prefixes_by_position_survive_inserts_removals_and_changed_statistics() -> None:
     """The renderer keeps prefixes by position: a series inserted, removed or moved, or a statistic changed at a
     position, must never reuse another series' prefix; the kept lists shrink with the values."""
-    from exporter.sinks.prometheus import Renderer, SnapshotCollector, format_text
+    from exporter.sinks.prometheus import Renderer
+    from tests.exposition_oracle import SnapshotCollector, format_text
 
     keys = [SeriesKey.of("X", "Metric", {"ModelId": f"m{i}"}) for i in range(6)]
     layouts = [
@@ -301,7 +304,8 @@ def test_the_kept_layout_is_reused_only_while_it_holds_and_other_lines_sharing_a
     it; a new series, a new task, or another line with a CloudWatch family's name lays the lines out again, and every
     render writes what the collector path writes, duplicates dropped in the Snapshot's order."""
     from exporter.model import InsightsValue, Job
-    from exporter.sinks.prometheus import Renderer, SnapshotCollector, format_text
+    from exporter.sinks.prometheus import Renderer
+    from tests.exposition_oracle import SnapshotCollector, format_text
 
     keys = [SeriesKey.of("X", "Metric", {"ModelId": f"m{i}"}) for i in range(4)]
     other = TaskKey("t", "us-east-1", "Y")  # another task with the same account and region: its lines can collide
@@ -346,7 +350,8 @@ def test_price_lines_follow_the_reported_model_ids_and_the_table() -> None:
     """The renderer makes its price lines again only when the reported model IDs or the prices change: each render
     still writes what the collector path writes (a model ID reported under a regional profile gets its own line)."""
     from exporter.model import Job, Price
-    from exporter.sinks.prometheus import Renderer, SnapshotCollector, format_text
+    from exporter.sinks.prometheus import Renderer
+    from tests.exposition_oracle import SnapshotCollector, format_text
 
     renderer = Renderer()
     store = Store(lambda: 0.0, prices=(Price("anthropic.claude", 1.0, 2.0), Price("amazon.nova", 0.5, 1.0)))
