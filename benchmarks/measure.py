@@ -104,20 +104,24 @@ def scrape(aws_url: str, series: int, interval: str) -> dict[str, Any]:
 
 
 def cpu(aws_url: str, series: int, cycles: int) -> dict[str, Any]:
-    """CPU per cycle under the garbage-collection regime the build's serving daemon runs with: a build with a
-    collection schedule (exporter.gcschedule, started by Exporter.start) gets it started after the first cycle, as
-    serving would; older builds collect automatically whether serving or not, and are measured so."""
+    """CPU per cycle under the garbage-collection regime the build's serving daemon runs with, set up after the first
+    cycle as serving would: builds of 2026-11-26 to 2026-12-02 have a collection schedule (exporter.gcschedule,
+    started by Exporter.start); later ones collect automatically with what lives at start frozen (Exporter.start)."""
     exporter = exporter_for(config_text(aws_url, series // len(METRICS)))
     schedule = getattr(exporter, "gc_schedule", None)
     spent = []
     for cycle in range(cycles):
         if cycle == 1 and schedule is not None:
             schedule.start()
+        elif cycle == 1:
+            gc.collect()
+            gc.freeze()
         started = time.process_time()
         exporter.run_once()
         spent.append(time.process_time() - started)
     if schedule is not None:
         schedule.stop()
+    gc.unfreeze()
     exporter.poller.stop()
     return {"cpu_per_cycle_s": statistics.median(spent), "peak_rss_mb": peak_rss_mb()}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -11,13 +12,11 @@ from concurrent.futures import Future
 
 from exporter.aws.session import AwsClients
 from exporter.config import Config, ConfigError, load_config
-from exporter.gcschedule import CollectionSchedule
 from exporter.http import MetricsServer, Router, parse_listen_address
 from exporter.jobs import prices
 from exporter.model import TaskKey
 from exporter.poller import Poller
 from exporter.preflight import config_problems
-from exporter.priority import ScrapesFirst
 from exporter.runbooks import RunbooksPage
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.otlp import OtlpSink
@@ -54,10 +53,7 @@ class Exporter:
         self.store = Store(clock, prices=prices(config.pricing))
         self.metrics = SelfMetrics(self.store, clock, config.pricing.cloudwatch.per_metric_and_request)
         self.clients = AwsClients(config.aws, self.metrics, static_credentials)
-        # HTTP requests in flight, and where polling and rendering step aside for them (exporter/priority.py)
-        self.scrapes_first = ScrapesFirst(self.metrics.scrape_priority_wait.inc)
-        self.gc_schedule = CollectionSchedule(self.scrapes_first.checkpoint)
-        self.poller = Poller(config, self.clients, self.store, self.metrics, clock, shard, self.scrapes_first)
+        self.poller = Poller(config, self.clients, self.store, self.metrics, clock, shard)
         self.poller.generation = self.store.new_generation({t.key for t in self.poller.tasks}, prices(config.pricing))
         self._exposition: Exposition | None = None
         self.status = StatusPage(self.store, self.metrics, clock, config.server.metrics_path)
@@ -71,9 +67,7 @@ class Exporter:
     def exposition(self) -> Exposition:
         """The /metrics rendering, created on first use: in OTLP-only mode nothing renders exposition text."""
         if self._exposition is None:
-            self._exposition = Exposition(
-                self.store, self.metrics.registry, self.metrics.series_dropped.inc, self.scrapes_first.checkpoint
-            )
+            self._exposition = Exposition(self.store, self.metrics.registry, self.metrics.series_dropped.inc)
         return self._exposition
 
     def run_once(self) -> int:
@@ -105,13 +99,15 @@ class Exporter:
             (host, port),
             router,
             tls=tls_context(tls, server.web_config_file or "") if tls is not None else None,
-            scrapes_first=self.scrapes_first,
         )
         self.server.start()
         self.metrics.start_sampling()
         self.poller.start()
-        # The cyclic GC collects on our schedule, not in the middle of scrapes (exporter.gcschedule)
-        self.gc_schedule.start()
+        # What lives once serving starts (modules, botocore's models, the config, the clients, the planned queries)
+        # goes to the permanent generation, which the cyclic collector skips: a full collection then walks the
+        # records of a cycle, not the whole process (docs/performance.md)
+        gc.collect()
+        gc.freeze()
         self._running = True
         if self.otlp is not None:
             self.otlp.start()
@@ -172,7 +168,7 @@ class Exporter:
                     log.warning("config reload: changes to %r take effect only after a restart", setting)
             # The new generation is built before the old one stops: if building failed, polling would go on as is.
             clients = AwsClients(config.aws, self.metrics, self._static_credentials, models_from=self.clients)
-            poller = Poller(config, clients, self.store, self.metrics, self._clock, self._shard, self.scrapes_first)
+            poller = Poller(config, clients, self.store, self.metrics, self._clock, self._shard)
             old = self.poller
             old.stop()
             keys = {t.key for t in poller.tasks}
@@ -182,7 +178,7 @@ class Exporter:
             if self._running:
                 poller.start()
             self.metrics.prices = config.pricing.cloudwatch.per_metric_and_request
-            self.gc_schedule.thaw()  # the old generation may be frozen garbage now: collectable again
+            gc.unfreeze()  # the replaced generation may be frozen, and is garbage now: collectable again
             self.metrics.reload_successful.set(1)
             self.metrics.reload_timestamp.set(self._clock())
             log.info("config reloaded: %d poll tasks", len(poller.tasks))
@@ -208,4 +204,4 @@ class Exporter:
             self.otlp.stop()
         if self.server is not None:
             self.server.stop()
-        self.gc_schedule.stop()
+        gc.unfreeze()

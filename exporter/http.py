@@ -32,7 +32,6 @@ from cheroot.server import HeaderReader, HTTPConnection, HTTPRequest
 from cheroot.wsgi import Server as WsgiServer
 
 from exporter import __version__
-from exporter.priority import ScrapesFirst
 from exporter.snapshot import Store
 from exporter.webconfig import BasicAuth
 
@@ -423,7 +422,6 @@ class _Connection(HTTPConnection):
     counted = False  # in the server's open-connection counts
     _closed = False
     evicted = False  # shut down to make room under the connection cap; cheroot closes it on its next read
-    in_flight: ScrapesFirst | None = None  # set while a request of this connection is queued or being served
     # What the client has not taken yet of an answer: the front writes it as the socket drains, so no worker waits
     # on a client that reads slowly; `close_when_sent` if the connection ends with that answer.
     outbox: deque[memoryview] | None = None
@@ -438,21 +436,13 @@ class _Connection(HTTPConnection):
         super().__init__(server, sock, files)
         self.inbox: _Inbox = self.rfile
 
-    def request_done(self) -> None:
-        requests, self.in_flight = self.in_flight, None
-        if requests is not None:
-            requests.end()
-
     def send(self, parts: list[bytes]) -> None:
         views = deque(memoryview(part) for part in parts if part)
         send_some(self.socket, views)
         self.outbox = views or None
 
     def communicate(self) -> bool:
-        try:
-            keep = bool(super().communicate())  # type: ignore[no-untyped-call]
-        finally:
-            self.request_done()
+        keep = bool(super().communicate())  # type: ignore[no-untyped-call]
         if self.outbox:  # the worker hands the connection back (put_conn), and the front writes the rest
             self.close_when_sent = not keep
             return True
@@ -505,10 +495,7 @@ class _CherootServer(WsgiServer):
 
     ConnectionClass = _Connection
 
-    def __init__(
-        self, address: tuple[str, int], app: Any, tls: ssl.SSLContext | None, scrapes_first: ScrapesFirst | None
-    ) -> None:
-        self.scrapes_first = scrapes_first
+    def __init__(self, address: tuple[str, int], app: Any, tls: ssl.SSLContext | None) -> None:
         super().__init__(
             address,
             app,
@@ -595,15 +582,7 @@ class _CherootServer(WsgiServer):
             if wait_for:
                 self._connections_selector().register(conn.socket.fileno(), wait_for, data=conn)
                 return
-        requests = self.scrapes_first  # a whole request: to a worker
-        if requests is not None and conn.in_flight is None:  # until communicate() is done (exporter.priority)
-            requests.begin()
-            conn.in_flight = requests
-        try:
-            super().process_conn(conn)
-        except BaseException:
-            conn.request_done()
-            raise
+        super().process_conn(conn)  # a whole request: to a worker
 
     def _admit(self, conn: _Connection) -> None:
         """A connection fresh from accept(): counted, capped, then parked in the selector until it sends."""
@@ -769,11 +748,10 @@ class MetricsServer:
         router: Router,
         *,
         tls: ssl.SSLContext | None = None,
-        scrapes_first: ScrapesFirst | None = None,
     ) -> None:
         self.router = router
         self._tls = tls
-        self._server = _CherootServer(address, WsgiApp(router), tls, scrapes_first)
+        self._server = _CherootServer(address, WsgiApp(router), tls)
         self._thread: threading.Thread | None = None
         # Threads inherit daemon-ness from their creator: preparing in a daemon thread makes the worker pool daemon
         # threads, so a worker stuck on a client can never keep the process alive after stop().
@@ -819,8 +797,6 @@ class MetricsServer:
             log.warning("HTTP server workers did not stop in time; leaving them to exit with the process")
         if self._thread is not None:
             self._thread.join(0.5)
-        if self._server.scrapes_first is not None:
-            self._server.scrapes_first.reset()  # requests still queued will never be served
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:

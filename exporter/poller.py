@@ -24,7 +24,6 @@ from exporter.jobs import JobTracker, retained, within_budget
 from exporter.manifests import ManifestReader, RetrySchedule
 from exporter.model import Job, SeriesKey, TaskKey, TaskState
 from exporter.planner import Batch, PlanCache, select_series
-from exporter.priority import ScrapesFirst
 from exporter.results import STALE_INTERVALS, Answer, Outcome, cloudwatch_records
 from exporter.selfmetrics import ManifestCounters, SelfMetrics
 from exporter.snapshot import Store
@@ -166,7 +165,6 @@ class NamespaceTask:
             self.insights,
             now,
             self.interval,
-            self._gate.checkpoint,
         )
         self._report(account_id, outcome)
         return self._success(account_id, outcome, now, previous, polling_active=True)
@@ -467,7 +465,6 @@ class Poller:
         metrics: SelfMetrics,
         clock: Callable[[], float] = time.time,
         shard: tuple[int, int] = (0, 1),
-        scrapes_first: ScrapesFirst | None = None,
     ) -> None:
         self._store = store
         # The Store generation this poller's results belong to; the owner sets it (Store.new_generation) before
@@ -478,8 +475,7 @@ class Poller:
         self._clock = clock
         self._call_pool = ThreadPoolExecutor(config.aws.max_concurrent_requests, thread_name_prefix="aws-call")
         # One call thread at a time runs Python; the others wait on the network or on the gate (exporter.aws.gate)
-        # ... and, with `scrapes_first`, steps aside for HTTP requests in flight before each step (exporter.priority)
-        self._gate = CallGate(CALL_GATE_WIDTH, scrapes_first.checkpoint if scrapes_first is not None else None)
+        self._gate = CallGate(CALL_GATE_WIDTH)
         self.board = ActivityBoard()
         self.board.on_wake(self._wake_metrics)
         jobs = config.jobs

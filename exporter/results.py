@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -32,7 +32,6 @@ INSIGHTS_GROUP_MEMORY = 3 * 3600.0
 MAX_MESSAGES = 10  # per cycle, for the log and the status page
 NO_RESULT = "NoResult"  # CloudWatch answered without a result for the query: treated as an error
 UNSPLIT_LABEL = "UnsplittableLabel"  # counted like a status code: an Insights label we cannot attribute to a group
-CHECK_EVERY = 128  # results (or queries) between two checkpoints: ~0.2 ms of work
 _FLOAT_INT = 10**300  # integers within this convert to float without OverflowError
 # A datapoint's timestamp is the start of its period, inside the requested [StartTime, EndTime) (GetMetricData API
 # reference); the planner aligns windows to the period already. One hour either side (the coarsest period alignment
@@ -65,19 +64,15 @@ def merge_page(
     results: Any,
     ids: Set[str],
     insight_ids: Set[str],
-    between: Callable[[], None] | None = None,
     window: tuple[float, float] | None = None,
 ) -> int:
-    """Fold one page's `MetricDataResults` into `answers`; raises BadAnswerError on an unusable answer. `between` is
-    called every CHECK_EVERY results (a checkpoint: exporter.priority). Datapoints outside `window` (requested
-    start, end) plus WINDOW_SLACK are dropped; returns how many."""
+    """Fold one page's `MetricDataResults` into `answers`; raises BadAnswerError on an unusable answer. Datapoints
+    outside `window` (requested start, end) plus WINDOW_SLACK are dropped; returns how many."""
     low, high = (window[0] - WINDOW_SLACK, window[1] + WINDOW_SLACK) if window is not None else (-math.inf, math.inf)
     dropped = 0
     if not isinstance(results, list):
         raise BadAnswerError("GetMetricData answer has no MetricDataResults list")
-    for position, result in enumerate(results):
-        if between is not None and not position % CHECK_EVERY:
-            between()
+    for result in results:
         if not isinstance(result, dict):
             raise BadAnswerError("GetMetricData returned a result that is not an object")
         qid = result.get("Id")
@@ -164,10 +159,8 @@ def cloudwatch_records(
     insights: Sequence[ResolvedInsights],
     now: float,
     interval: float,
-    between: Callable[[], None] | None = None,
 ) -> Outcome:
-    """Records for one cycle from its answers and the previous cycle's records; `between` is called every CHECK_EVERY
-    queries (the poller's checkpoint: see exporter.priority)."""
+    """Records for one cycle from its answers and the previous cycle's records."""
     stale_after = STALE_INTERVALS * interval
     before = _Previous(previous_values)
     fills = {id(policy): policy.fill() for policy in MissingData}  # by identity: enum hashing is slow at 20,000
@@ -178,9 +171,7 @@ def cloudwatch_records(
     for batch, answers in results:
         for said in answers.values():
             messages.extend(said.messages[: max(0, MAX_MESSAGES - len(messages))])
-        for position, query in enumerate(batch.queries):
-            if between is not None and not position % CHECK_EVERY:
-                between()
+        for query in batch.queries:
             answer = answers.get(query.id)
             point = answer.newest if answer is not None else None
             if point is not None:  # a datapoint (most results): the value AWS sent, now confirmed

@@ -115,12 +115,6 @@ class SelfMetrics:
             "map to one label); the first one in a stable order is kept.",
             registry=self.registry,
         )
-        self.scrape_priority_wait = Counter(
-            f"{PREFIX}_scrape_priority_wait_seconds",
-            "Seconds polling and rendering waited for HTTP requests in flight (scrapes first; at most half "
-            "their time).",
-            registry=self.registry,
-        )
         self.manifest_reads = Counter(
             f"{PREFIX}_manifest_reads",
             "Reads of finished jobs' manifest.json.out by outcome (ok, access_denied, not_found, kms_denied, "

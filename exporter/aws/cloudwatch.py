@@ -236,7 +236,7 @@ def run_batch(
         if not isinstance(answer, dict):
             raise BadAnswerError("GetMetricData answer is not an object")
         window = (float(batch.start), float(batch.end))
-        dropped = merge_page(answers, answer.get("MetricDataResults"), ids, insight_ids, gate.checkpoint, window)
+        dropped = merge_page(answers, answer.get("MetricDataResults"), ids, insight_ids, window)
         if dropped and on_out_of_window is not None:
             on_out_of_window(dropped)
         for message in answer.get("Messages") or ():

@@ -19,7 +19,7 @@ follow the needs-retry handlers), and `resume` re-enters after the call returns.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,7 +31,7 @@ _EVENT_SUFFIX = "cloudwatch.GetMetricData"  # botocore's event names: <event>.<h
 class CallGate:
     """`width` slots; a call thread holds one while it runs Python, and gives it back while it waits."""
 
-    def __init__(self, width: int = 1, checkpoint: Callable[[], None] | None = None) -> None:
+    def __init__(self, width: int = 1) -> None:
         if width < 1:
             raise ValueError("a call gate needs at least one slot")
         # one slot (the poller's CALL_GATE_WIDTH): a plain lock, taken and given back in C; a semaphore is Python code
@@ -39,7 +39,6 @@ class CallGate:
         self._slots: threading.Lock | threading.BoundedSemaphore = (
             threading.Lock() if width == 1 else threading.BoundedSemaphore(width)
         )
-        self._checkpoint = checkpoint  # called before taking a slot (exporter.priority: requests in flight first)
 
     @contextmanager
     def working(self) -> Iterator[None]:
@@ -55,14 +54,8 @@ class CallGate:
             self._leave()
             _local.gate = None
 
-    def checkpoint(self) -> None:
-        """Give way to HTTP requests in flight (exporter.priority), when the gate was given a checkpoint."""
-        if self._checkpoint is not None:
-            self._checkpoint()
-
     def _enter(self) -> None:
         if not getattr(_local, "inside", False):
-            self.checkpoint()
             self._slots.acquire()
             _local.inside = True
 
@@ -79,19 +72,11 @@ def resume(**_: Any) -> None:
         gate._enter()
 
 
-def checkpoint() -> None:
-    """Give way to HTTP requests in flight, as this thread's gate does (no gate: return at once)."""
-    gate = getattr(_local, "gate", None)
-    if gate is not None:
-        gate.checkpoint()
-
-
 def pause(**_: Any) -> None:
     """About to wait (network, credentials, back-off): give this thread's slot back (no gate or none held: nothing)."""
     gate = getattr(_local, "gate", None)
     if gate is not None:
         gate._leave()
-        gate.checkpoint()  # the HTTP exchange's own Python work (urllib3) waits for scrapes too
 
 
 def hook(client: Any) -> None:

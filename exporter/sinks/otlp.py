@@ -114,7 +114,6 @@ FIXED_NAMES: dict[str, OtelName] = {
     f"{PREFIX}_aws_unknown_values": OtelName(f"{PREFIX}.aws.unknown_values", "{value}"),
     f"{PREFIX}_series_dropped": OtelName(f"{PREFIX}.series.dropped", "{series}"),
     f"{PREFIX}_series_not_polled": OtelName(f"{PREFIX}.series.not_polled", "{series}"),
-    f"{PREFIX}_scrape_priority_wait_seconds": OtelName(f"{PREFIX}.scrape_priority.wait", "s"),
     f"{PREFIX}_manifest_reads": OtelName(f"{PREFIX}.manifest.reads", "{read}"),
     f"{PREFIX}_manifests_missing": OtelName(f"{PREFIX}.manifests.missing", "{manifest}"),
     f"{PREFIX}_otlp_exports": OtelName(f"{PREFIX}.otlp.exports", "{export}"),

@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
 _GZIP_LEVEL = 6
 _CRC_PIECE = 5 * 1024  # CPython's zlib.crc32 keeps the GIL for inputs up to 5 KB (quicker than giving it up)
-_CHECK_EVERY = 512  # series between two checkpoints of a render (exporter.priority): ~0.5 ms of work
 # The missing-data values and the like, with the line's end, shared rather than encoded once per line (an idle region's
 # series all say NaN)
 _COMMON_LINES = {text: f"{text}\n".encode() for text in ("NaN", "0.0", "+Inf", "-Inf", "1.0")}
@@ -89,15 +88,13 @@ class _Kept:
         for column in (self.series, self.statistics, self.families, self.prefixes):
             del column[count:]
 
-    def update(self, state: TaskState, between: Callable[[], None] | None) -> bool:
+    def update(self, state: TaskState) -> bool:
         """Make the prefixes of `state`'s values (reusing those kept); True when any position changed."""
         account, region = state.account_id, state.key.region
         keys, statistics, found_families, prefixes = self.series, self.statistics, self.families, self.prefixes
         size = len(keys)
         changed = len(state.values) != size
         for position, value in enumerate(state.values):
-            if between is not None and not position % _CHECK_EVERY:
-                between()
             series = value.series
             if position < size and keys[position] is series and statistics[position] == value.statistic:
                 continue
@@ -151,15 +148,15 @@ class Renderer:
         self._prices: tuple[tuple[Price, ...], set[str], list[_Row]] | None = None  # the last price lines and input
         self.dropped = 0
 
-    def text(self, snapshot: Snapshot, between: Callable[[], None] | None = None) -> bytes:
-        """The exposition text; `between` is called every _CHECK_EVERY series (a checkpoint: exporter.priority)."""
+    def text(self, snapshot: Snapshot) -> bytes:
+        """The exposition text."""
         states = list(snapshot.tasks.values())
         tasks = tuple((state.key, state.account_id) for state in states)
         self._kept = {task: self._kept.get(task) or _Kept() for task in tasks}  # updated in place: no alloc
         kept = list(self._kept.values())  # in the order of `tasks` and `states`
         changed = tasks != self._tasks
         for mine, state in zip(kept, states, strict=True):
-            changed = mine.update(state, between) or changed
+            changed = mine.update(state) or changed
         prices = snapshot.price_table
         rows: list[list[_Row]] = [self._price_rows(snapshot.prices, kept, states)]
         for state in states:
@@ -194,7 +191,7 @@ class Renderer:
                 seen.add(row[1])
                 blocks.setdefault(row[0].name, (row[0], []))[1].append(row)
         self.dropped = dropped
-        return self._write(blocks, states, [mine.prefixes for mine in kept], between)
+        return self._write(blocks, states, [mine.prefixes for mine in kept])
 
     def _price_rows(self, prices: tuple[Price, ...], kept: list[_Kept], states: list[TaskState]) -> list[_Row]:
         """The price lines (families.price_samples), made again only when the prices or the reported model IDs
@@ -239,14 +236,12 @@ class Renderer:
         blocks: dict[str, tuple[Family, list[_Part]]],
         states: list[TaskState],
         prefixes: list[list[bytes]],
-        between: Callable[[], None] | None,
     ) -> bytes:
         # Written into one BytesIO, whose getvalue() hands over its own buffer (no copy): the body is the only big
         # allocation. `b"".join` of two pieces a line would need 80 bytes of buffer bookkeeping per piece (3.2 MB at
         # 20,000 lines) on top of the list and the value texts.
         out = io.BytesIO()
         write = out.write
-        written = 0
         for family, parts in blocks.values():
             write(_comment_lines(_exposed_name(family), family.help, family.kind).encode())
             for part in parts:
@@ -255,9 +250,6 @@ class Renderer:
                     state, mine = states[index], prefixes[index]
                     values, stamps = state.values, state.cloudwatch_timestamps
                     for position in positions:
-                        if between is not None and not written % _CHECK_EVERY:
-                            between()
-                        written += 1
                         value = values[position]
                         write(mine[position])
                         write(_value_text(value.value, value.timestamp if stamps else None))
@@ -284,12 +276,9 @@ def render(
     snapshot: Snapshot,
     on_dropped: Callable[[int], None] | None = None,
     renderer: Renderer | None = None,
-    between: Callable[[], None] | None = None,
 ) -> RenderedSnapshot:
     renderer = renderer or Renderer()
-    body = renderer.text(snapshot, between)
-    if between is not None:
-        between()
+    body = renderer.text(snapshot)
     if renderer.dropped and on_dropped is not None:
         on_dropped(renderer.dropped)
     compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
@@ -458,9 +447,7 @@ class Exposition:
         store: Store,
         self_registry: CollectorRegistry,
         on_dropped: Callable[[int], None] | None = None,
-        between: Callable[[], None] | None = None,
     ) -> None:
-        self._between = between  # a render steps aside for requests in flight (exporter.priority)
         self._lock = threading.Lock()
         self._rendered = RenderedSnapshot(-1, b"", b"", 0)
         self._self_registry = self_registry
@@ -488,7 +475,7 @@ class Exposition:
                 # The last Snapshot's records (20,000 at 10,000 series) go before this render allocates, not after.
                 del last
                 self._last = (None, done)
-                rendered = render(snapshot, self._on_dropped, self._renderer, self._between)
+                rendered = render(snapshot, self._on_dropped, self._renderer)
             self._last = (snapshot, rendered)
         with self._lock:
             if rendered.version > self._rendered.version:

@@ -260,19 +260,6 @@ def test_a_snapshot_that_renders_alike_reuses_the_bytes_and_any_change_renders_a
     assert exposition.parts()[0] == Renderer().text(store.snapshot)  # a new task
 
 
-def test_a_render_calls_its_checkpoint_every_so_many_series_and_writes_the_same_bytes() -> None:
-    from exporter.sinks.prometheus import _CHECK_EVERY
-
-    store = Store(lambda: 0.0)
-    snapshot = publish(store, state(*[float(i) for i in range(2 * _CHECK_EVERY + 1)]))
-    calls: list[int] = []
-    checked = render(snapshot, between=lambda: calls.append(1))
-    # at series 0, _CHECK_EVERY and 2 * _CHECK_EVERY while the prefixes are made, again while the lines are written,
-    # then before the compression
-    assert len(calls) == 3 + 3 + 1
-    assert checked.body == render(snapshot).body
-
-
 def test_kept_prefixes_by_position_survive_inserts_removals_and_changed_statistics() -> None:
     """The renderer keeps prefixes by position: a series inserted, removed or moved, or a statistic changed at a
     position, must never reuse another series' prefix; the kept lists shrink with the values."""

@@ -85,23 +85,3 @@ def test_a_failing_body_gives_the_slot_back() -> None:
 def test_width_is_at_least_one() -> None:
     with pytest.raises(ValueError, match="at least one"):
         CallGate(0)
-
-
-def test_the_checkpoint_comes_before_each_slot_and_before_each_wait() -> None:
-    calls: list[bool] = []
-    g = CallGate(1, checkpoint=lambda: calls.append(_free(g)))
-    with g.working():  # checkpoint, then the slot: it runs while the slot is still free
-        gate.pause()  # the slot is given back first, then the checkpoint (the network exchange waits for scrapes)
-        gate.resume()
-    assert calls == [True, True, True]
-
-
-def test_the_thread_level_checkpoint_is_its_gates() -> None:
-    calls: list[str] = []
-    g = CallGate(1, checkpoint=lambda: calls.append("checked"))
-    gate.checkpoint()  # no gate on this thread: nothing
-    assert calls == []
-    with g.working():
-        gate.checkpoint()  # inside: the gate's checkpoint, the slot kept
-        assert not _free(g)
-    assert calls == ["checked", "checked"]  # entering the gate, then the call above

@@ -136,28 +136,3 @@ def test_an_insights_label_that_does_not_split_is_counted_never_attributed() -> 
     outcome = cloudwatch_records([(Batch(0, 60, (), (expr,)), {"i0": answer})], (), (), (two_keys,), NOW, INTERVAL)
     assert outcome.insights == ()
     assert (UNSPLIT_LABEL, 1) in outcome.errors and outcome.unsplit_labels == (("q", "only-one-part"),)
-
-
-def test_the_checkpoint_is_called_before_each_batch_and_changes_nothing() -> None:
-    calls: list[int] = []
-    answers = [(batch(), {"q0": good(1.0)}), (batch(), {"q0": good(2.0)}), (batch(), {})]
-    plain = cloudwatch_records(answers, (), (), (), NOW, INTERVAL)
-    checked = cloudwatch_records(answers, (), (), (), NOW, INTERVAL, lambda: calls.append(1))
-    assert len(calls) == 3
-    assert checked == plain
-
-
-def test_the_results_step_and_the_merge_call_their_checkpoint_every_so_many_queries() -> None:
-    from exporter.results import CHECK_EVERY, merge_page
-
-    count = 2 * CHECK_EVERY + 1
-    keys = [SeriesKey.of("NS", "M", {"ModelId": f"m{i}"}) for i in range(count)]
-    one = Batch(0, 60, tuple(Query(f"q{i}", k, "Sum", 60, MissingData.NAN) for i, k in enumerate(keys)))
-    results = [{"Id": q.id, "Timestamps": [NOW], "Values": [float(i)]} for i, q in enumerate(one.queries)]
-    calls: list[int] = []
-    answers: dict[str, Answer] = {}
-    merge_page(answers, results, {q.id for q in one.queries}, set(), lambda: calls.append(len(answers)))
-    assert calls == [0, CHECK_EVERY, 2 * CHECK_EVERY]  # before results 0, CHECK_EVERY and 2 * CHECK_EVERY
-    calls.clear()
-    outcome = cloudwatch_records([(one, answers)], (), (), (), NOW, INTERVAL, lambda: calls.append(1))
-    assert len(calls) == 3 and [v.value for v in outcome.values] == [float(i) for i in range(count)]
