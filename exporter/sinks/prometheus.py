@@ -5,17 +5,14 @@ from __future__ import annotations
 import io
 import logging
 import math
-import re
 import struct
 import threading
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from exporter import families
@@ -299,98 +296,6 @@ def gzip_parts(rendered: RenderedSnapshot, tail: bytes) -> tuple[bytes, bytes, b
     return _GZIP_HEADER, rendered.deflated, deflated_tail + struct.pack("<II", crc, size)
 
 
-_LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-# generate_latest's renaming of OpenMetrics types in the text format: type -> (name suffix, TYPE)
-_TEXT_TYPES = {
-    "counter": ("_total", "counter"),
-    "info": ("_info", "gauge"),
-    "stateset": ("", "gauge"),
-    "gaugehistogram": ("", "histogram"),
-    "unknown": ("", "untyped"),
-}
-_OPENMETRICS_SUFFIXES = ("_created", "_gsum", "_gcount")  # generate_latest moves these into families of their own
-
-
-class RegistryText:
-    """prometheus-client's `generate_latest` of a registry, byte for byte, in about half the time.
-
-    This is the self-metrics part of every /metrics answer, rendered during the scrape. generate_latest checks and
-    escapes every metric and label name of every sample, and formats each family's HELP and TYPE lines anew; here the
-    names are checked once (a name generate_latest would escape sends the whole registry to generate_latest) and the
-    two comment lines are kept per family. tests/unit/test_exposition.py compares both on a full registry.
-    """
-
-    _MAX_KEPT = 4096  # families and names remembered; the self-metrics registry has a fixed, small set
-
-    def __init__(self) -> None:
-        self._headers: dict[tuple[str, str, str], str] = {}
-        self._names: set[str] = set()
-        self._labels: set[str] = set()
-
-    def _forget(self) -> None:
-        self._headers, self._names, self._labels = {}, set(), set()
-
-    def render(self, registry: Collector) -> bytes:
-        families = list(registry.collect())
-        text = self._text(families)
-        return text.encode("utf-8") if text is not None else generate_latest(_Collected(families))
-
-    def _text(self, collected: list[Metric]) -> str | None:
-        if len(self._headers) > self._MAX_KEPT or len(self._names) + len(self._labels) > self._MAX_KEPT:
-            self._forget()
-        out: list[str] = []
-        for family in collected:
-            header = self._header(family)
-            if header is None:
-                return None
-            out.append(header)
-            for sample in family.samples:
-                name = sample.name
-                if name not in self._names:
-                    if name.startswith(family.name) and name[len(family.name) :] in _OPENMETRICS_SUFFIXES:
-                        return None
-                    if not _LEGACY_NAME.fullmatch(name):
-                        return None
-                    self._names.add(name)
-                labels = sample.labels
-                if labels:
-                    for label in labels:
-                        if label not in self._labels:
-                            if not _LEGACY_LABEL.fullmatch(label):
-                                return None
-                            self._labels.add(label)
-                    pairs = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(labels.items()))
-                    line = f"{name}{{{pairs}}} {floatToGoString(sample.value)}"  # type: ignore[no-untyped-call]
-                else:
-                    line = f"{name} {floatToGoString(sample.value)}"  # type: ignore[no-untyped-call]
-                if sample.timestamp is not None:
-                    line += f" {int(float(sample.timestamp) * 1000):d}"
-                out.append(line + "\n")
-        return "".join(out)
-
-    def _header(self, family: Metric) -> str | None:
-        key = (family.name, family.type, family.documentation)
-        header = self._headers.get(key)
-        if header is None:
-            suffix, kind = _TEXT_TYPES.get(family.type, ("", family.type))
-            name = family.name + suffix
-            if not _LEGACY_NAME.fullmatch(name):
-                return None
-            header = self._headers[key] = _comment_lines(name, family.documentation, kind)
-        return header
-
-
-class _Collected(Collector):
-    """Families already collected, as a registry generate_latest can read."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families)
-
-
 def _same_text(x: float, y: float) -> bool:
     """True when both values are written alike (floatToGoString: every NaN is NaN; 0.0 and -0.0 differ)."""
     if x == y:
@@ -455,8 +360,6 @@ class Exposition:
         self._on_dropped = on_dropped
         self._renderer = Renderer()  # used by the publishing thread only (listeners run under no lock of ours)
         self._render_lock = threading.Lock()
-        self._registry_text = RegistryText()
-        self._tail_lock = threading.Lock()
         self._last: tuple[Snapshot | None, RenderedSnapshot] = (None, self._rendered)  # the last render and its input
         store.add_listener(self._on_snapshot)
 
@@ -485,8 +388,7 @@ class Exposition:
         """The full /metrics body in parts to send one after the other (the 3 MB of 20,000 series are not copied per
         scrape): the cached CloudWatch series, then the self-metrics rendered now."""
         rendered = self._rendered
-        with self._tail_lock:  # scrapes run in several threads; RegistryText keeps what it learnt
-            tail = self._registry_text.render(self._self_registry)
+        tail = generate_latest(self._self_registry)  # the self-metrics, as they are now
         if gzip:
             return gzip_parts(rendered, tail)
         return rendered.body, tail

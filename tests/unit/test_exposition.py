@@ -5,14 +5,11 @@ import math
 import zlib
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, Summary, generate_latest
-from prometheus_client.core import GaugeHistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
 
 from exporter.model import CloudWatchValue, JobsFinished, SeriesKey, TaskKey, TaskState
-from exporter.selfmetrics import SelfMetrics
-from exporter.sinks.prometheus import Exposition, RegistryText, gzip_parts, render
+from exporter.sinks.prometheus import Exposition, gzip_parts, render
 from exporter.snapshot import Snapshot, Store
 
 KEY = TaskKey("t", "us-east-1", "X")
@@ -78,48 +75,6 @@ def test_exposition_follows_the_newest_snapshot_and_adds_self_metrics_at_scrape(
     assert gzip.decompress(exposition.body(gzip=True)).decode().count("aws_x_metric_average{") == 2
 
 
-def _every_kind(registry: CollectorRegistry) -> None:
-    counter = Counter("c", 'help with \\ and\nnewline and "quotes"', ["b", "a"], registry=registry)
-    counter.labels(b='x"y\\z\nw', a="1").inc(3)
-    counter.labels(b="", a="2").inc(0.5)
-    Gauge("g", "gauge", registry=registry).set(math.inf)
-    Gauge("g_nan", "gauge", registry=registry).set(math.nan)
-    Gauge("g_neg", "gauge", ["l"], registry=registry).labels("é ünïcode").set(-1e-300)
-    Histogram("h", "histogram", ["x"], buckets=(0.1, 1, 10), registry=registry).labels("a").observe(2)
-    Summary("s", "summary", registry=registry).observe(1.25)
-    Info("i", "info", registry=registry).info({"version": "1.0", "commit": "abc"})
-    Enum("e", "enum", states=["on", "off"], registry=registry).state("off")
-
-
-def test_registry_text_is_generate_latest_byte_for_byte() -> None:
-    store = Store(lambda: 0.0)
-    store.publish(state(1.0))
-    registry = SelfMetrics(store).registry  # the exporter's own families, with process and platform collectors
-    _every_kind(registry)
-    frozen = _Odd(*registry.collect())  # process and GC values move between two collections: read them once
-    text = RegistryText()
-    for _ in range(2):  # the second render reads the kept HELP/TYPE lines and names
-        assert text.render(frozen) == generate_latest(frozen)
-
-
-class _Odd(Collector):
-    def __init__(self, *families: Metric) -> None:
-        self.families = list(families)
-
-    def collect(self) -> list[Metric]:
-        return self.families
-
-
-def test_registry_text_leaves_unusual_names_to_generate_latest() -> None:
-    odd = Metric("odd.name", "dotted", "gauge")
-    odd.add_sample("odd.name", {}, 1.0)
-    labelled = Metric("ok", "label with a dash", "gauge")
-    labelled.add_sample("ok", {"da-sh": "v"}, 1.0)
-    histogram = GaugeHistogramMetricFamily("gh", "gauge histogram", buckets=[("1", 2.0), ("+Inf", 3.0)], gsum_value=4)
-    for family in (odd, labelled, histogram):
-        assert RegistryText().render(_Odd(family)) == generate_latest(_Odd(family))
-
-
 def test_a_failed_cycle_keeps_the_last_good_samples() -> None:
     good = state(4.0)
     failed = good.failed("boom", now=5.0)
@@ -128,7 +83,6 @@ def test_a_failed_cycle_keeps_the_last_good_samples() -> None:
 
 
 def test_fast_formatter_matches_prometheus_client() -> None:
-    from prometheus_client import generate_latest
 
     from tests.exposition_oracle import SnapshotCollector, format_text
 
