@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from exporter import errors
 from exporter.aws.bedrock import list_jobs_checked
 from exporter.aws.cloudwatch import list_series, run_batch
+from exporter.aws.gate import CallGate
 from exporter.aws.session import AwsClients
 from exporter.config import Config, JobsConfig, NamespaceConfig, TargetConfig, defaults_for
 from exporter.eta import ProgressHistory, estimate
@@ -30,6 +31,7 @@ from exporter.snapshot import Store
 log = logging.getLogger(__name__)
 
 MAX_TASK_THREADS = 16
+CALL_GATE_WIDTH = 1  # call threads running Python at once (exporter.aws.gate; measured in docs/performance.md)
 BACKOFF_FACTOR_CAP = 4  # a failing task waits at most 4 intervals, so data returns soon after a fault clears
 JOBS_NAMESPACE = "bedrock:jobs"  # the `namespace` label of the job collector's health series
 
@@ -107,6 +109,8 @@ class NamespaceTask:
         max_queries_per_call: int,
         board: ActivityBoard | None = None,
         idle_heartbeat: float = 0.0,
+        *,
+        gate: CallGate | None = None,
     ) -> None:
         self.key = TaskKey(target.label, region, namespace.namespace)
         self.target = target
@@ -117,6 +121,7 @@ class NamespaceTask:
         self._clients = clients
         self._metrics = metrics
         self._call_pool = call_pool
+        self._gate = gate or CallGate()
         self._max_queries = max_queries_per_call
         self._discovered: list[SeriesKey] | None = None
         self._discovered_at = -math.inf
@@ -290,7 +295,8 @@ class NamespaceTask:
                 count,
             )
 
-        return run_batch(client, batch, on_page, on_out_of_window)
+        with self._gate.working():
+            return run_batch(client, batch, on_page, on_out_of_window)
 
 
 class JobTask:
@@ -468,6 +474,8 @@ class Poller:
         self._clients = clients
         self._clock = clock
         self._call_pool = ThreadPoolExecutor(config.aws.max_concurrent_requests, thread_name_prefix="aws-call")
+        # One call thread at a time runs Python; the others wait on the network or on the gate (exporter.aws.gate)
+        self._gate = CallGate(CALL_GATE_WIDTH)
         self.board = ActivityBoard()
         self.board.on_wake(self._wake_metrics)
         jobs = config.jobs
@@ -489,6 +497,7 @@ class Poller:
                         config.aws.max_queries_per_call,
                         board,
                         jobs.idle_heartbeat,
+                        gate=self._gate,
                     )
                     for ns in namespaces
                 )

@@ -12,6 +12,7 @@ import orjson
 from botocore.parsers import ResponseParserError
 from botocore.validate import ParamValidationDecorator
 
+from exporter.aws import gate
 from exporter.aws.parsing import WrappingParserFactory
 from exporter.errors import BadAnswerError
 from exporter.model import SeriesKey
@@ -214,6 +215,7 @@ def run_batch(
     """Run one batch to the last page; what the pages said per query id (exporter.results reads it).
     `on_out_of_window` is told the datapoints of a page dropped for lying outside the requested window."""
     lean_get_metric_data(client)
+    gate.hook(client)
     queries = batch.to_api()
     kwargs: dict[str, Any] = {
         # text alone only where the lean serializer splices it in; anything else gets the queries themselves
@@ -228,6 +230,7 @@ def run_batch(
     seen_tokens: set[str] = set()
     for _ in range(MAX_PAGES):
         answer = client.get_metric_data(**kwargs)
+        gate.resume()  # each call gives its gate slot back while it waits (exporter.aws.gate): take one again
         if on_page is not None:
             on_page(batch.size)
         if not isinstance(answer, dict):
