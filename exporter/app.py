@@ -19,6 +19,7 @@ from exporter.poller import Poller
 from exporter.preflight import config_problems
 from exporter.runbooks import RunbooksPage
 from exporter.selfmetrics import SelfMetrics
+from exporter.sinks import Sink, SinkFactory
 from exporter.sinks.otlp import OtlpSink
 from exporter.sinks.prometheus import Exposition
 from exporter.sinks.status import StatusPage
@@ -28,6 +29,8 @@ from exporter.webconfig import BasicAuth, load_web_config, tls_context
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL = 0.0005  # seconds
+# Push sinks by the name `sinks:` gives them (exporter.sinks.Sink); `prometheus` is served by the HTTP server.
+PUSH_SINKS: dict[str, SinkFactory] = {"otlp": OtlpSink}
 
 
 class Exporter:
@@ -59,9 +62,16 @@ class Exporter:
         self.status = StatusPage(self.store, self.metrics, clock, config.server.metrics_path)
         self.runbooks = RunbooksPage()
         self.server: MetricsServer | None = None
-        self.otlp: OtlpSink | None = None
-        if config.mode in ("otlp", "both"):
-            self.otlp = OtlpSink(config, self.store, self.metrics.registry, clock)
+        self.sinks: dict[str, Sink] = {
+            name: factory(config, self.store, self.metrics.registry, clock)
+            for name, factory in PUSH_SINKS.items()
+            if name in config.enabled_sinks
+        }
+
+    @property
+    def otlp(self) -> OtlpSink | None:
+        sink = self.sinks.get("otlp")
+        return sink if isinstance(sink, OtlpSink) else None
 
     @property
     def exposition(self) -> Exposition:
@@ -86,7 +96,7 @@ class Exporter:
         server = self.config.server
         web = load_web_config(server.web_config_file) if server.web_config_file else None
         tls = web.tls_server_config if web is not None else None
-        serve_pages = self.config.mode != "otlp"  # OTLP-only: HTTP serves just the probes, as documented
+        serve_pages = "prometheus" in self.config.enabled_sinks  # else HTTP serves just the probes, as documented
         router = Router(
             self.store,
             self.exposition if serve_pages else None,
@@ -109,10 +119,12 @@ class Exporter:
         gc.collect()
         gc.freeze()
         self._running = True
-        if self.otlp is not None:
-            self.otlp.start()
-        if self.config.mode == "otlp":
-            log.info("serving /healthz and /readyz on %s (metrics are pushed over OTLP)", self.server.url)
+        for sink in self.sinks.values():
+            sink.start()
+        if not serve_pages:
+            log.info(
+                "serving /healthz and /readyz on %s (metrics are pushed: %s)", self.server.url, ", ".join(self.sinks)
+            )
         else:
             log.info("serving metrics on %s%s", self.server.url, self.config.server.metrics_path)
         return self.server.url
@@ -163,7 +175,7 @@ class Exporter:
         results, so nothing a reload dropped can come back.
         """
         with self._reload_lock:
-            for setting in ("server", "mode", "otlp"):
+            for setting in ("server", "sinks", "mode", "otlp"):
                 if getattr(config, setting) != getattr(self.config, setting):
                     log.warning("config reload: changes to %r take effect only after a restart", setting)
             # The new generation is built before the old one stops: if building failed, polling would go on as is.
@@ -200,8 +212,8 @@ class Exporter:
         self._running = False
         self.metrics.stop_sampling()
         self.poller.stop()
-        if self.otlp is not None:
-            self.otlp.stop()
+        for sink in self.sinks.values():
+            sink.stop()
         if self.server is not None:
             self.server.stop()
         gc.unfreeze()

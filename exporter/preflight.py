@@ -22,7 +22,7 @@ def preflight(config: Config, listen_address: str | None = None) -> list[str]:
             load_web_config(config.server.web_config_file)
         except ConfigError as exc:
             problems += [f"server.web_config_file: {problem}" for problem in exc.problems]
-    if config.mode in ("otlp", "both") and _otlp_protocol(config) == "grpc" and not _importable(GRPC_PACKAGE):
+    if "otlp" in config.enabled_sinks and _otlp_protocol(config) == "grpc" and not _importable(GRPC_PACKAGE):
         problems.append(
             "otlp.protocol: grpc needs the gRPC exporter, which is not installed: "
             "pip install 'bedrock-batch-exporter[otlp-grpc]'"

@@ -639,14 +639,29 @@ class OtlpConfig(StrictModel):
         return value
 
 
+# The sinks a config may name; a third one is a file in exporter/sinks/ plus its name here and in exporter.app.
+SinkName = Literal["prometheus", "otlp"]
+MODE_SINKS: dict[str, tuple[SinkName, ...]] = {
+    "prometheus": ("prometheus",),
+    "otlp": ("otlp",),
+    "both": ("prometheus", "otlp"),
+}
+
+
 class Config(StrictModel):
     """The whole configuration file."""
 
-    mode: Literal["prometheus", "otlp", "both"] = Field(
-        default="prometheus",
-        description="prometheus: serve /metrics; otlp: push over OTLP (HTTP serves only /healthz and /readyz); both",
+    sinks: tuple[SinkName, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="where the metrics go: prometheus (serve /metrics and the status page) and/or otlp (push; "
+        "without prometheus, HTTP serves only /healthz and /readyz); default [prometheus]",
     )
-    otlp: OtlpConfig = Field(default_factory=OtlpConfig, description="used when mode is otlp or both")
+    mode: Literal["prometheus", "otlp", "both"] | None = Field(
+        default=None,
+        description="the older spelling of sinks: prometheus = [prometheus], otlp = [otlp], both = [prometheus, otlp]",
+    )
+    otlp: OtlpConfig = Field(default_factory=OtlpConfig, description="used when sinks include otlp")
     server: ServerConfig = Field(default_factory=ServerConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
@@ -659,6 +674,11 @@ class Config(StrictModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
+        if self.sinks is not None:
+            if len(set(self.sinks)) != len(self.sinks):
+                raise ValueError("sinks: a sink is listed more than once")
+            if self.mode is not None and set(self.sinks) != set(MODE_SINKS[self.mode]):
+                raise ValueError(f"mode: {self.mode!r} says other sinks than 'sinks'; keep only sinks")
         names = [n.namespace for n in self.namespaces]
         if len(set(names)) != len(names):
             raise ValueError("a namespace is listed more than once")
@@ -680,6 +700,13 @@ class Config(StrictModel):
                     )
                 seen[query.name] = i
         return self
+
+    @property
+    def enabled_sinks(self) -> frozenset[str]:
+        """The sinks in use: `sinks`, else what `mode` says, else prometheus alone."""
+        if self.sinks is not None:
+            return frozenset(self.sinks)
+        return frozenset(MODE_SINKS[self.mode or "prometheus"])
 
     def namespaces_for(self, target: TargetConfig) -> tuple[NamespaceConfig, ...]:
         if target.namespaces is None:

@@ -135,7 +135,8 @@ def test_the_daemons_get_metric_data_calls_take_the_lean_path(fresh_aws: Simulat
     """The lean path (exporter.aws.cloudwatch) is taken by the clients the daemon builds, for the protocol botocore
     picks: the day botocore speaks CloudWatch over another protocol (its model also lists smithy-rpc-v2-cbor and
     query), this fails instead of the path switching itself off."""
-    _put_as(fresh_aws, ROLES["111111111111"], "m-lean", 4.0)
+    # two minutes back: inside the 5-minute window, whose end is the last minute boundary before now
+    put_as_role(fresh_aws, ROLES["111111111111"], METRIC, "m-lean", 4.0, datetime.now(UTC) - timedelta(seconds=120))
     clients = AwsClients(AwsConfig())
     client = clients.client("cloudwatch", _target(fresh_aws, ROLES["111111111111"]), "us-east-1")
     metric = ResolvedMetric(METRIC, ("Maximum",), 60, 300, 0, MissingData.NAN)

@@ -223,3 +223,32 @@ def test_example_config_mentions_every_option() -> None:
     text = (ROOT / "config.example.yaml").read_text()
     missing = sorted(n for n in _option_names(schema, schema) if f"{n}:" not in text)
     assert not missing, f"document these options in config.example.yaml: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("text", "sinks"),
+    [
+        ("", {"prometheus"}),
+        ("sinks: [otlp]\n", {"otlp"}),
+        ("sinks: [otlp, prometheus]\n", {"prometheus", "otlp"}),
+        ("mode: prometheus\n", {"prometheus"}),
+        ("mode: otlp\n", {"otlp"}),
+        ("mode: both\n", {"prometheus", "otlp"}),
+        ("mode: both\nsinks: [prometheus, otlp]\n", {"prometheus", "otlp"}),  # both spellings, saying the same
+    ],
+)
+def test_sinks_and_their_older_spelling_mode(text: str, sinks: set[str]) -> None:
+    assert load_config_text(text + MINIMAL, env={}).enabled_sinks == sinks
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("sinks: []\n", "sinks: needs at least 1 item(s)"),
+        ("sinks: [statsd]\n", "sinks[0]: Input should be 'prometheus' or 'otlp'"),
+        ("sinks: [otlp, otlp]\n", "sinks: a sink is listed more than once"),
+        ("mode: otlp\nsinks: [prometheus]\n", "mode: 'otlp' says other sinks than 'sinks'; keep only sinks"),
+    ],
+)
+def test_bad_sinks_are_refused_with_the_field(text: str, problem: str) -> None:
+    assert problems(text + MINIMAL) == [problem]
