@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Export Amazon Bedrock batch-inference telemetry from CloudWatch to Prometheus.",
     )
     _global_flags(parser, with_defaults=True)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", parents=[common], help="run the exporter daemon")
     run.add_argument("--config", help=_CONFIG_HELP)
@@ -85,8 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--output", choices=["text", "json"], default="text", help="default %(default)s")
     doctor = sub.add_parser("doctor", parents=[common], help="check credentials, permissions and data, per region")
     doctor.add_argument("--config", help=_CONFIG_HELP)
+    doctor.add_argument(
+        "--output", choices=["text", "json"], default="text", help="json: one document (docs/plan-and-doctor.md)"
+    )
     check = sub.add_parser("check-config", parents=[common], help="validate a config file")
-    check.add_argument("config", help="path to the YAML config file")
+    check.add_argument("file", nargs="?", metavar="FILE", help="path to the YAML config file (or --config FILE)")
+    check.add_argument("--config", help="path to the YAML config file, as the other commands take it")
     demo = sub.add_parser("demo", parents=[common], help="run against an embedded simulated AWS")
     demo.add_argument("--listen-address", default="127.0.0.1:9816", help="HOST:PORT (default %(default)s)")
     demo.add_argument("--otlp-endpoint", metavar="URL", help="also push over OTLP/HTTP, e.g. http://127.0.0.1:4318")
@@ -228,6 +232,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --shard-index must be 0..--shard-count-1 and --shard-count at least 1", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "check-config":
+        if args.file and args.config and args.file != args.config:
+            print("error: check-config got two files (FILE and --config); give one", file=sys.stderr)
+            return EXIT_USAGE
+        args.config = args.config or args.file
+        if not args.config:
+            print("error: check-config needs a file: check-config FILE or check-config --config FILE", file=sys.stderr)
+            return EXIT_USAGE
         config = _load(args.config)
         if config is None or _refused(preflight(config)):
             return EXIT_USAGE
@@ -242,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         return run_plan(config, args.offline, args.output, args.series_per_metric)
     if args.command == "doctor":
-        return run_doctor(config)
+        return run_doctor(config, args.output)
     if args.command == "once":
         return _once(config)
     if _refused(preflight(config, args.listen_address)):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -243,19 +245,33 @@ _NO_CREDENTIALS = (
 )
 
 
-def run_doctor(config: Config) -> int:
-    """The `doctor` command: prints one line per check; exit 0 when everything needed works, else 1."""
+JSON_SCHEMA_VERSION = (
+    1  # `doctor --output json`: {schema_version, ok, failures, checks: [{target, region, name, status, detail}]}
+)
+
+
+def run_doctor(config: Config, output: str = "text") -> int:
+    """The `doctor` command: prints one line per check (or one JSON document); exit 0 when everything needed works,
+    else 1."""
     # botocore logs a failed assume-role refresh with its traceback; the report names the cause in one line instead
     logging.getLogger("botocore.credentials").setLevel(logging.ERROR)
     current: list[tuple[str, str]] = []
+    found: list[dict[str, str]] = []
 
     def emit(target: str, region: str, check: Check) -> None:
+        if output == "json":
+            found.append({"target": target, "region": region, **asdict(check)})
+            return
         if current != [(target, region)]:
             current[:] = [(target, region)]
             print(f"{target} / {region}", flush=True)
         print(f"  {check.status:<5} {check.name}: {check.detail}", flush=True)
 
     failures = run_checks(config, emit)
+    if output == "json":
+        document = {"schema_version": JSON_SCHEMA_VERSION, "ok": not failures, "failures": failures, "checks": found}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return 1 if failures else 0
     if failures:
         print(f"{failures} problem(s) found: fix them and run `bedrock-batch-exporter doctor` again")
         return 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from exporter.config import Config
-from exporter.model import KNOWN_STATUSES, Job, JobUsage, Price, SeriesKey, TaskState
+from exporter.model import KNOWN_STATUSES, CloudWatchValue, InsightsValue, Job, JobUsage, Price, SeriesKey, TaskState
 from exporter.naming import dimension_label, metric_name
 from exporter.pricing import resolve
 
@@ -195,6 +195,21 @@ def price_samples(prices: Iterable[Price], seen: Iterable[str] = ()) -> Iterator
         labels = (("model_id", price.model_id),)
         yield Sample(INPUT_PRICE, labels, price.input)
         yield Sample(OUTPUT_PRICE, labels, price.output)
+
+
+def record_samples(state: TaskState) -> Iterator[tuple[CloudWatchValue | InsightsValue, Sample]]:
+    """Each CloudWatch value and Insights group of a task with its sample (YACE's names, `dimension_<Name>` labels;
+    the CloudWatch timestamp when the namespace asks for it): one place for the sinks and the tests' oracle."""
+    base = task_labels(state.account_id, state.key.region)
+    stamps = state.cloudwatch_timestamps
+    for value in state.values:
+        series = value.series
+        family = cloudwatch_family(series.namespace, series.metric, value.statistic)
+        stamp = value.timestamp if stamps else None
+        yield value, Sample(family, record_labels(base, series.dimensions), value.value, stamp)
+    for group in state.insights:
+        family = insights_family(group.query, group.expression)
+        yield group, Sample(family, record_labels(base, group.group), group.value, group.timestamp if stamps else None)
 
 
 def job_cost(usage: JobUsage, price: Price | None) -> float | None:

@@ -12,24 +12,8 @@ from prometheus_client.utils import floatToGoString
 
 from exporter import families
 from exporter.families import Sample
-from exporter.model import TaskState
 from exporter.sinks.prometheus import _comment_lines, _escape_label
 from exporter.snapshot import Snapshot
-
-
-def cloudwatch_samples(state: TaskState) -> Iterator[Sample]:
-    """YACE-named series: `aws_<namespace>_<metric>_<statistic>` with `dimension_<Name>` labels."""
-    base = families.task_labels(state.account_id, state.key.region)
-    stamps = state.cloudwatch_timestamps
-    for value in state.values:
-        series = value.series
-        family = families.cloudwatch_family(series.namespace, series.metric, value.statistic)
-        labels = families.record_labels(base, series.dimensions)
-        yield Sample(family, labels, value.value, value.timestamp if stamps else None)
-    for group in state.insights:
-        family = families.insights_family(group.query, group.expression)
-        labels = families.record_labels(base, group.group)
-        yield Sample(family, labels, group.value, group.timestamp if stamps else None)
 
 
 def samples(snapshot: Snapshot) -> Iterator[Sample]:
@@ -37,7 +21,7 @@ def samples(snapshot: Snapshot) -> Iterator[Sample]:
     yield from families.price_samples(snapshot.prices, families.model_ids(snapshot.tasks.values()))
     prices = snapshot.price_table
     for state in snapshot.tasks.values():
-        yield from cloudwatch_samples(state)
+        yield from (sample for _, sample in families.record_samples(state))
         yield from families.job_samples(state, prices)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
 import re
 from typing import Annotated, Literal
 
+import botocore
+import botocore.loaders
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from exporter.config.base import (
@@ -332,6 +336,42 @@ def _window_problem(metric: ResolvedMetric, own: MetricConfig | None, index: int
     return None
 
 
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """The regions of every partition in botocore's own partition data (data/partitions.json), pseudo-regions such as
+    aws-global left out. Read from the installed botocore, so no name is looked up over the network."""
+    partitions = botocore.loaders.create_loader().load_data("partitions")["partitions"]
+    return frozenset(r for p in partitions for r in p.get("regions", {}) if not r.endswith("-global"))
+
+
+def region_problem(region: str) -> str | None:
+    """Why `region` is not one botocore knows, with the nearest names; None when it is known."""
+    known = known_regions()
+    if region in known:
+        return None
+    close = difflib.get_close_matches(region, sorted(known), n=6, cutoff=0.6)
+    nearest = sorted(close, key=lambda name: (_edits(region, name), name))[:3]  # a swap of two letters is one edit
+    hint = f"did you mean {' or '.join(nearest)}?" if nearest else "see the AWS region list"
+    return (
+        f"{region!r} is not a region botocore {botocore.__version__} knows: {hint} (a region newer than botocore "
+        "needs a newer bedrock-batch-exporter, or endpoint_url)"
+    )
+
+
+def _edits(a: str, b: str) -> int:
+    """Edits from a to b: insertions, deletions, substitutions and swaps of neighbours (optimal string alignment)."""
+    rows = [list(range(len(b) + 1))]
+    for i, x in enumerate(a, 1):
+        row = [i]
+        for j, y in enumerate(b, 1):
+            best = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (x != y))
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                best = min(best, rows[-2][j - 2] + 1)
+            row.append(best)
+        rows.append(row)
+    return rows[-1][-1]
+
+
 class TargetConfig(StrictModel):
     """Where to poll: one AWS account (optionally through an assumed role) and its regions."""
 
@@ -339,7 +379,11 @@ class TargetConfig(StrictModel):
     account_id: str | None = Field(
         default=None, pattern=r"^\d{12}$", description="skip the STS lookup and use this account id"
     )
-    regions: tuple[str, ...] = Field(min_length=1)
+    regions: tuple[str, ...] = Field(
+        min_length=1,
+        description="AWS regions as botocore's partition data lists them (a typo is refused with the nearest names); "
+        "any region name with endpoint_url",
+    )
     role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
     external_id: str | None = Field(default=None, min_length=2, max_length=1224)
     endpoint_url: str | None = Field(
@@ -375,6 +419,10 @@ class TargetConfig(StrictModel):
     def _external_id_needs_role(self) -> TargetConfig:
         if self.external_id and not self.role_arn:
             raise ValueError("external_id is only used together with role_arn")
+        if self.endpoint_url is None:  # a custom endpoint may serve a region botocore does not list
+            for i, region in enumerate(self.regions):
+                if (problem := region_problem(region)) is not None:
+                    raise ValueError(f"regions[{i}]: {problem}")
         return self
 
     @property

@@ -46,6 +46,7 @@ from prometheus_client import CollectorRegistry, Counter
 from exporter import __version__, families
 from exporter.config import Config, NamespaceConfig, OtlpConfig, defaults_for
 from exporter.families import Sample
+from exporter.model import CloudWatchValue
 from exporter.naming import metric_name, otel_metric_name
 from exporter.selfmetrics import PREFIX
 from exporter.snapshot import Snapshot, Store
@@ -383,19 +384,13 @@ class OtlpSink:
         add_builtin(families.price_samples(snapshot.prices, families.model_ids(snapshot.tasks.values())))
         prices = snapshot.price_table
         for state in snapshot.tasks.values():
-            base = families.task_labels(state.account_id, state.key.region)
-            stamps = state.cloudwatch_timestamps
-            for value in state.values:
-                series = value.series
-                family = families.cloudwatch_family(series.namespace, series.metric, value.statistic)
-                labels = families.record_labels(base, series.dimensions)
-                sample = Sample(family, labels, value.value, value.timestamp if stamps else None)
-                add(cloudwatch_name(series.namespace, series.metric, value.statistic), family.help, "gauge", sample)
-            for group in state.insights:
-                family = families.insights_family(group.query, group.expression)
-                labels = families.record_labels(base, group.group)
-                sample = Sample(family, labels, group.value, group.timestamp if stamps else None)
-                add(OtelName(group.query, ""), family.help, "gauge", sample)
+            for record, sample in families.record_samples(state):
+                if isinstance(record, CloudWatchValue):
+                    series = record.series
+                    name = cloudwatch_name(series.namespace, series.metric, record.statistic)
+                else:
+                    name = OtelName(record.query, "")
+                add(name, sample.family.help, "gauge", sample)
             add_builtin(families.job_samples(state, prices))
         metrics = []
         for name, description, kind, members in rows.values():

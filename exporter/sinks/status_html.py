@@ -108,7 +108,8 @@ def _summary(status: JSON) -> str:
         (
             "CloudWatch API spend",
             f"{_dollars(su['cost_dollars'])} <span class='muted small'>since start</span><br>"
-            f"{_dollars(su['projected_monthly_cost_dollars'])} <span class='muted small'>a month at this rate</span>",
+            f"{_dollars(su['projected_monthly_cost_dollars'])} <span class='muted small'>a month if the "
+            f"{_duration(ex['uptime_seconds'])} since start repeat (an extrapolation)</span>",
         ),
     ]
     items = "".join(

@@ -71,6 +71,32 @@ def test_check_config_accepts_the_example() -> None:
     assert "ok" in result.stdout
 
 
+def test_check_config_takes_config_as_the_other_commands_do_and_v_prints_the_version(tmp_path: Path) -> None:
+    example = str(Path(__file__).resolve().parents[2] / "config.example.yaml")
+    for args in (("check-config", "--config", example), ("check-config", example, "--config", example)):
+        result = run_cli(*args)
+        assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+    other = tmp_path / "other.yaml"
+    other.write_text("targets: [{regions: [us-east-1]}]\n")
+    two = run_cli("check-config", example, "--config", str(other))
+    assert two.returncode == 2 and "two files" in two.stderr and "Traceback" not in two.stderr
+    none = run_cli("check-config")
+    assert none.returncode == 2 and "check-config needs a file" in none.stderr
+    short, long = run_cli("-V"), run_cli("--version")
+    assert short.returncode == long.returncode == 0
+    assert short.stdout == long.stdout and short.stdout.startswith("bedrock-batch-exporter ")
+
+
+def test_a_misspelt_region_stops_run_before_any_client_is_made(tmp_path: Path) -> None:
+    config = tmp_path / "typo.yaml"
+    config.write_text("targets: [{regions: [us-esat-1]}]\n")
+    for command in ("check-config", "run", "doctor"):
+        result = run_cli(command, "--config", str(config))
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert "targets[0].regions[0]: 'us-esat-1' is not a region" in result.stderr and "us-east-1" in result.stderr
+        assert "Traceback" not in result.stderr and "amazonaws.com" not in result.stderr + result.stdout
+
+
 def test_schema_command_prints_json_schema() -> None:
     result = run_cli("schema")
     assert result.returncode == 0 and '"targets"' in result.stdout

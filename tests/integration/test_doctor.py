@@ -121,6 +121,31 @@ def test_a_denied_operation_is_named_with_its_iam_action(
     assert "Traceback" not in result.stderr
 
 
+def test_json_output_is_one_document_with_every_check_and_the_same_exit(
+    fresh_aws: SimulatedAws, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    seed(fresh_aws)
+    config = str(write_config(tmp_path, proxy.url))
+    text = run_cli("doctor", "--config", config)
+    proxy.set(Fault("access_denied", operation="GetMetricData"))
+    denied = run_cli("doctor", "--config", config, "--output", "json")
+    assert denied.returncode == 1, denied.stdout + denied.stderr
+    document = json.loads(denied.stdout)  # the whole of stdout is one JSON document
+    assert document["schema_version"] == 1 and document["ok"] is False and document["failures"] == 1
+    checks = document["checks"]
+    names = [line.split()[1].rstrip(":") for line in text.stdout.splitlines()[1:-1]]
+    assert [c["name"].split()[0] for c in checks] == names  # "cloudwatch:ListMetrics (NS)": the first word
+    assert {(c["target"], c["region"]) for c in checks} == {("main", "us-east-1")}
+    (failed,) = [c for c in checks if c["status"] == "FAIL"]
+    assert (
+        failed["name"] == "cloudwatch:GetMetricData"
+        and "allow the IAM action cloudwatch:GetMetricData" in failed["detail"]
+    )
+    proxy.set()
+    allowed = run_cli("doctor", "--config", config, "--output", "json")
+    assert allowed.returncode == 0 and json.loads(allowed.stdout)["ok"] is True
+
+
 def test_iam_actions_are_the_policys_own() -> None:
     assert set(IAM_ACTIONS.values()) == policy_actions()
 

@@ -252,3 +252,18 @@ def test_sinks_and_their_older_spelling_mode(text: str, sinks: set[str]) -> None
 )
 def test_bad_sinks_are_refused_with_the_field(text: str, problem: str) -> None:
     assert problems(text + MINIMAL) == [problem]
+
+
+def test_a_misspelt_region_is_refused_with_the_nearest_names() -> None:
+    (problem,) = problems("targets:\n  - regions: [us-east-1, us-esat-1]\n")
+    assert problem.startswith("targets[0].regions[1]: 'us-esat-1' is not a region botocore ")
+    assert "did you mean us-east-1 or " in problem
+    (unknown,) = problems("targets:\n  - regions: [zz-nowhere-9]\n")
+    assert "see the AWS region list" in unknown and "endpoint_url" in unknown
+
+
+def test_every_partitions_regions_are_known_and_a_custom_endpoint_may_serve_others() -> None:
+    for region in ("us-east-1", "eu-central-2", "cn-north-1", "us-gov-west-1", "us-iso-east-1"):
+        assert load_config_text(f"targets:\n  - regions: [{region}]\n", env={}).targets[0].regions == (region,)
+    custom = "targets:\n  - regions: [xx-lab-1]\n    endpoint_url: http://127.0.0.1:4566\n"
+    assert load_config_text(custom, env={}).targets[0].regions == ("xx-lab-1",)
