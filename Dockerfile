@@ -44,8 +44,10 @@ COPY config.example.yaml /etc/bedrock-batch-exporter/config.yaml
 # Numeric, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 USER 65532:65532
 EXPOSE 9816
-# Kubernetes ignores HEALTHCHECK and uses the chart's probes; this serves `docker run` and compose.
+# Kubernetes ignores HEALTHCHECK and uses the chart's probes; this serves `docker run` and compose. Plain HTTP first,
+# then HTTPS (a web config with tls_server_config; the certificate is not verified: it is our own process). With basic
+# auth, set health_without_auth: true in the web config, or the check fails with 401.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9816/healthz', timeout=4)"]
+    CMD ["python", "-c", "import ssl, urllib.request as u\nfor s in ('http', 'https'):\n    try:\n        u.urlopen(s + '://127.0.0.1:9816/healthz', timeout=2, context=ssl._create_unverified_context())\n        raise SystemExit(0)\n    except OSError:\n        pass\nraise SystemExit(1)"]
 ENTRYPOINT ["bedrock-batch-exporter"]
 CMD ["run", "--config", "/etc/bedrock-batch-exporter/config.yaml"]

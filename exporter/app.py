@@ -104,6 +104,7 @@ class Exporter:
             pages=(self.status, self.runbooks) if serve_pages else (),
             auth=BasicAuth(web.basic_auth_users) if web is not None and web.basic_auth_users else None,
             reload=self.reload_from_file if server.enable_reload and self.config_path else None,
+            health_without_auth=web is not None and web.health_without_auth,
         )
         self.server = MetricsServer(
             (host, port),

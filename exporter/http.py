@@ -99,8 +99,10 @@ class Router:
         pages: tuple[PageSource, ...] = (),
         auth: BasicAuth | None = None,
         reload: ReloadHook | None = None,
+        health_without_auth: bool = False,
     ) -> None:
         self.store = store
+        self.open_paths = frozenset(("/healthz", "/readyz")) if health_without_auth else frozenset()
         self.exposition = exposition  # None: metrics are pushed over OTLP only, /metrics answers 404
         self.metrics_path = metrics_path
         self.pages = pages
@@ -112,9 +114,13 @@ class Router:
         authorization = headers.get("Authorization")
         if authorization is not None and not str(authorization).isascii():  # credentials are base64: ASCII only
             return Response(400, b"malformed Authorization header\n", TEXT)
-        if self.auth is not None and not self.auth.check(headers.get("Authorization")):
-            return Response(401, b"unauthorized\n", TEXT, {"WWW-Authenticate": 'Basic realm="bedrock-batch-exporter"'})
         path = target.split("?", 1)[0]
+        if (
+            self.auth is not None
+            and not (path in self.open_paths and method in ("GET", "HEAD"))
+            and not self.auth.check(headers.get("Authorization"))
+        ):
+            return Response(401, b"unauthorized\n", TEXT, {"WWW-Authenticate": 'Basic realm="bedrock-batch-exporter"'})
         if method == "POST":
             return self._post(path, headers, read_body)
         if method not in ("GET", "HEAD"):

@@ -7,6 +7,7 @@ tls_server_config:
 basic_auth_users:
   prometheus: $2b$12$...   # a bcrypt hash, e.g. from: htpasswd -nBC 12 "" | tr -d ':\\n'
 bcrypt_max_cost: 14        # hashes of a higher cost are refused (each check doubles per step)
+health_without_auth: true  # /healthz and /readyz answer without credentials (Kubernetes probes send none)
 ```
 """
 
@@ -53,6 +54,9 @@ class WebConfig(StrictModel):
         le=BCRYPT_HIGHEST_COST,
         description="highest bcrypt cost accepted in basic_auth_users; each step doubles the CPU time per check",
     )
+    # Ours, not exporter-toolkit's: probes (Kubernetes' httpGet) send no credentials, and these two paths say only
+    # "ok" or "ready", so they may be opened to them; off by default, as every path needs the credentials then.
+    health_without_auth: bool = False
 
     @model_validator(mode="after")
     def _bcrypt_hashes(self) -> WebConfig:

@@ -25,6 +25,7 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "default": (),
     "all-features": ("ci/all-features-values.yaml",),
     "sharded": ("ci/sharded-values.yaml",),
+    "tls-auth": ("ci/tls-auth-values.yaml",),
 }
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 EXPORTER_CONTAINER = "exporter"
@@ -125,7 +126,18 @@ def validate_builtin(resource: dict[str, Any], kube_version: str) -> None:
 # kubernetes-validate knows only built-in kinds. For the Prometheus Operator's CRDs we check the structure the
 # operator relies on ourselves: the fields we render, their types, and that nothing unexpected sits at spec level.
 _SERVICE_MONITOR_SPEC = {"endpoints", "jobLabel", "namespaceSelector", "selector"}
-_ENDPOINT = {"port", "path", "interval", "scrapeTimeout", "honorLabels", "relabelings", "metricRelabelings"}
+_ENDPOINT = {
+    "port",
+    "path",
+    "interval",
+    "scrapeTimeout",
+    "honorLabels",
+    "relabelings",
+    "metricRelabelings",
+    "scheme",
+    "tlsConfig",
+    "basicAuth",
+}
 _RULE_KEYS = {"record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
 
 

@@ -323,3 +323,32 @@ def test_build_stage_context_builds_a_wheel(stages: list[Stage], tmp_path: Path,
         for name, target in scripts.items():
             assert f"{name} = {target}" in text
         assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
+
+
+def test_the_healthcheck_command_passes_over_http_and_https_and_fails_without_a_server(
+    final: Stage, tmp_path: Path
+) -> None:
+    """The image's HEALTHCHECK, run as written (its port swapped for a free one) against real servers of ours."""
+    import ssl
+    import time
+
+    from exporter.http import MetricsServer, Router
+    from exporter.snapshot import Store
+    from tests.e2e.test_helm import self_signed
+
+    command = json.loads(final.all("HEALTHCHECK")[-1].value.split("CMD", 1)[1].strip())
+    cert_file, key_file = self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+    for context in (None, tls):
+        server = MetricsServer(("127.0.0.1", 0), Router(Store(time.time), None), tls=context)
+        server.start()
+        try:
+            port = server.server_address[1]
+            script = command[2].replace("127.0.0.1:9816", f"127.0.0.1:{port}")
+            done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+            assert done.returncode == 0, (context, done.stderr)
+        finally:
+            server.stop()
+    gone = subprocess.run([sys.executable, "-c", command[2].replace(":9816", f":{port}")], timeout=30, check=False)
+    assert gone.returncode == 1  # nothing listens there any more

@@ -122,7 +122,17 @@ def test_rendered_config_passes_check_config(scenario: str, tmp_path: Path) -> N
     resources = render_scenario(scenario)
     # ${VAR} references are filled from the container's environment, as in the pod.
     env = container_env(container(workload(resources)["spec"]["template"]["spec"]))
-    assert "ok" in check_config(config_of(resources), tmp_path, env)
+    config = yaml.safe_load(config_of(resources))
+    web_file = config.get("server", {}).get("web_config_file")
+    if web_file is not None:  # the pod's file, from the rendered Secret, with its certificate paths made local
+        assert web_file == "/etc/bedrock-batch-exporter-web/web-config.yml"
+        web = yaml.safe_load(one(resources, "Secret")["stringData"]["web-config.yml"])
+        cert_file, key_file = self_signed(tmp_path)
+        web["tls_server_config"].update(cert_file=str(cert_file), key_file=str(key_file))
+        local = tmp_path / "web-config.yml"
+        local.write_text(yaml.safe_dump(web))
+        config["server"]["web_config_file"] = str(local)
+    assert "ok" in check_config(yaml.safe_dump(config), tmp_path, env)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -140,15 +150,17 @@ def test_probes_ports_and_arguments_agree(scenario: str) -> None:
     pod = workload(resources)["spec"]["template"]["spec"]
     exporter = container(pod)
     (port,) = exporter["ports"]
-    assert exporter["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
-    assert exporter["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+    scheme = "HTTPS" if scenario == "tls-auth" else "HTTP"
+    assert exporter["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"], "scheme": scheme}
+    assert exporter["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"], "scheme": scheme}
     args = exporter["args"]
     assert f"--listen-address=:{port['containerPort']}" in args
     assert "--config=/etc/bedrock-batch-exporter/config.yaml" in args
-    (mount,) = exporter["volumeMounts"]
+    mount = exporter["volumeMounts"][0]
     assert mount["mountPath"] == "/etc/bedrock-batch-exporter" and mount["readOnly"] is True
-    (volume,) = pod["volumes"]
-    assert volume["configMap"]["name"] == FULLNAME
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mount["name"]]["configMap"]["name"] == FULLNAME
+    assert {m["name"] for m in exporter["volumeMounts"]} == set(volumes)  # every volume mounted, nothing dangling
     service = next(s for s in by_kind(resources, "Service") if s["metadata"]["name"] == FULLNAME)
     assert service["spec"]["ports"][0]["targetPort"] == port["name"]
     assert service["spec"]["selector"].items() <= pod_labels(resources).items()
@@ -428,3 +440,89 @@ def test_kubernetes_older_than_the_pod_index_label_is_refused() -> None:
     args[args.index("--kube-version") + 1] = "1.27.9"
     result = helm(*args, check=False)
     assert result.returncode != 0 and "kubeVersion" in result.stderr, result.stderr
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A throwaway certificate and key for 127.0.0.1 (the web config's TLS files, made local)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "tls.crt", folder / "tls.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+def test_tls_and_basic_auth_reach_the_probes_the_service_monitor_and_the_config() -> None:
+    resources = render_scenario("tls-auth")
+    pod = workload(resources)["spec"]["template"]["spec"]
+    exporter = container(pod)
+    assert exporter["livenessProbe"]["httpGet"]["scheme"] == exporter["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    secret = one(resources, "Secret")
+    web = yaml.safe_load(secret["stringData"]["web-config.yml"])
+    assert web["health_without_auth"] is True and "prometheus" in web["basic_auth_users"]
+    mounts = {m["mountPath"]: m["name"] for m in exporter["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/etc/bedrock-batch-exporter-web"]]["secret"]["secretName"] == secret["metadata"]["name"]
+    assert volumes[mounts["/etc/bedrock-batch-exporter-tls"]]["secret"]["secretName"] == "bedrock-batch-exporter-tls"
+    assert web["tls_server_config"]["cert_file"].startswith("/etc/bedrock-batch-exporter-tls/")
+    assert (
+        yaml.safe_load(config_of(resources))["server"]["web_config_file"]
+        == "/etc/bedrock-batch-exporter-web/web-config.yml"
+    )
+    (endpoint,) = one(resources, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["ca"]["secret"] == {"name": "bedrock-batch-exporter-tls", "key": "ca.crt"}
+    assert endpoint["basicAuth"]["password"] == {"name": "bedrock-batch-exporter-scrape", "key": "password"}
+    # an existing Secret instead of inline content: no Secret rendered, that one mounted, the key chosen
+    existing = render(
+        SCENARIOS["tls-auth"], sets=["webConfig.existingSecret=mine", "webConfig.key=web.yml", "webConfig.tls=false"]
+    )
+    assert not by_kind(existing, "Secret")
+    pod = workload(existing)["spec"]["template"]["spec"]
+    assert {v["name"]: v for v in pod["volumes"]}["web-config"]["secret"]["secretName"] == "mine"
+    assert yaml.safe_load(config_of(existing))["server"]["web_config_file"] == "/etc/bedrock-batch-exporter-web/web.yml"
+    assert container(pod)["livenessProbe"]["httpGet"]["scheme"] == "HTTP"
+    assert one(existing, "ServiceMonitor")["spec"]["endpoints"][0]["scheme"] == "http"
+
+
+def test_prometheus_rule_overrides_disable_rethreshold_and_add() -> None:
+    sets = [
+        "prometheusRule.enabled=true",
+        "prometheusRule.disabledAlerts[0]=BedrockBatchJobFailed",
+        "prometheusRule.alertOverrides.BedrockBatchExporterDataStale.for=7m",
+        "prometheusRule.alertOverrides.BedrockBatchExporterDataStale.labels.severity=critical",
+        "prometheusRule.additionalGroups[0].name=mine",
+        "prometheusRule.additionalGroups[0].rules[0].record=my:up",
+        "prometheusRule.additionalGroups[0].rules[0].expr=up",
+    ]
+    groups = one(render(sets=sets), "PrometheusRule")["spec"]["groups"]
+    alerts = {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
+    shipped = {r["alert"] for g in yaml.safe_load(RULES_COPY.read_text())["groups"] for r in g["rules"] if "alert" in r}
+    assert set(alerts) == shipped - {"BedrockBatchJobFailed"}
+    stale = alerts["BedrockBatchExporterDataStale"]
+    assert stale["for"] == "7m" and stale["labels"]["severity"] == "critical"
+    assert groups[-1] == {"name": "mine", "rules": [{"record": "my:up", "expr": "up"}]}
+    unknown = helm(
+        *template_args((), ("prometheusRule.enabled=true", "prometheusRule.disabledAlerts[0]=Nope")), check=False
+    )
+    assert unknown.returncode != 0 and '"Nope" is not an alert of the shipped rules' in unknown.stderr

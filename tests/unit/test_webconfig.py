@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 
 import bcrypt
 import pytest
 
 from exporter.config import ConfigError
+from exporter.http import Router
+from exporter.snapshot import Store
 from exporter.webconfig import BCRYPT_DEFAULT_MAX_COST, BasicAuth, load_web_config
 
 PASSWORD = b"s3cret-scrape-password"
@@ -162,3 +165,27 @@ def test_a_web_config_that_is_not_a_regular_file_or_a_bomb_is_refused(tmp_path: 
     for path in (fifo, bomb, tmp_path):
         with pytest.raises(ConfigError):
             load_web_config(path)
+
+
+def test_health_paths_answer_without_credentials_only_when_the_web_config_says_so(tmp_path: Path) -> None:
+    class Body:
+        def parts(self, gzip: bool = False) -> tuple[bytes, ...]:
+            return (b"m 1\n",)
+
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  prometheus: '{HASH}'\nhealth_without_auth: true\n")
+    web = load_web_config(path)
+    assert web.health_without_auth
+    auth = BasicAuth(web.basic_auth_users)
+    closed = Router(Store(time.time), Body(), auth=auth)
+    opened = Router(Store(time.time), Body(), auth=auth, health_without_auth=True)
+    nobody: dict[str, str] = {}
+    for path_ in ("/healthz", "/readyz", "/metrics", "/"):
+        assert closed.handle("GET", path_, nobody, lambda n: b"").status == 401
+    assert opened.handle("GET", "/healthz", nobody, lambda n: b"").status == 200
+    assert opened.handle("GET", "/readyz?x=1", nobody, lambda n: b"").status == 503  # open, and not ready yet
+    for path_ in ("/metrics", "/", "/api/status", "/healthz/../metrics"):
+        assert opened.handle("GET", path_, nobody, lambda n: b"").status == 401
+    assert opened.handle("POST", "/healthz", nobody, lambda n: b"").status == 401  # only reads are open
+    signed = {"Authorization": header("prometheus", PASSWORD)}
+    assert opened.handle("GET", "/metrics", signed, lambda n: b"").status == 200

@@ -43,11 +43,29 @@ app.kubernetes.io/part-of: bedrock-batch-exporter
 {{- end }}
 
 {{- define "bbe.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
-{{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $repository := .Values.image.repository }}
+{{- with .Values.image.registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
 {{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the web config is mounted, and the file the exporter's config names (server.web_config_file). */}}
+{{- define "bbe.webConfigDir" -}}
+/etc/bedrock-batch-exporter-web
+{{- end }}
+
+{{- define "bbe.webConfigSecret" -}}
+{{- default (printf "%s-web-config" (include "bbe.fullname" .)) .Values.webConfig.existingSecret }}
+{{- end }}
+
+{{/* HTTP or HTTPS: what the exporter serves (webConfig.tls). */}}
+{{- define "bbe.scheme" -}}
+{{- if and .Values.webConfig.enabled .Values.webConfig.tls }}HTTPS{{ else }}HTTP{{ end }}
 {{- end }}
 
 {{/* Path of the Prometheus exposition: the config's server.metrics_path, else /metrics. */}}
@@ -99,7 +117,7 @@ spec:
         {{- range .Values.extraArgs }}
         - {{ . | quote }}
         {{- end }}
-      {{- if or .Values.sharding.enabled .Values.env }}
+      {{- if or .Values.sharding.enabled .Values.env .Values.extraEnv }}
       env:
         {{- if .Values.sharding.enabled }}
         - name: SHARD_INDEX
@@ -108,6 +126,9 @@ spec:
               fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
         {{- end }}
         {{- with .Values.env }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+        {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
       {{- end }}
@@ -123,11 +144,13 @@ spec:
         httpGet:
           path: /healthz
           port: http-metrics
+          scheme: {{ include "bbe.scheme" . }}
         {{- toYaml .Values.livenessProbe | nindent 8 }}
       readinessProbe:
         httpGet:
           path: /readyz
           port: http-metrics
+          scheme: {{ include "bbe.scheme" . }}
         {{- toYaml .Values.readinessProbe | nindent 8 }}
       securityContext:
         {{- toYaml .Values.securityContext | nindent 8 }}
@@ -139,10 +162,26 @@ spec:
         - name: config
           mountPath: /etc/bedrock-batch-exporter
           readOnly: true
+        {{- if .Values.webConfig.enabled }}
+        - name: web-config
+          mountPath: {{ include "bbe.webConfigDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
         name: {{ include "bbe.fullname" . }}
+    {{- if .Values.webConfig.enabled }}
+    - name: web-config
+      secret:
+        secretName: {{ include "bbe.webConfigSecret" . }}
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
