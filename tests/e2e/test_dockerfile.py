@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from exporter.config import ServerConfig
-from tests.e2e.k8s_tools import CHART, REPO, check_config, parse_cli
+from tests.e2e.k8s_tools import CHART, REPO, check_config, parse_cli, self_signed
 
 pytestmark = pytest.mark.e2e
 
@@ -334,7 +334,6 @@ def test_the_healthcheck_command_passes_over_http_and_https_and_fails_without_a_
 
     from exporter.http import MetricsServer, Router
     from exporter.snapshot import Store
-    from tests.e2e.test_helm import self_signed
 
     command = json.loads(final.all("HEALTHCHECK")[-1].value.split("CMD", 1)[1].strip())
     cert_file, key_file = self_signed(tmp_path)

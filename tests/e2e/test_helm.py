@@ -33,6 +33,7 @@ from tests.e2e.k8s_tools import (
     render,
     render_scenario,
     restricted_violations,
+    self_signed,
     template_args,
     workload,
 )
@@ -440,36 +441,6 @@ def test_kubernetes_older_than_the_pod_index_label_is_refused() -> None:
     args[args.index("--kube-version") + 1] = "1.27.9"
     result = helm(*args, check=False)
     assert result.returncode != 0 and "kubeVersion" in result.stderr, result.stderr
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A throwaway certificate and key for 127.0.0.1 (the web config's TLS files, made local)."""
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "tls.crt", folder / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_file, key_file
 
 
 def test_tls_and_basic_auth_reach_the_probes_the_service_monitor_and_the_config() -> None:
