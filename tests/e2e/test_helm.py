@@ -497,3 +497,16 @@ def test_prometheus_rule_overrides_disable_rethreshold_and_add() -> None:
         *template_args((), ("prometheusRule.enabled=true", "prometheusRule.disabledAlerts[0]=Nope")), check=False
     )
     assert unknown.returncode != 0 and '"Nope" is not an alert of the shipped rules' in unknown.stderr
+
+
+def test_the_readme_says_the_dashboards_need_the_recording_rules_they_use() -> None:
+    rules = yaml.safe_load(RULES_SOURCE.read_text())
+    recorded = {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+    used = set()
+    for path in dashboard_sources():
+        used |= set(re.findall(r"\b[a-z_]+:[a-z_]+:[a-z_]+\b", path.read_text())) & recorded
+    assert used, "the dashboards use no recording rule: drop the README's sentence"
+    readme = (REPO / "README.md").read_text()
+    assert "They need the recording\n  rules below" in readme
+    for prefix in {name.split(":", 1)[0] for name in used}:
+        assert f"`{prefix}:*`" in readme, prefix
