@@ -21,7 +21,7 @@ from exporter.demo.policies import POLICIES
 from exporter.doctor import run_doctor
 from exporter.model import BEDROCK_BATCH_NAMESPACE
 from exporter.plan import run_plan
-from exporter.preflight import preflight
+from exporter.preflight import config_problems, preflight
 
 log = logging.getLogger("exporter")
 
@@ -117,7 +117,8 @@ def _load(path: str) -> Config | None:
     try:
         return load_config(path)
     except ConfigError as exc:
-        for problem in exc.problems:
+        hidden = config_problems(exc.partial) if exc.partial is not None else []  # the checks of a whole config
+        for problem in (*exc.problems, *hidden):
             print(f"config error: {problem}", file=sys.stderr)
         return None
 

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from stat import S_ISREG
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
@@ -19,12 +19,14 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 
 
 class ConfigError(Exception):
-    """A configuration that cannot be used; `problems` holds one line per problem."""
+    """A configuration that cannot be used; `problems` holds one line per problem. `partial` is the config as it
+    validates with the offending fields left out, when it does: for the checks that need a whole config (preflight)."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[str], partial: Any = None) -> None:
         lines = tuple(_one_line(p) for p in problems)
         super().__init__("; ".join(lines))
         self.problems = lines
+        self.partial = partial
 
 
 def parse_duration(value: object) -> float:

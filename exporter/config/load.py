@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from exporter import yamlsafe
-from exporter.config.base import ConfigError, join_path, read_config_file, validation_problems
+from exporter.config.base import ConfigError, format_location, join_path, read_config_file, validation_problems
 from exporter.config.models import Config
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -63,7 +64,64 @@ def load_config_text(text: str, source: str = "<config>", env: Mapping[str, str]
     try:
         return Config.model_validate(expanded)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(exc)) from None
+        problems = validation_problems(exc)
+        partial = _look_further(expanded, exc, problems)
+        raise ConfigError(problems, partial) from None
+
+
+LOOK_FURTHER_ROUNDS = 3
+
+
+def _look_further(data: dict[str, Any], exc: ValidationError, problems: list[str]) -> Config | None:
+    """Report in one run what the first problems hide: checks of a whole section run only once its fields are valid
+    (a bad period waits for an unknown key beside it). The mapping fields that failed are left out (so their defaults
+    apply) and the rest validated again, a few rounds; new problems are added to `problems`. Returns the config once
+    it validates without those fields, else None. Problems about the fields left out themselves are not added."""
+    removed: set[str] = set()
+    for _ in range(LOOK_FURTHER_ROUNDS):
+        data = copy.deepcopy(data)
+        dropped = False
+        errors = [
+            (error["type"], tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p)))
+            for error in exc.errors(include_url=False)
+        ]
+        for kind, loc in errors:
+            # a section "too short" only because its items failed, or missing, is left as it is
+            consequence = any(len(other) > len(loc) and other[: len(loc)] == loc for _, other in errors)
+            if kind == "missing" or consequence or not loc or not isinstance(loc[-1], str):
+                continue
+            if _drop(data, loc):
+                removed.add(format_location(loc))
+                dropped = True
+        if not dropped:
+            return None
+        try:
+            return Config.model_validate(data)
+        except ValidationError as again:
+            exc = again
+            for problem in validation_problems(again):
+                where = problem.split(": ", 1)[0]
+                if problem not in problems and not any(
+                    where == r or where.startswith((r + ".", r + "[")) for r in removed
+                ):
+                    problems.append(problem)
+    return None
+
+
+def _drop(data: Any, loc: tuple[int | str, ...]) -> bool:
+    """Delete the mapping key at `loc` from nested dicts and lists; False when the path does not lead to one."""
+    node: Any = data
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            if not (isinstance(node, list) and 0 <= part < len(node)):
+                return False
+        elif not (isinstance(node, dict) and part in node):
+            return False
+        node = node[part]
+    if isinstance(node, dict) and loc[-1] in node:
+        del node[loc[-1]]
+        return True
+    return False
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -118,3 +118,33 @@ def test_twenty_second_periods_are_accepted(tmp_path: Path) -> None:
     result = cli("check-config", str(path))
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
+
+
+def test_one_run_reports_the_problems_that_others_would_hide(tmp_path: Path) -> None:
+    """Checks of a whole section wait for its fields (a region check for an unknown key beside it, a period for
+    another), and the family check for a valid config: check-config leaves the bad fields out and looks again."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "aws:\n  max_attemps: 3\n"
+        "targets:\n  - regions: [us-esat-1]\n    externl_id: x\n"
+        "namespaces:\n  - namespace: AWS/Bedrock/Batch\n    intervall: 5s\n    period: 7s\n"
+    )
+    result = cli("check-config", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert all(line.startswith("config error: ") for line in lines)
+    found = [line.removeprefix("config error: ").split(": ", 1)[0] for line in lines]
+    assert found == [
+        "aws.max_attemps",
+        "targets[0].externl_id",
+        "namespaces[0].intervall",
+        "targets[0].regions[0]",
+        "namespaces[0].period",
+    ], lines
+    collision = tmp_path / "collision.yaml"
+    collision.write_text(
+        MINIMAL
+        + "aws:\n  max_attemps: 3\nnamespaces:\n  - namespace: X\n    metrics: [{name: FooBar}, {name: foo_bar}]\n"
+    )
+    lines = cli("check-config", str(collision)).stderr.splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["aws.max_attemps", "namespaces[0].metrics[1].name"], lines
