@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from exporter.config import Config
+from exporter.failures import failure_reason
 from exporter.model import KNOWN_STATUSES, CloudWatchValue, InsightsValue, Job, JobUsage, Price, SeriesKey, TaskState
 from exporter.naming import dimension_label, metric_name
 from exporter.pricing import resolve
@@ -60,6 +61,12 @@ JOB_INFO = _job(
     "info",
     "Bedrock batch job; always 1. Labels carry its status and invocation type.",
     (*JOB_LABELS, "status", "invocation_type"),
+)
+JOB_FAILURE = _job(
+    "failure_info",
+    "A job that ended Failed, PartiallyCompleted or Expired; always 1. `reason` is a class read from its message "
+    "(s3_access, kms, network, input_format, quota, timeout, internal, other); the message is on / and /api/status.",
+    (*JOB_LABELS, "status", "reason"),
 )
 JOB_INPUT_RECORDS = _job("input_records", "Records in the job's input.")
 JOB_PROCESSED_RECORDS = _job("processed_records", "Records processed so far.")
@@ -124,6 +131,7 @@ BUILTIN: tuple[Family, ...] = (
     JOBS,
     JOBS_FINISHED,
     JOB_INFO,
+    JOB_FAILURE,
     JOB_INPUT_RECORDS,
     JOB_PROCESSED_RECORDS,
     JOB_SUCCEEDED_RECORDS,
@@ -277,6 +285,8 @@ def job_samples(state: TaskState, prices: Mapping[str, Price] | None = None) -> 
         labels = (*base, ("job_arn", job.arn), ("job_name", job.name), ("model_id", job.model_id))
         info = (*labels, ("status", job.status), ("invocation_type", job.invocation_type))
         yield Sample(JOB_INFO, info, 1.0)
+        if (reason := failure_reason(job.status, job.message)) is not None:
+            yield Sample(JOB_FAILURE, (*labels, ("status", job.status), ("reason", reason)), 1.0)
         for family, value in (
             (JOB_INPUT_RECORDS, job.total_records),
             (JOB_PROCESSED_RECORDS, job.processed_records),

@@ -97,6 +97,13 @@ class Job:
     last_modified_time: float | None = None
     output_s3_uri: str | None = None  # outputDataConfig.s3OutputDataConfig.s3Uri
     output_bucket_owner: str | None = None  # outputDataConfig.s3OutputDataConfig.s3BucketOwner
+    # For failure diagnostics (status page and /api/status only; exporter.failures classifies the message)
+    message: str | None = None  # `message`: at most MESSAGE_MAX characters kept; botocore marks it sensitive
+    role_arn: str | None = None  # `roleArn`
+    input_s3_uri: str | None = None  # inputDataConfig.s3InputDataConfig.s3Uri
+    kms_key_id: str | None = None  # outputDataConfig.s3OutputDataConfig.s3EncryptionKeyId
+    subnet_ids: tuple[str, ...] = ()  # vpcConfig.subnetIds
+    security_group_ids: tuple[str, ...] = ()  # vpcConfig.securityGroupIds
 
     @property
     def job_id(self) -> str:

@@ -226,10 +226,45 @@ def parse_job(summary: Any, now: float | None = None, rejected: Counter[tuple[st
         failed_records=_count(summary.get("errorRecordCount")),
         last_modified_time=times["lastModifiedTime"],
         **_output(summary.get("outputDataConfig")),
+        **_diagnostics(summary),
     )
 
 
-def _output(config: Any) -> dict[str, str | None]:
+# botocore's bedrock model: Message and RoleArn at most 2,048 characters, S3Uri 1,024, KmsKeyId 2,048, SubnetIds 16
+# and SecurityGroupIds 5 items. Longer values (an answer that breaks the model) are cut to these, never refused: the
+# job's counts and status matter more than its diagnostics.
+MESSAGE_MAX = 2048
+TEXT_MAX = 2048
+IDS_MAX = 16
+
+
+def _text(value: Any, limit: int = TEXT_MAX) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def _ids(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(item[:TEXT_MAX] for item in value[:IDS_MAX] if isinstance(item, str) and item)
+
+
+def _diagnostics(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What a failed job's operator checks first: the message, the role, the input, the output's KMS key, the VPC."""
+    inputs, outputs, vpc = (summary.get(k) for k in ("inputDataConfig", "outputDataConfig", "vpcConfig"))
+    s3_in = inputs.get("s3InputDataConfig") if isinstance(inputs, Mapping) else None
+    s3_out = outputs.get("s3OutputDataConfig") if isinstance(outputs, Mapping) else None
+    vpc = vpc if isinstance(vpc, Mapping) else {}
+    return {
+        "message": _text(summary.get("message"), MESSAGE_MAX),
+        "role_arn": _text(summary.get("roleArn")),
+        "input_s3_uri": _text(s3_in.get("s3Uri")) if isinstance(s3_in, Mapping) else None,
+        "kms_key_id": _text(s3_out.get("s3EncryptionKeyId")) if isinstance(s3_out, Mapping) else None,
+        "subnet_ids": _ids(vpc.get("subnetIds")),
+        "security_group_ids": _ids(vpc.get("securityGroupIds")),
+    }
+
+
+def _output(config: Any) -> dict[str, Any]:
     """`outputDataConfig.s3OutputDataConfig` (a union in botocore's model): where the job writes its results."""
     s3 = config.get("s3OutputDataConfig") if isinstance(config, Mapping) else None
     if not isinstance(s3, Mapping):

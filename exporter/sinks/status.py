@@ -23,6 +23,7 @@ from prometheus_client import Counter as PromCounter
 
 from exporter import __version__
 from exporter.config import defaults_for
+from exporter.failures import failure_reason
 from exporter.families import job_spend, spend_totals
 from exporter.http import Response
 from exporter.model import CloudWatchValue, TaskState
@@ -276,6 +277,15 @@ def _jobs(snapshot: Snapshot, now: float) -> list[JSON]:
                     "input_tokens": None if used is None else used.input_tokens,
                     "output_tokens": None if used is None else used.output_tokens,
                     "cost_dollars": cost,
+                    # why it failed (exporter.failures), and what the operator checks first; the message as AWS sent
+                    # it, cut at 2,048 characters (escaped where the page shows it)
+                    "failure_reason": failure_reason(job.status, job.message),
+                    "message": job.message,
+                    "role_arn": job.role_arn,
+                    "input_s3_uri": job.input_s3_uri,
+                    "kms_key_id": job.kms_key_id,
+                    "subnet_ids": list(job.subnet_ids),
+                    "security_group_ids": list(job.security_group_ids),
                 }
             )
     return out

@@ -309,6 +309,31 @@ def _usage(job: JSON) -> str:
     return f"{_number(job['input_tokens'])} in<br>{_number(job['output_tokens'])} out<br><strong>{shown}</strong>"
 
 
+MESSAGE_SHOWN = 500  # characters of a job's message in the table; /api/status has all AWS sent (at most 2,048)
+
+
+def _failure(job: JSON) -> str:
+    """Why a job failed: its reason class, the start of AWS's message (escaped), and what to check, with runbook."""
+    reason = job.get("failure_reason")
+    if reason is None:
+        return ""
+    message = job.get("message") or ""
+    cut = message[:MESSAGE_SHOWN] + ("…" if len(message) > MESSAGE_SHOWN else "")
+    checks = [
+        (label, job.get(key))
+        for label, key in (("role", "role_arn"), ("input", "input_s3_uri"), ("KMS key", "kms_key_id"))
+        if job.get(key)
+    ]
+    if job.get("subnet_ids"):
+        checks.append(("VPC subnets", ", ".join(job["subnet_ids"])))
+    details = "".join(f"<br><span class='muted small'>{_e(k)}: {_e(v)}</span>" for k, v in checks)
+    anchor = f"runbooks#job-failure-{reason}"  # scripts/build-runbooks' anchors keep the underscore
+    return (
+        f"<br><a class='warn small' href='{_e(anchor)}'>{_e(reason)}</a>"
+        f"<br><span class='small failure'>{_e(cut)}</span>{details}"
+    )
+
+
 def _jobs_html(section: JSON, finished: bool) -> str:
     rows = []
     for job in section["items"]:
@@ -317,7 +342,7 @@ def _jobs_html(section: JSON, finished: bool) -> str:
             f'title="{_e(job["job_arn"])}">{_e(job["job_arn"].rsplit("/", 1)[-1])}</span>'
         )
         where = f'{_e(job["model_id"])}<br><span class="muted small">{_e(job["region"])}</span>'
-        status = _e(job["status"] or "unknown")
+        status = _e(job["status"] or "unknown") + _failure(job)
         if finished:
             ended = _time(job["ended"])
             rows.append(

@@ -283,3 +283,29 @@ def test_jobs_over_the_budget_are_dropped_oldest_finished_first_and_counted(
     wait_for(lambda: (value(url, dropped, kind="running") or 0) >= 1)
     with urllib.request.urlopen(url + "/", timeout=5) as response:
         assert "running jobs over the jobs.max_jobs budget" in response.read().decode()
+
+
+def test_a_failed_jobs_reason_is_on_metrics_and_its_message_capped_and_escaped_on_the_page(
+    fresh_aws: SimulatedAws, exporters: list[Exporter]
+) -> None:
+    arn = start_job(fresh_aws, "model-a")
+    hostile = "<img src=x onerror=alert(1)> Access Denied on bucket in " + "&" * 1_000_000  # a 1 MB message
+    fresh_aws.jobs.update(
+        arn,
+        status="Failed",
+        endTime=time.time(),
+        message=hostile,
+        roleArn="arn:aws:iam::123456789012:role/batch-role",
+    )
+    _, url = start_exporter(exporters, config_text(fresh_aws))
+    wait_for(lambda: value(url, "bedrock_batch_job_failure_info", reason="s3_access", status="Failed") == 1)
+    assert value(url, "bedrock_batch_job_info", status="Failed") == 1
+    with urllib.request.urlopen(url + "/api/status?limit=10", timeout=10) as answer:  # loopback only
+        status = json.loads(answer.read())
+    (job,) = [j for j in status["finished_jobs"]["items"] if j["job_arn"] == arn]
+    assert job["failure_reason"] == "s3_access" and job["role_arn"].endswith("role/batch-role")
+    assert len(job["message"]) == 2048 and job["message"].startswith("<img")
+    with urllib.request.urlopen(url + "/", timeout=10) as answer:  # loopback only
+        page = answer.read().decode()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt; Access Denied" in page
+    assert "runbooks#job-failure-s3_access" in page and len(page) < 400_000
