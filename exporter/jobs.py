@@ -9,21 +9,37 @@ from exporter.config import PricingConfig
 from exporter.model import TERMINAL_STATUSES, Job, JobsFinished, Price
 from exporter.pricing import with_aliases
 
+# Statuses before InProgress (botocore's ModelInvocationJobStatus: Submitted, then Validating, then Scheduled, the
+# queue); a job seen in one of them and later InProgress has waited at least until the last listing that saw it so.
+WAITING_STATUSES = frozenset({"Submitted", "Validating", "Scheduled"})
+
 
 class JobTracker:
-    """Remembers each job's last status, to count jobs entering a terminal status (once each)."""
+    """Remembers each job's last status, to count jobs entering a terminal status (once each) and to measure how long
+    jobs waited before InProgress."""
 
     def __init__(self, started: float) -> None:
         self._started = started
         self._status: dict[str, str] = {}
+        # ARN -> when a listing last saw the job waiting; the wait ends at the first listing that sees it InProgress.
+        self._waiting_seen: dict[str, float] = {}
+        self.entered: list[tuple[str, float]] = []  # (model_id, seconds waited, a lower bound) since the last take
+        self._entered_arns: set[str] = set()  # each job enters once, even if AWS flips it back to waiting
         # Jobs already counted, by ARN: a job whose status flips back out of a terminal one (AWS has been seen
         # answering Completed -> InProgress -> Completed) is still one finished job. Pruned to the listed jobs.
         self._counted: set[str] = set()
         self.finished: Counter[tuple[str, str]] = Counter()  # (model_id, status) -> jobs
 
-    def observe(self, jobs: Iterable[Job]) -> None:
+    def observe(self, jobs: Iterable[Job], now: float | None = None) -> None:
         seen = {}
+        waiting: dict[str, float] = {}
         for job in jobs:
+            if now is not None:
+                if job.status in WAITING_STATUSES:
+                    waiting[job.arn] = now
+                elif job.status == "InProgress" and job.arn in self._waiting_seen and job.arn not in self._entered_arns:
+                    self.entered.append((job.model_id, max(0.0, self._waiting_seen[job.arn] - job.submit_time)))
+                    self._entered_arns.add(job.arn)
             before = self._status.get(job.arn)
             # A job first seen finished counts only if it ended while we were watching (endTime, else the time it
             # was last modified: AWS marks endTime optional).
@@ -35,6 +51,14 @@ class JobTracker:
             seen[job.arn] = job.status
         self._status = seen
         self._counted.intersection_update(seen)
+        if now is not None:
+            self._waiting_seen = waiting  # a job that left waiting (or the listing) is forgotten
+            self._entered_arns.intersection_update(seen)
+
+    def take_entered(self) -> list[tuple[str, float]]:
+        """The jobs seen entering InProgress since the last call: (model_id, seconds waited at least)."""
+        entered, self.entered = self.entered, []
+        return entered
 
     def records(self) -> tuple[JobsFinished, ...]:
         return tuple(JobsFinished(model, status, n) for (model, status), n in sorted(self.finished.items()))

@@ -339,7 +339,9 @@ class JobTask:
         jobs = listing.jobs
         self._count_bad(account_id, listing.rejected, listing.truncated)
         if listing.truncated is None:  # a cut-short listing lacks jobs: their status history must not be forgotten
-            self._tracker.observe(jobs)
+            self._tracker.observe(jobs, now)
+            for model_id, waited in self._tracker.take_entered():
+                self._metrics.queue_wait.labels(account_id, self.region, model_id).observe(waited)
         self._count_unknown(account_id, jobs)
         # Fail open: any status outside the terminal set (one the SDK does not list included) is unfinished work.
         self._board.report(self.target.label, self.region, any(not j.finished for j in jobs))

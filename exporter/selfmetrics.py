@@ -147,6 +147,16 @@ class SelfMetrics:
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
             registry=self.registry,
         )
+        # Not a health metric, but a histogram: it lives in this registry, which prometheus-client renders
+        self.queue_wait = Histogram(
+            "bedrock_batch_model_queue_wait_seconds",
+            "Time from submission to InProgress of the jobs seen entering InProgress, per model: a lower bound "
+            "(submission to the last listing that saw the job still waiting); jobs first seen running are not "
+            "observed (docs/metrics.md).",
+            ["account_id", "region", "model_id"],
+            buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 604800),
+            registry=self.registry,
+        )
         self.cycles = Counter(
             f"{PREFIX}_cycles",
             "Poll cycles by outcome (success or error).",
@@ -196,6 +206,7 @@ class SelfMetrics:
             self.metrics_requested,
             self.api_cost,
             self.cycle_duration,
+            self.queue_wait,
             self.cycles,
             self.cycles_overrun,
             self.discovery_errors,

@@ -309,3 +309,29 @@ def test_a_failed_jobs_reason_is_on_metrics_and_its_message_capped_and_escaped_o
         page = answer.read().decode()
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt; Access Denied" in page
     assert "runbooks#job-failure-s3_access" in page and len(page) < 400_000
+
+
+def test_queue_wait_histogram_counts_the_jobs_seen_entering_in_progress(
+    fresh_aws: SimulatedAws, exporters: list[Exporter]
+) -> None:
+    jobs = fresh_aws.jobs
+    waiting = [jobs.submit(f"queued-{i}", "model-q", 100, now=time.time() - 600) for i in range(3)]
+    running = jobs.submit("already-running", "model-q", 100, now=time.time() - 600)
+    for job in waiting:
+        jobs.update(job["jobArn"], status="Scheduled")
+    jobs.update(running["jobArn"], status="InProgress")  # first seen running: its wait is unknown, not observed
+    _, url = start_exporter(exporters, config_text(fresh_aws))
+    wait_for(lambda: value(url, "bedrock_batch_job_info", job_name="queued-0", status="Scheduled") == 1)
+    jobs_listed = fresh_aws.count("ListModelInvocationJobs")
+    wait_for(lambda: fresh_aws.count("ListModelInvocationJobs") > jobs_listed)  # seen waiting by a whole listing
+    for job in waiting[:2]:
+        jobs.update(job["jobArn"], status="InProgress")
+    count = "bedrock_batch_model_queue_wait_seconds_count"
+    wait_for(lambda: value(url, count, model_id="model-q") == 2, what="two jobs seen entering InProgress")
+    waited = value(url, "bedrock_batch_model_queue_wait_seconds_sum", model_id="model-q")
+    assert waited is not None and 2 * 600 <= waited < 2 * 700  # each at least its 600 s since submission
+    assert value(url, "bedrock_batch_model_queue_wait_seconds_bucket", model_id="model-q", le="300.0") == 0
+    assert value(url, "bedrock_batch_model_queue_wait_seconds_bucket", model_id="model-q", le="900.0") == 2
+    jobs.update(waiting[2]["jobArn"], status="InProgress")
+    wait_for(lambda: value(url, count, model_id="model-q") == 3)
+    assert value(url, count, model_id="model-q") == 3  # the job first seen running never counts

@@ -182,3 +182,24 @@ def test_price_series_carry_the_ids_as_reported() -> None:
     seen = {"us.a.b-v1:0", "nothing.known"}
     labels = {dict(s.labels)["model_id"] for s in price_samples(prices(pricing), seen)}
     assert labels == {"a.b-v1:0", "us.a.b-v1:0"}
+
+
+def _job_in(status: str, arn: str = "arn:j1", submitted: float = 0.0) -> Job:
+    return Job(arn, "n", "m", status, "InvokeModel", submitted, None, None, None, None, None, None)
+
+
+def test_queue_wait_is_measured_only_for_jobs_seen_waiting_and_as_a_lower_bound() -> None:
+    tracker = JobTracker(started=0.0)
+    tracker.observe([_job_in("Submitted"), _job_in("InProgress", "arn:running")], now=100.0)
+    tracker.observe([_job_in("Scheduled"), _job_in("InProgress", "arn:running")], now=160.0)
+    assert tracker.take_entered() == []  # still waiting; the running one was never seen waiting
+    tracker.observe([_job_in("InProgress")], now=220.0)
+    assert tracker.take_entered() == [("m", 160.0)]  # the last listing that saw it waiting: at least 160 s
+    assert tracker.take_entered() == []  # taken once
+    tracker.observe([_job_in("Scheduled")], now=280.0)  # AWS flips it back: it entered once already
+    tracker.observe([_job_in("InProgress")], now=340.0)
+    assert tracker.take_entered() == []
+    tracker.observe([_job_in("Scheduled", "arn:j2", submitted=300.0)], now=400.0)
+    tracker.observe([], now=460.0)  # missing from a listing: forgotten, no wait is made up
+    tracker.observe([_job_in("InProgress", "arn:j2", submitted=300.0)], now=520.0)
+    assert tracker.take_entered() == []
