@@ -289,33 +289,3 @@ def identical_copies(pairs: Iterable[tuple[Path, Path]]) -> Iterator[str]:
             yield f"{copy.relative_to(REPO)} is missing: {fix}"
         elif source.read_bytes() != copy.read_bytes():
             yield f"{copy.relative_to(REPO)} differs from its source {source.relative_to(REPO)}: {fix}"
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A throwaway certificate and key for 127.0.0.1 (the web config's TLS files, made local)."""
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "tls.crt", folder / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_file, key_file

@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from exporter.config import ServerConfig
-from tests.e2e.k8s_tools import CHART, REPO, check_config, parse_cli, self_signed
+from tests.conftest import self_signed_certificate
+from tests.e2e.k8s_tools import CHART, REPO, check_config, parse_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -336,7 +337,7 @@ def test_the_healthcheck_command_passes_over_http_and_https_and_fails_without_a_
     from exporter.snapshot import Store
 
     command = json.loads(final.all("HEALTHCHECK")[-1].value.split("CMD", 1)[1].strip())
-    cert_file, key_file = self_signed(tmp_path)
+    cert_file, key_file = self_signed_certificate(tmp_path)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert_file, key_file)
     for context in (None, tls):

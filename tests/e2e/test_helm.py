@@ -16,6 +16,7 @@ import yaml
 from exporter.http import MetricsServer, Router
 from exporter.runbooks import RunbooksPage
 from exporter.snapshot import Store
+from tests.conftest import self_signed_certificate
 from tests.e2e.k8s_tools import (
     CHART,
     NAMESPACE,
@@ -33,7 +34,6 @@ from tests.e2e.k8s_tools import (
     render,
     render_scenario,
     restricted_violations,
-    self_signed,
     template_args,
     workload,
 )
@@ -128,7 +128,7 @@ def test_rendered_config_passes_check_config(scenario: str, tmp_path: Path) -> N
     if web_file is not None:  # the pod's file, from the rendered Secret, with its certificate paths made local
         assert web_file == "/etc/bedrock-batch-exporter-web/web-config.yml"
         web = yaml.safe_load(one(resources, "Secret")["stringData"]["web-config.yml"])
-        cert_file, key_file = self_signed(tmp_path)
+        cert_file, key_file = self_signed_certificate(tmp_path)
         web["tls_server_config"].update(cert_file=str(cert_file), key_file=str(key_file))
         local = tmp_path / "web-config.yml"
         local.write_text(yaml.safe_dump(web))

@@ -27,7 +27,7 @@ import exporter.http
 from exporter.http import MAX_CONNECTIONS, MAX_PER_CLIENT, SECURITY_HEADERS, WORKERS, MetricsServer, Router
 from exporter.snapshot import Store
 from exporter.webconfig import BasicAuth
-from tests.integration.test_security_reload import _certificate
+from tests.conftest import self_signed_certificate
 
 BODY = b"".join(b'demo_series{n="%d"} 1\n' % i for i in range(2000))
 
@@ -251,7 +251,7 @@ def test_unknown_methods_get_405_with_allow(server: MetricsServer) -> None:
 
 def tls_server(tmp_path: Path, exposition: FakeExposition | BigExposition | None = None) -> tuple[MetricsServer, Path]:
     """A started HTTPS server with a fresh self-signed certificate, and that certificate's file."""
-    cert_file, key_file = _certificate(tmp_path)
+    cert_file, key_file = self_signed_certificate(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     srv = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), exposition), tls=context)

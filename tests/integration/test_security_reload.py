@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import http.client
 import os
 import signal
@@ -17,15 +16,11 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from exporter.app import Exporter
 from exporter.config import load_config_text
 from exporter.demo.server import SimulatedAws
-from tests.conftest import fast_config, free_port, put_values, run_cli, wait_for
+from tests.conftest import fast_config, free_port, put_values, run_cli, self_signed_certificate, wait_for
 from tests.integration.test_jobs import recent
 
 PENDING = "NumberOfRecordsPendingProcessing"
@@ -151,31 +146,8 @@ def test_reload_can_be_disabled_and_bodies_are_limited(fresh_aws: SimulatedAws) 
         exporter.stop()
 
 
-def _certificate(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_file, key_file
-
-
 def test_tls_and_basic_auth(fresh_aws: SimulatedAws, tmp_path: Path) -> None:
-    cert_file, key_file = _certificate(tmp_path)
+    cert_file, key_file = self_signed_certificate(tmp_path)
     hashed = bcrypt.hashpw(b"s3cret-scrape-password", bcrypt.gensalt(rounds=4)).decode()
     web = tmp_path / "web.yml"
     web.write_text(
