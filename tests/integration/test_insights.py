@@ -24,10 +24,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def example_query() -> dict[str, Any]:
-    """The Insights query config.example.yaml ships under AWS/Bedrock/Batch."""
-    example = yaml.safe_load((ROOT / "config.example.yaml").read_text())
-    (namespace,) = [n for n in example["namespaces"] if n["namespace"] == "AWS/Bedrock/Batch"]
-    item: dict[str, Any] = namespace["insights"][0]
+    """The Insights query config.example.yaml shows, commented out, under AWS/Bedrock/Batch (uncommented here)."""
+    lines = (ROOT / "config.example.yaml").read_text().splitlines()
+    start = lines.index("    # insights:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("    # ") or (block and not line.startswith("    #  ")):
+            break
+        block.append("    " + line[len("    # ") :])
+    item: dict[str, Any] = yaml.safe_load("\n".join(block))["insights"][0]
     return item
 
 

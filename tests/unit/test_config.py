@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from exporter.config import (
+    Config,
     ConfigError,
     format_location,
     json_schema,
@@ -267,3 +270,23 @@ def test_every_partitions_regions_are_known_and_a_custom_endpoint_may_serve_othe
         assert load_config_text(f"targets:\n  - regions: [{region}]\n", env={}).targets[0].regions == (region,)
     custom = "targets:\n  - regions: [xx-lab-1]\n    endpoint_url: http://127.0.0.1:4566\n"
     assert load_config_text(custom, env={}).targets[0].regions == ("xx-lab-1",)
+
+
+def _meaning(config: Config) -> dict[str, Any]:
+    """What a config does, spelled one way: sinks as enabled, each namespace's metrics and insights as resolved."""
+    dumped = config.model_dump(mode="json", exclude={"sinks", "mode", "targets"})
+    dumped["sinks"] = sorted(config.enabled_sinks)
+    for ns, out in zip(config.namespaces, dumped["namespaces"], strict=True):
+        out["metrics"] = [vars(m) | {"missing_data": m.missing_data.value} for m in ns.resolved_metrics()]
+        out["insights"] = [vars(q) | {"missing_data": q.missing_data.value} for q in ns.resolved_insights()]
+        del out["missing_data"]
+    return dumped
+
+
+def test_the_example_config_sets_only_the_built_in_defaults() -> None:
+    """config.example.yaml is baked into the image as its config: what it sets uncommented must be the defaults
+    (extras stay commented out), apart from the targets, which have none."""
+    text = (ROOT / "config.example.yaml").read_text()
+    example = load_config_text(text, env={})
+    defaults = load_config_text(yaml.safe_dump({"targets": yaml.safe_load(text)["targets"]}), env={})
+    assert _meaning(example) == _meaning(defaults)
