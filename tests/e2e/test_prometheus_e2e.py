@@ -32,6 +32,8 @@ _FINISHED = "empty until a demo job reaches a terminal status after the exporter
 MAY_BE_EMPTY_UNTIL_THE_JOB_COLLECTOR_LANDS = {
     "bedrock_batch_job_end_timestamp_seconds": _FINISHED,
     "bedrock_batch_jobs_finished_total": _FINISHED,
+    "bedrock_batch_job_failure_info": "a demo job must fail or time out first",
+    "bedrock_batch_model_queue_wait_seconds_bucket": "a demo job must be seen waiting, then InProgress",
 }
 # The copy of the blog's throughput alert with its threshold lowered, which the demo's workload must fire.
 LOWERED = "BedrockBatchHighInputTokenThroughputE2E"
