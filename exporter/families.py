@@ -68,6 +68,11 @@ JOB_FAILURE = _job(
     "(s3_access, kms, network, input_format, quota, timeout, internal, other); the message is on / and /api/status.",
     (*JOB_LABELS, "status", "reason"),
 )
+JOB_QUEUE_WAIT = _job(
+    "queue_wait_seconds",
+    "Seconds an InProgress job waited from submission to InProgress: a lower bound (to the last listing that saw it "
+    "waiting); only jobs the exporter saw waiting.",
+)
 JOB_INPUT_RECORDS = _job("input_records", "Records in the job's input.")
 JOB_PROCESSED_RECORDS = _job("processed_records", "Records processed so far.")
 JOB_SUCCEEDED_RECORDS = _job("succeeded_records", "Records processed successfully.")
@@ -132,6 +137,7 @@ BUILTIN: tuple[Family, ...] = (
     JOBS_FINISHED,
     JOB_INFO,
     JOB_FAILURE,
+    JOB_QUEUE_WAIT,
     JOB_INPUT_RECORDS,
     JOB_PROCESSED_RECORDS,
     JOB_SUCCEEDED_RECORDS,
@@ -310,6 +316,11 @@ def _estimate_samples(state: TaskState, base: tuple[tuple[str, str], ...]) -> It
         if job is not None and job.status == "InProgress":
             labels = (*base, ("job_arn", job.arn), ("job_name", job.name), ("model_id", job.model_id))
             yield Sample(JOB_ETA, labels, eta.seconds)
+    for wait in state.job_queue_wait:
+        job = jobs.get(wait.arn)
+        if job is not None:
+            labels = (*base, ("job_arn", job.arn), ("job_name", job.name), ("model_id", job.model_id))
+            yield Sample(JOB_QUEUE_WAIT, labels, wait.seconds)
     for drain in state.model_drain:
         labels = (*base, ("model_id", drain.model_id))
         yield Sample(MODEL_RATE, labels, drain.records_per_second)

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from exporter.config import PricingConfig
-from exporter.model import TERMINAL_STATUSES, Job, JobsFinished, Price
+from exporter.model import TERMINAL_STATUSES, Job, JobQueueWait, JobsFinished, Price
 from exporter.pricing import with_aliases
 
 # Statuses before InProgress (botocore's ModelInvocationJobStatus: Submitted, then Validating, then Scheduled, the
@@ -24,7 +24,7 @@ class JobTracker:
         # ARN -> when a listing last saw the job waiting; the wait ends at the first listing that sees it InProgress.
         self._waiting_seen: dict[str, float] = {}
         self.entered: list[tuple[str, float]] = []  # (model_id, seconds waited, a lower bound) since the last take
-        self._entered_arns: set[str] = set()  # each job enters once, even if AWS flips it back to waiting
+        self._waited: dict[str, float] = {}  # ARN -> seconds waited, for jobs seen entering InProgress (once each)
         # Jobs already counted, by ARN: a job whose status flips back out of a terminal one (AWS has been seen
         # answering Completed -> InProgress -> Completed) is still one finished job. Pruned to the listed jobs.
         self._counted: set[str] = set()
@@ -37,9 +37,10 @@ class JobTracker:
             if now is not None:
                 if job.status in WAITING_STATUSES:
                     waiting[job.arn] = now
-                elif job.status == "InProgress" and job.arn in self._waiting_seen and job.arn not in self._entered_arns:
-                    self.entered.append((job.model_id, max(0.0, self._waiting_seen[job.arn] - job.submit_time)))
-                    self._entered_arns.add(job.arn)
+                elif job.status == "InProgress" and job.arn in self._waiting_seen and job.arn not in self._waited:
+                    waited = max(0.0, self._waiting_seen[job.arn] - job.submit_time)
+                    self.entered.append((job.model_id, waited))
+                    self._waited[job.arn] = waited
             before = self._status.get(job.arn)
             # A job first seen finished counts only if it ended while we were watching (endTime, else the time it
             # was last modified: AWS marks endTime optional).
@@ -53,7 +54,13 @@ class JobTracker:
         self._counted.intersection_update(seen)
         if now is not None:
             self._waiting_seen = waiting  # a job that left waiting (or the listing) is forgotten
-            self._entered_arns.intersection_update(seen)
+            self._waited = {arn: s for arn, s in self._waited.items() if arn in seen}
+
+    def queue_waits(self, jobs: Iterable[Job]) -> tuple[JobQueueWait, ...]:
+        """The waits of the InProgress jobs among `jobs` that were seen entering InProgress."""
+        return tuple(
+            JobQueueWait(j.arn, self._waited[j.arn]) for j in jobs if j.status == "InProgress" and j.arn in self._waited
+        )
 
     def take_entered(self) -> list[tuple[str, float]]:
         """The jobs seen entering InProgress since the last call: (model_id, seconds waited at least)."""

@@ -193,6 +193,14 @@ class JobEta:
 
 
 @dataclass(frozen=True, slots=True)
+class JobQueueWait:
+    """Seconds an InProgress job waited from submission to InProgress: a lower bound (exporter.jobs.JobTracker)."""
+
+    arn: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class ModelDrain:
     """A model's records left in unfinished jobs, its gross rate over the ETA window, and their quotient."""
 
@@ -225,6 +233,7 @@ class TaskState:
     job_usage: tuple[JobUsage, ...] = ()  # manifests read so far, for retained finished jobs
     job_eta: tuple[JobEta, ...] = ()
     model_drain: tuple[ModelDrain, ...] = ()
+    job_queue_wait: tuple[JobQueueWait, ...] = ()
     up: bool = False
     last_attempt: float | None = None
     last_success: float | None = None

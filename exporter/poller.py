@@ -360,6 +360,7 @@ class JobTask:
             job_usage=usage,
             job_eta=etas,
             model_drain=drains,
+            job_queue_wait=self._tracker.queue_waits(kept),
             up=True,
             last_attempt=now,
             last_success=now,

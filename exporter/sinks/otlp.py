@@ -78,6 +78,7 @@ FIXED_NAMES: dict[str, OtelName] = {
     "bedrock_batch_job_info": OtelName("bedrock_batch.job.info", ""),
     "bedrock_batch_job_failure_info": OtelName("bedrock_batch.job.failure_info", ""),
     "bedrock_batch_model_queue_wait_seconds": OtelName("bedrock_batch.model.queue_wait", "s"),
+    "bedrock_batch_job_queue_wait_seconds": OtelName("bedrock_batch.job.queue_wait", "s"),
     "bedrock_batch_job_input_records": OtelName("bedrock_batch.job.input_records", "{record}"),
     "bedrock_batch_job_processed_records": OtelName("bedrock_batch.job.processed_records", "{record}"),
     "bedrock_batch_job_succeeded_records": OtelName("bedrock_batch.job.succeeded_records", "{record}"),

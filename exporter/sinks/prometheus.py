@@ -305,7 +305,8 @@ def _same_text(x: float, y: float) -> bool:
 
 def _task_renders_alike(a: TaskState, b: TaskState) -> bool:
     """True when the Renderer writes the same lines for both states: their CloudWatch values (same series objects),
-    Insights groups and job rows. Health and timing fields are self-metrics, written at scrape time."""
+    Insights groups, job rows and the estimates made from them. Health and timing fields are self-metrics, written at
+    scrape time."""
     if a is b:
         return True
     stamps = a.cloudwatch_timestamps
@@ -318,6 +319,8 @@ def _task_renders_alike(a: TaskState, b: TaskState) -> bool:
         return False
     if a.jobs != b.jobs or a.jobs_finished != b.jobs_finished or a.job_usage != b.job_usage:
         return False
+    if (a.job_eta, a.model_drain, a.job_queue_wait) != (b.job_eta, b.model_drain, b.job_queue_wait):
+        return False  # the exporter's own estimates move while the jobs' rows stay
     for x, y in zip(a.values, b.values, strict=True):
         if x.series is not y.series or x.statistic != y.statistic or not _same_text(x.value, y.value):
             return False

@@ -332,6 +332,11 @@ def test_queue_wait_histogram_counts_the_jobs_seen_entering_in_progress(
     assert waited is not None and 2 * 600 <= waited < 2 * 700  # each at least its 600 s since submission
     assert value(url, "bedrock_batch_model_queue_wait_seconds_bucket", model_id="model-q", le="300.0") == 0
     assert value(url, "bedrock_batch_model_queue_wait_seconds_bucket", model_id="model-q", le="900.0") == 2
+    # per running job too, for those seen waiting; none for the job first seen running
+    one = value(url, "bedrock_batch_job_queue_wait_seconds", job_name="queued-0")
+    assert one is not None and 600 <= one < 700
+    assert value(url, "bedrock_batch_job_queue_wait_seconds", job_name="already-running") is None
+    assert value(url, "bedrock_batch_job_queue_wait_seconds", job_name="queued-2") is None  # still waiting
     jobs.update(waiting[2]["jobArn"], status="InProgress")
     wait_for(lambda: value(url, count, model_id="model-q") == 3)
     assert value(url, count, model_id="model-q") == 3  # the job first seen running never counts

@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import math
 import zlib
+from dataclasses import replace
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -212,6 +213,23 @@ def test_a_snapshot_that_renders_alike_reuses_the_bytes_and_any_change_renders_a
     assert b"other" in publish_values([math.nan, 2.0, 0.0], stamp=6.0, stamps=True)  # a new series
     store.publish(TaskState(key=TaskKey("t", "eu-west-1", "X"), account_id="1", up=True))
     assert exposition.parts()[0] == Renderer().text(store.snapshot)  # a new task
+
+
+def test_a_changed_estimate_renders_again_though_the_jobs_rows_are_the_same() -> None:
+    """ETAs, drain times and queue waits are the exporter's own, made each cycle: they move while the jobs do not."""
+    from exporter.model import Job, JobEta, JobQueueWait
+
+    store = Store(lambda: 0.0)
+    exposition = Exposition(store, CollectorRegistry())
+    job = Job("arn:j", "n", "m", "InProgress", "InvokeModel", 0.0, None, None, 10.0, 5.0, None, None)
+    key = TaskKey("t", "us-east-1", "bedrock:jobs")
+    bodies = []
+    for eta, wait in ((100.0, 30.0), (90.0, 30.0), (90.0, 45.0)):
+        state = TaskState(key=key, account_id="1", jobs=(job,), job_eta=(JobEta("arn:j", eta),), up=True)
+        store.publish(replace(state, job_queue_wait=(JobQueueWait("arn:j", wait),)))
+        bodies.append(exposition.parts()[0])
+    assert b"bedrock_batch_job_eta_seconds" in bodies[0] and b" 100.0\n" in bodies[0]
+    assert b" 90.0\n" in bodies[1] and b"bedrock_batch_job_queue_wait_seconds" in bodies[2] and b" 45.0\n" in bodies[2]
 
 
 def test_kept_prefixes_by_position_survive_inserts_removals_and_changed_statistics() -> None:

@@ -199,6 +199,8 @@ def test_queue_wait_is_measured_only_for_jobs_seen_waiting_and_as_a_lower_bound(
     tracker.observe([_job_in("Scheduled")], now=280.0)  # AWS flips it back: it entered once already
     tracker.observe([_job_in("InProgress")], now=340.0)
     assert tracker.take_entered() == []
+    assert [(w.arn, w.seconds) for w in tracker.queue_waits([_job_in("InProgress")])] == [("arn:j1", 160.0)]
+    assert tracker.queue_waits([_job_in("InProgress", "arn:running")]) == ()
     tracker.observe([_job_in("Scheduled", "arn:j2", submitted=300.0)], now=400.0)
     tracker.observe([], now=460.0)  # missing from a listing: forgotten, no wait is made up
     tracker.observe([_job_in("InProgress", "arn:j2", submitted=300.0)], now=520.0)
