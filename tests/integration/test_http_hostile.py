@@ -463,18 +463,37 @@ def test_clients_that_do_not_read_their_answers_hold_no_worker(big_server: Metri
             sock.close()
 
 
+def _beyond_send_buffers() -> bytes:
+    """An answer larger than the kernel lets a socket's send buffer grow (tcp_wmem's maximum, twice over): whatever
+    the buffers do, part of it waits in the front, so the send timeout is what closes the connection."""
+    try:
+        most = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    except (OSError, ValueError, IndexError):
+        most = 4 * 1024 * 1024
+    return b"big 1\n" * (2 * most // 6 + 1)
+
+
 def test_a_client_that_takes_nothing_for_the_send_timeout_is_closed(
-    big_server: MetricsServer, monkeypatch: pytest.MonkeyPatch
+    clean_log: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(exporter.http, "SEND_TIMEOUT", 0.3)
-    sock = _non_reader(big_server, 3, requests=1)
+    body = _beyond_send_buffers()
+
+    class Huge:
+        def parts(self, gzip: bool = False) -> tuple[bytes, ...]:
+            return (body,)
+
+    srv = MetricsServer(("127.0.0.1", 0), Router(Store(clock=lambda: 0.0), Huge()))
+    srv.start()
+    sock = _non_reader(srv, 3, requests=1)
     try:
         deadline = time.monotonic() + 10  # the sweep runs every 0.5 s: closed well within this
-        while big_server.open_connections and time.monotonic() < deadline:
+        while srv.open_connections and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert big_server.open_connections == 0
+        assert srv.open_connections == 0
     finally:
         sock.close()
+        srv.stop()
 
 
 def test_a_slow_reader_gets_every_answer_whole_on_its_connection(big_server: MetricsServer) -> None:

@@ -27,11 +27,17 @@ REGIONS = ("us-east-1", "us-west-2")
 
 
 def example_at(endpoint: str, tmp_path: Path) -> Path:
-    """config.example.yaml as shipped, with its target pointed at the simulated AWS."""
+    """config.example.yaml with its target pointed at the simulated AWS and its commented Insights example on."""
     text, count = re.subn(r"# endpoint_url: \S+", f"endpoint_url: {endpoint}", EXAMPLE.read_text())
     assert count == 1, "config.example.yaml no longer has the commented endpoint_url line this test relies on"
+    lines = text.splitlines()
+    start = lines.index("    # insights:")
+    end = start + 1
+    while end < len(lines) and lines[end].startswith("    #  "):
+        end += 1
+    lines[start:end] = ["    " + line[len("    # ") :] for line in lines[start:end]]
     path = tmp_path / "config.yaml"
-    path.write_text(text)
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
