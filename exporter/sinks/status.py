@@ -24,9 +24,9 @@ from prometheus_client import Counter as PromCounter
 from exporter import __version__
 from exporter.config import defaults_for
 from exporter.failures import failure_reason
-from exporter.families import job_spend, spend_totals
+from exporter.families import JobSpend, job_spend, spend_totals
 from exporter.http import Response
-from exporter.model import CloudWatchValue, TaskState
+from exporter.model import CloudWatchValue, TaskKey, TaskState
 from exporter.pricing import resolve
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.status_html import MAX_LIMIT, render_html
@@ -180,7 +180,7 @@ def _regions(
     return out
 
 
-def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
+def _models(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: float, limit: int) -> JSON:
     """The section of models; only the `limit` shown are built in full, so 10,000 series stay cheap."""
     series: defaultdict[tuple[str, str, str], list[tuple[CloudWatchValue, TaskState]]] = defaultdict(list)
     jobs: defaultdict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
@@ -198,7 +198,7 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
         for job in state.jobs:
             counts = jobs[(state.account_id, region, job.model_id)]
             counts[job.status] = counts.get(job.status, 0) + 1
-        for (model, _), total in spend_totals(job_spend(state, table)).items():
+        for (model, _), total in spend_totals(spend[state.key]).items():
             if total.priced:
                 key = (state.account_id, region, model)
                 finished_cost[key] = finished_cost.get(key, 0.0) + total.cost
@@ -238,15 +238,14 @@ def _models(snapshot: Snapshot, now: float, limit: int) -> JSON:
     return {"total": len(keys), "shown": len(items), "items": items}
 
 
-def _jobs(snapshot: Snapshot, now: float) -> list[JSON]:
+def _jobs(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: float) -> list[JSON]:
     out = []
-    prices = snapshot.price_table
     for state in snapshot.tasks.values():
-        spent = {spend.job.arn: spend for spend in job_spend(state, prices)}
+        spent = {s.job.arn: s for s in spend[state.key]}
         etas = {e.arn: e.seconds for e in state.job_eta}
         for job in state.jobs:
-            spend = spent.get(job.arn)
-            used, cost = (None, None) if spend is None else (spend.usage, spend.cost)
+            costed = spent.get(job.arn)
+            used, cost = (None, None) if costed is None else (costed.usage, costed.cost)
             total, processed = job.total_records, job.processed_records
             out.append(
                 {
@@ -307,8 +306,10 @@ def build_status(
     usage = api_usage(metrics)
     regions = _regions(snapshot, now, usage, _cycles(metrics))
     tasks = [t for r in regions for t in r["tasks"]]
-    models = _models(snapshot, now, limit)
-    jobs = _jobs(snapshot, now)
+    # each job's cost worked out once for both sections (exporter.families: the one place it is computed)
+    spend = {key: job_spend(state, snapshot.price_table) for key, state in snapshot.tasks.items()}
+    models = _models(snapshot, spend, now, limit)
+    jobs = _jobs(snapshot, spend, now)
     running = sorted(
         (j for j in jobs if not j["finished"]),
         key=lambda j: (j["expires"] is None, j["expires"] or 0.0, j["job_name"], j["job_arn"]),
