@@ -173,6 +173,11 @@ def task_labels(account_id: str, region: str) -> tuple[tuple[str, str], ...]:
     return (("account_id", account_id), ("region", region))
 
 
+def job_labels(base: tuple[tuple[str, str], ...], job: Job) -> tuple[tuple[str, str], ...]:
+    """A job's series labels: the task's, then its ARN, name and model."""
+    return (*base, ("job_arn", job.arn), ("job_name", job.name), ("model_id", job.model_id))
+
+
 def record_labels(
     base: tuple[tuple[str, str], ...], dimensions: tuple[tuple[str, str], ...]
 ) -> tuple[tuple[str, str], ...]:
@@ -288,7 +293,7 @@ def job_samples(state: TaskState, prices: Mapping[str, Price] | None = None) -> 
         labels = (*base, ("model_id", finished.model_id), ("status", finished.status))
         yield Sample(JOBS_FINISHED, labels, float(finished.count))
     for job in state.jobs:
-        labels = (*base, ("job_arn", job.arn), ("job_name", job.name), ("model_id", job.model_id))
+        labels = job_labels(base, job)
         info = (*labels, ("status", job.status), ("invocation_type", job.invocation_type))
         yield Sample(JOB_INFO, info, 1.0)
         if (reason := failure_reason(job.status, job.message)) is not None:
@@ -314,12 +319,12 @@ def _estimate_samples(state: TaskState, base: tuple[tuple[str, str], ...]) -> It
     for eta in state.job_eta:
         job = jobs.get(eta.arn)
         if job is not None and job.status == "InProgress":
-            labels = (*base, ("job_arn", job.arn), ("job_name", job.name), ("model_id", job.model_id))
+            labels = job_labels(base, job)
             yield Sample(JOB_ETA, labels, eta.seconds)
     for wait in state.job_queue_wait:
         job = jobs.get(wait.arn)
         if job is not None:
-            labels = (*base, ("job_arn", job.arn), ("job_name", job.name), ("model_id", job.model_id))
+            labels = job_labels(base, job)
             yield Sample(JOB_QUEUE_WAIT, labels, wait.seconds)
     for drain in state.model_drain:
         labels = (*base, ("model_id", drain.model_id))
@@ -334,7 +339,7 @@ def _usage_samples(
     """Per finished job, its manifest's tokens and cost; per model and status, their sums over retained jobs."""
     spend = job_spend(state, prices)
     for job, usage, cost in spend:
-        labels = (*base, ("job_arn", job.arn), ("job_name", job.name), ("model_id", job.model_id))
+        labels = job_labels(base, job)
         yield Sample(JOB_INPUT_TOKENS, labels, float(usage.input_tokens))
         yield Sample(JOB_OUTPUT_TOKENS, labels, float(usage.output_tokens))
         if cost is not None:
