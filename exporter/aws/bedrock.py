@@ -249,16 +249,15 @@ def _ids(value: Any) -> tuple[str, ...]:
 
 
 def _diagnostics(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """What a failed job's operator checks first: the message, the role, the input, the output's KMS key, the VPC."""
-    inputs, outputs, vpc = (summary.get(k) for k in ("inputDataConfig", "outputDataConfig", "vpcConfig"))
+    """What a failed job's operator checks first: the message, the role, the input, the VPC (the output's KMS key is
+    read with the rest of the output, in `_output`)."""
+    inputs, vpc = summary.get("inputDataConfig"), summary.get("vpcConfig")
     s3_in = inputs.get("s3InputDataConfig") if isinstance(inputs, Mapping) else None
-    s3_out = outputs.get("s3OutputDataConfig") if isinstance(outputs, Mapping) else None
     vpc = vpc if isinstance(vpc, Mapping) else {}
     return {
         "message": _text(summary.get("message"), MESSAGE_MAX),
         "role_arn": _text(summary.get("roleArn")),
         "input_s3_uri": _text(s3_in.get("s3Uri")) if isinstance(s3_in, Mapping) else None,
-        "kms_key_id": _text(s3_out.get("s3EncryptionKeyId")) if isinstance(s3_out, Mapping) else None,
         "subnet_ids": _ids(vpc.get("subnetIds")),
         "security_group_ids": _ids(vpc.get("securityGroupIds")),
     }
@@ -273,4 +272,5 @@ def _output(config: Any) -> dict[str, Any]:
     return {
         "output_s3_uri": uri if isinstance(uri, str) and uri.startswith("s3://") else None,
         "output_bucket_owner": owner if isinstance(owner, str) and owner else None,
+        "kms_key_id": _text(s3.get("s3EncryptionKeyId")),
     }
