@@ -245,9 +245,8 @@ _NO_CREDENTIALS = (
 )
 
 
-JSON_SCHEMA_VERSION = (
-    1  # `doctor --output json`: {schema_version, ok, failures, checks: [{target, region, name, status, detail}]}
-)
+# `doctor --output json`: {schema_version, ok, failures, checks: [{target, region, name, status, detail}]}
+JSON_SCHEMA_VERSION = 1
 
 
 def run_doctor(config: Config, output: str = "text") -> int:

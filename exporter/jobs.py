@@ -23,7 +23,7 @@ class JobTracker:
         self._status: dict[str, str] = {}
         # ARN -> when a listing last saw the job waiting; the wait ends at the first listing that sees it InProgress.
         self._waiting_seen: dict[str, float] = {}
-        self.entered: list[tuple[str, float]] = []  # (model_id, seconds waited, a lower bound) since the last take
+        self._entered: list[tuple[str, float]] = []  # (model_id, seconds waited, a lower bound) since the last take
         self._waited: dict[str, float] = {}  # ARN -> seconds waited, for jobs seen entering InProgress (once each)
         # Jobs already counted, by ARN: a job whose status flips back out of a terminal one (AWS has been seen
         # answering Completed -> InProgress -> Completed) is still one finished job. Pruned to the listed jobs.
@@ -39,7 +39,7 @@ class JobTracker:
                     waiting[job.arn] = now
                 elif job.status == "InProgress" and job.arn in self._waiting_seen and job.arn not in self._waited:
                     waited = max(0.0, self._waiting_seen[job.arn] - job.submit_time)
-                    self.entered.append((job.model_id, waited))
+                    self._entered.append((job.model_id, waited))
                     self._waited[job.arn] = waited
             before = self._status.get(job.arn)
             # A job first seen finished counts only if it ended while we were watching (endTime, else the time it
@@ -64,7 +64,7 @@ class JobTracker:
 
     def take_entered(self) -> list[tuple[str, float]]:
         """The jobs seen entering InProgress since the last call: (model_id, seconds waited at least)."""
-        entered, self.entered = self.entered, []
+        entered, self._entered = self._entered, []
         return entered
 
     def records(self) -> tuple[JobsFinished, ...]:
