@@ -129,15 +129,21 @@ def check_region(config: Config, target: TargetConfig, region: str, clients: Aws
         kwargs: dict[str, Any] = {"Namespace": ns.namespace}
         if ns.discovery.recently_active:
             kwargs["RecentlyActive"] = "PT3H"
+        linked = target.include_linked_accounts
+        if linked:
+            kwargs["IncludeLinkedAccounts"] = True
         try:
             page = cloudwatch.list_metrics(**kwargs)
-            discovered[ns.namespace] = parse_list_metrics_page(page, ns.namespace)
+            own = clients.account_id(target) if linked else ""
+            discovered[ns.namespace] = parse_list_metrics_page(page, ns.namespace, linked, own)
             more = " (more pages follow)" if page.get("NextToken") else ""
             yield Check(
                 f"{IAM_ACTIONS['ListMetrics']} ({ns.namespace})",
                 OK,
                 f"{len(discovered[ns.namespace])} metric(s) on the first page{more}",
             )
+            if linked:
+                yield _linked_accounts(page, discovered[ns.namespace], ns.namespace)
         except Exception as exc:
             yield Check(f"{IAM_ACTIONS['ListMetrics']} ({ns.namespace})", FAIL, explain(exc))
     yield _get_metric_data(cloudwatch, namespaces, discovered, now)
@@ -165,6 +171,22 @@ def check_region(config: Config, target: TargetConfig, region: str, clients: Aws
                 f"no {namespace} metrics here in the last 3 hours: normal when no batch job ran "
                 "(Bedrock publishes them only while jobs run); series appear with the next job",
             )
+
+
+def _linked_accounts(page: Any, found: list[SeriesKey], namespace: str) -> Check:
+    """include_linked_accounts: which source accounts the first ListMetrics page named."""
+    accounts = sorted({key.account for key in found} - {""})
+    if accounts:
+        shown = ", ".join(accounts[:5]) + (", ..." if len(accounts) > 5 else "")
+        return Check("linked accounts", OK, f"{namespace}: series of {len(accounts)} source account(s): {shown}")
+    if page.get("OwningAccounts") is None:
+        return Check(
+            "linked accounts",
+            INFO,
+            "ListMetrics named no owning accounts: this is not a CloudWatch monitoring account in this region, or no "
+            "source account is linked to it (CloudWatch settings: cross-account observability)",
+        )
+    return Check("linked accounts", INFO, f"{namespace}: no source account's series on the first page")
 
 
 def _read_one_manifest(config: Config, clients: AwsClients, target: TargetConfig, region: str) -> Check:

@@ -185,6 +185,11 @@ def record_labels(
     return (*base, *((dimension_label(k), v) for k, v in dimensions))
 
 
+def series_labels(account_id: str, region: str, series: SeriesKey) -> tuple[tuple[str, str], ...]:
+    """A CloudWatch series' labels: `account_id` is the owning account's for a linked account's series."""
+    return record_labels(task_labels(series.account or account_id, region), series.dimensions)
+
+
 def model_ids(states: Iterable[TaskState]) -> set[str]:
     """Every model ID the tasks report (CloudWatch's ModelId dimension, Insights groups, jobs), as reported."""
     seen: set[str] = set()
@@ -225,7 +230,8 @@ def record_samples(state: TaskState) -> Iterator[tuple[CloudWatchValue | Insight
         series = value.series
         family = cloudwatch_family(series.namespace, series.metric, value.statistic)
         stamp = value.timestamp if stamps else None
-        yield value, Sample(family, record_labels(base, series.dimensions), value.value, stamp)
+        labels = series_labels(state.account_id, state.key.region, series)
+        yield value, Sample(family, labels, value.value, stamp)
     for group in state.insights:
         family = insights_family(group.query, group.expression)
         yield group, Sample(family, record_labels(base, group.group), group.value, group.timestamp if stamps else None)

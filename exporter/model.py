@@ -35,15 +35,20 @@ _FILL: dict[str, float | None] = {"nan": math.nan, "zero": 0.0, "drop": None}
 # subclass, so every record is walked by each collection that sees it; while serving, collections run on a schedule
 # instead: exporter.gcschedule, docs/performance.md.)
 class SeriesKey(NamedTuple):
-    """One CloudWatch metric with one dimension set (dimensions sorted by name)."""
+    """One CloudWatch metric with one dimension set (dimensions sorted by name).
+
+    `account` is the owning account of a series a monitoring account reads from a linked source account
+    (ListMetrics' `OwningAccounts`; its queries carry it as `AccountId`); empty for the task's own account.
+    """
 
     namespace: str
     metric: str
     dimensions: tuple[tuple[str, str], ...]
+    account: str = ""
 
     @classmethod
-    def of(cls, namespace: str, metric: str, dimensions: Mapping[str, str]) -> SeriesKey:
-        return cls(namespace, metric, tuple(sorted(dimensions.items())))
+    def of(cls, namespace: str, metric: str, dimensions: Mapping[str, str], account: str = "") -> SeriesKey:
+        return cls(namespace, metric, tuple(sorted(dimensions.items())), account)
 
 
 @dataclass(frozen=True)

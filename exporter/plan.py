@@ -59,6 +59,8 @@ class NamespacePlan:
     full: Usage
     now: Usage | None
     at_5m: Usage
+    # include_linked_accounts: the source accounts whose series ListMetrics named (None: not asked, or offline)
+    linked_accounts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ def _namespace(
 ) -> NamespacePlan:
     metrics, insights, discovery = ns.resolved_metrics(), ns.resolved_insights(), ns.discovery
     series: list[SeriesKey] = []
-    pages, error, source = 0, None, "none"
+    pages, error, source, linked = 0, None, "none", None
     if metrics and discovery.mode == "static":
         source = "static"
         series = [SeriesKey.of(ns.namespace, m.name, dims) for m in metrics for dims in discovery.static]
@@ -177,15 +179,24 @@ def _namespace(
         before = counter.calls[(region, "ListMetrics")]
         try:
             client = clients.client("cloudwatch", target, region)
-            found = list_series(client, ns.namespace, discovery.recently_active)
+            linking = target.include_linked_accounts
+            own = clients.account_id(target) if linking else ""
+            found = list_series(client, ns.namespace, discovery.recently_active, linking, own)
             series = select_series(found, metrics, discovery.dimension_filters)
+            if linking:
+                linked = len({key.account for key in found} - {""})
         except Exception as exc:
             error = _cause(exc)
         pages = max(1, counter.calls[(region, "ListMetrics")] - before)
     batches = plan(series, metrics, now, config.aws.max_queries_per_call, insights)
     queries, calls = sum(b.size for b in batches), len(batches)
     jobs = config.jobs
-    job_aware = defaults_for(ns.namespace).follows_jobs and jobs.enabled and jobs.pause_idle_metrics
+    job_aware = (
+        defaults_for(ns.namespace).follows_jobs
+        and jobs.enabled
+        and jobs.pause_idle_metrics
+        and not target.include_linked_accounts  # as the poller: a monitoring account's polling never pauses
+    )
     refresh = discovery.refresh_interval
     prices = config.pricing.cloudwatch.per_metric_and_request
 
@@ -216,6 +227,7 @@ def _namespace(
         full=scenario(ns.interval, False),
         now=now_usage,
         at_5m=scenario(FIVE_MINUTES, False),
+        linked_accounts=linked,
     )
 
 
@@ -306,6 +318,11 @@ def render_text(doc: dict[str, Any]) -> str:
         }[row["series_source"]]
         insights = f" + {row['insights_queries']} Insights queries" if row["insights_queries"] else ""
         out.append(f"  series        {row['series']} ({source}){insights}")
+        if row["linked_accounts"] is not None:
+            out.append(
+                f"  accounts      this monitoring account and {row['linked_accounts']} linked source account(s) "
+                "(IncludeLinkedAccounts; series counted across all of them)"
+            )
         pages = (
             f"; {row['list_metrics_pages_per_refresh']} ListMetrics page(s) per "
             f"{_seconds(row['discovery_refresh_seconds'])} refresh"

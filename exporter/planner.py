@@ -29,7 +29,7 @@ class Query(NamedTuple):  # a NamedTuple like the records (see exporter.model)
     missing_data: MissingData
 
     def to_api(self) -> dict[str, object]:
-        return {
+        query: dict[str, object] = {
             "Id": self.id,
             "MetricStat": {
                 "Metric": {
@@ -42,6 +42,9 @@ class Query(NamedTuple):  # a NamedTuple like the records (see exporter.model)
             },
             "ReturnData": True,
         }
+        if self.series.account:  # a linked source account's series, read through the monitoring account
+            query["AccountId"] = self.series.account
+        return query
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,8 +125,10 @@ class NamespaceTask:
         self._max_queries = max_queries_per_call
         self._discovered: list[SeriesKey] | None = None
         self._discovered_at = -math.inf
-        # Only a namespace whose table entry says so follows the job collector; others always poll.
-        self._board = board if defaults_for(namespace.namespace).follows_jobs else None
+        # Only a namespace whose table entry says so follows the job collector; others always poll. So does a
+        # monitoring account's: its linked accounts' jobs, which feed their metrics, are not listed from here.
+        follows = defaults_for(namespace.namespace).follows_jobs and not target.include_linked_accounts
+        self._board = board if follows else None
         self._idle_heartbeat = idle_heartbeat
         self._last_polled = -math.inf
         self._reported_errors: tuple[tuple[str, int], ...] = ()
@@ -246,7 +248,13 @@ class NamespaceTask:
         else:
             if self._discovered is None or now - self._discovered_at >= discovery.refresh_interval:
                 try:
-                    self._discovered = list_series(client, self.namespace.namespace, discovery.recently_active)
+                    self._discovered = list_series(
+                        client,
+                        self.namespace.namespace,
+                        discovery.recently_active,
+                        self.target.include_linked_accounts,
+                        account_id,
+                    )
                     self._discovered_at = now
                 except Exception as exc:
                     if self._discovered is None:

@@ -122,11 +122,13 @@ def fresh_aws(aws: SimulatedAws) -> Iterator[SimulatedAws]:
     _reset_moto()
     aws.jobs.clear()
     aws.broken_regions.clear()
+    aws.links.clear()
     aws.reset_counts()
     aws.delay = 0.0
     yield aws
     aws.delay = 0.0
     aws.broken_regions.clear()
+    aws.links.clear()
     aws.jobs.clear()
     _reset_moto()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -29,8 +30,13 @@ MAX_PAGES = 100
 MAX_LIST_PAGES = 200
 
 
-def list_series(client: Any, namespace: str, recently_active: bool) -> list[SeriesKey]:
+def list_series(
+    client: Any, namespace: str, recently_active: bool, linked: bool = False, own_account: str = ""
+) -> list[SeriesKey]:
     """Every (metric, dimension set) in the namespace, following NextToken for at most MAX_LIST_PAGES pages.
+
+    `linked` (a monitoring account, CloudWatch cross-account observability) asks for the linked source accounts'
+    metrics too (`IncludeLinkedAccounts`); each series then carries its owning account unless it is `own_account`.
 
     Our own loop, not botocore's paginator: the paginator stops only on a token repeated twice in a row, so a token
     that changes on every page (with empty pages, MaxItems never binds) would never end.
@@ -38,13 +44,15 @@ def list_series(client: Any, namespace: str, recently_active: bool) -> list[Seri
     kwargs: dict[str, Any] = {"Namespace": namespace}
     if recently_active:
         kwargs["RecentlyActive"] = "PT3H"
+    if linked:
+        kwargs["IncludeLinkedAccounts"] = True
     found: set[SeriesKey] = set()
     tokens: set[str] = set()
     for _ in range(MAX_LIST_PAGES):
         page = client.list_metrics(**kwargs)
         if not isinstance(page, dict):
             raise BadAnswerError("ListMetrics answer is not an object")
-        found.update(parse_list_metrics_page(page, namespace))
+        found.update(parse_list_metrics_page(page, namespace, linked, own_account))
         token = page.get("NextToken")
         if not token:
             return sorted(found)
@@ -55,18 +63,39 @@ def list_series(client: Any, namespace: str, recently_active: bool) -> list[Seri
     raise BadAnswerError(f"ListMetrics pagination did not end after {MAX_LIST_PAGES} pages")
 
 
-def parse_list_metrics_page(page: Mapping[str, Any], namespace: str) -> list[SeriesKey]:
-    """SeriesKeys from one ListMetrics page; entries of other namespaces or with a broken shape are skipped."""
+_ACCOUNT_ID = re.compile(r"\d{12}")
+
+
+def parse_list_metrics_page(
+    page: Mapping[str, Any], namespace: str, linked: bool = False, own_account: str = ""
+) -> list[SeriesKey]:
+    """SeriesKeys from one ListMetrics page; entries of other namespaces or with a broken shape are skipped.
+
+    With `linked`, `OwningAccounts` is read: "a 1:1 mapping between each metric that is returned and the ID of the
+    owning account" (ListMetricsOutput), so a list of another length is a bad answer, and an entry that is no
+    12-digit account ID skips its metric. Without the member (AWS does not say what an account that is not a
+    monitoring account answers) every series is the task's own.
+    """
     metrics = page.get("Metrics")
     if not isinstance(metrics, list):
         raise BadAnswerError("ListMetrics answer has no Metrics list")
+    owners = page.get("OwningAccounts") if linked else None
+    if owners is not None and (not isinstance(owners, list) or len(owners) != len(metrics)):
+        raise BadAnswerError("ListMetrics OwningAccounts does not map 1:1 to its Metrics")
     out = []
-    for entry in metrics:
+    for index, entry in enumerate(metrics):
+        account = ""
+        if owners is not None:
+            owner = owners[index]
+            if not isinstance(owner, str) or not _ACCOUNT_ID.fullmatch(owner):
+                log.warning("skipping a ListMetrics entry in %s whose owning account is no account ID", namespace)
+                continue
+            account = "" if owner == own_account else owner
         try:
             if entry.get("Namespace", namespace) != namespace:
                 continue
             dims = {str(d["Name"]): str(d["Value"]) for d in entry.get("Dimensions") or ()}
-            out.append(SeriesKey.of(namespace, str(entry["MetricName"]), dims))
+            out.append(SeriesKey.of(namespace, str(entry["MetricName"]), dims, account))
         except (KeyError, TypeError, AttributeError):
             log.warning("skipping a malformed ListMetrics entry in %s", namespace)
     return out

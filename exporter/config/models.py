@@ -355,6 +355,12 @@ class TargetConfig(StrictModel):
     namespaces: tuple[str, ...] | None = Field(
         default=None, description="restrict this target to these namespaces (default: all)"
     )
+    include_linked_accounts: bool = Field(
+        default=False,
+        description="a CloudWatch monitoring account: also list and query its linked source accounts' metrics, "
+        "each labelled with its owning account (docs/deployment.md#monitoring-accounts); their Bedrock jobs are not "
+        "visible from here, so this target's CloudWatch polling never pauses for want of jobs",
+    )
 
     @field_validator("account_id", "role_arn", "external_id", "endpoint_url", mode="before")
     @classmethod

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from exporter.demo.wsgi import StartResponse, forward
 from exporter.insights_keywords import is_reserved
 
-StartResponse = Callable[..., Any]
 JSON_TYPE = "application/x-amz-json-1.0"
 MAX_BODY = 8 << 20
 MAX_QUERIES = 500  # GetMetricDataInput.MetricDataQueries: "as many as 500 MetricDataQuery structures"
@@ -336,17 +336,9 @@ def answer(
     others = [q for q in queries if q not in insights]
     messages: list[Any] = []
     if others:
-        body = json.dumps({**request, "MetricDataQueries": others}).encode()
-        forwarded = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
-        captured: dict[str, Any] = {}
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
-            captured["status"], captured["headers"] = status, headers
-            return lambda _chunk: None
-
-        chunks = b"".join(moto(forwarded, capture))
-        if not str(captured.get("status", "")).startswith("200"):
-            start_response(captured["status"], captured["headers"])
+        status, headers, chunks = forward(moto, environ, {**request, "MetricDataQueries": others})
+        if not status.startswith("200"):
+            start_response(status, headers)
             return [chunks]
         moto_answer = json.loads(chunks or b"{}")
         results.extend(moto_answer.get("MetricDataResults") or [])

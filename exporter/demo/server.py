@@ -6,18 +6,18 @@ import io
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
 from exporter.demo.insights import answer as insights_answer
 from exporter.demo.jobs import handles
+from exporter.demo.linked import Links
+from exporter.demo.wsgi import StartResponse
 
 _SMITHY_PATH = re.compile(r"^/service/[^/]+/operation/([A-Za-z]+)$")
 _CREDENTIAL_SCOPE = re.compile(r"Credential=([^/]+)/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 MAX_FORM_BODY = 1 << 20
-
-StartResponse = Callable[..., Any]
 
 
 def operation_of(environ: dict[str, Any]) -> tuple[str, str, str]:
@@ -81,6 +81,7 @@ class SimulatedAws:
         self.jobs = JobStore(seed=1)
         self._jobs_app = JobsApp(self.jobs)
         self.broken_regions: set[str] = set()
+        self.links = Links()  # monitoring accounts and their linked source accounts (CloudWatch cross-account)
         self._lock = threading.Lock()
         self._released = threading.Event()
         self.calls: Counter[tuple[str, str, str]] = Counter()
@@ -124,8 +125,16 @@ class SimulatedAws:
             return [b"region unavailable\r\n"]
         if handles(environ):
             return self._jobs_app(environ, start_response)
-        if key[2] == "GetMetricData":  # moto does not evaluate Metrics Insights: exporter.demo.insights does
-            answered = insights_answer(environ, start_response, self._moto, lambda: _metric_data(environ, key[1]))
+        # moto keeps accounts apart: exporter.demo.linked answers a monitoring account's cross-account requests
+        linked = self.links.answer(environ, start_response, _account_of(environ), self._moto, self._cloudwatch)
+        return linked if linked is not None else self._cloudwatch(environ, start_response)
+
+    def _cloudwatch(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """moto, and exporter.demo.insights for GetMetricData with a Metrics Insights query (moto does not evaluate
+        them)."""
+        _, region, operation = operation_of(environ)
+        if operation == "GetMetricData":
+            answered = insights_answer(environ, start_response, self._moto, lambda: _metric_data(environ, region))
             if answered is not None:
                 return answered
         result: Iterable[bytes] = self._moto(environ, start_response)

@@ -97,8 +97,7 @@ class _Kept:
                 continue
             changed = True
             family = families.cloudwatch_family(series.namespace, series.metric, value.statistic)
-            labels = families.record_labels(families.task_labels(account, region), series.dimensions)
-            prefix = _prefix(family, labels).encode()
+            prefix = _prefix(family, families.series_labels(account, region, series)).encode()
             if position < size:
                 keys[position], statistics[position] = series, value.statistic
                 found_families[position], prefixes[position] = family, prefix

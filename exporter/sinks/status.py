@@ -194,7 +194,7 @@ def _models(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: fl
                 continue
             model = dict(value.series.dimensions).get(dimension)
             if model is not None:
-                series[(state.account_id, region, model)].append((value, state))
+                series[(value.series.account or state.account_id, region, model)].append((value, state))
         for job in state.jobs:
             counts = jobs[(state.account_id, region, job.model_id)]
             counts[job.status] = counts.get(job.status, 0) + 1

@@ -112,3 +112,33 @@ def test_list_metrics_pages_skip_broken_entries() -> None:
     assert parse_list_metrics_page(page, "NS") == [KEY]
     with pytest.raises(BadAnswerError):
         parse_list_metrics_page({}, "NS")
+
+
+LINKED_ENTRY = {"Namespace": "NS", "MetricName": "M", "Dimensions": [{"Name": "ModelId", "Value": "m"}]}
+
+
+def test_owning_accounts_label_each_series_and_the_own_account_stays_unmarked() -> None:
+    page = {"Metrics": [LINKED_ENTRY] * 3, "OwningAccounts": ["123456789012", "111111111111", "222222222222"]}
+    found = parse_list_metrics_page(page, "NS", linked=True, own_account="123456789012")
+    assert [key.account for key in found] == ["", "111111111111", "222222222222"]
+    assert {key._replace(account="") for key in found} == {KEY}
+    # Not asked for (not a monitoring target): the member is not read, every series is the task's own
+    assert {key.account for key in parse_list_metrics_page(page, "NS")} == {""}
+    # Asked for and absent (not a monitoring account: AWS does not say what it answers): all are the own account's
+    assert parse_list_metrics_page({"Metrics": [LINKED_ENTRY]}, "NS", linked=True) == [KEY]
+
+
+@pytest.mark.parametrize(
+    "owners",
+    [["111111111111"], ["111111111111"] * 3, "111111111111", {"a": 1}, 7],
+    ids=["short", "long", "string", "object", "number"],
+)
+def test_owning_accounts_that_do_not_map_one_to_one_are_a_bad_answer(owners: Any) -> None:
+    with pytest.raises(BadAnswerError, match="1:1"):
+        parse_list_metrics_page({"Metrics": [LINKED_ENTRY] * 2, "OwningAccounts": owners}, "NS", linked=True)
+
+
+def test_an_owning_account_that_is_no_account_id_skips_its_metric() -> None:
+    owners = ["111111111111", 'x"} 1\n', None, "1" * 13, "111111111111"]
+    found = parse_list_metrics_page({"Metrics": [LINKED_ENTRY] * 5, "OwningAccounts": owners}, "NS", linked=True)
+    assert [key.account for key in found] == ["111111111111", "111111111111"]

@@ -141,6 +141,10 @@ def test_the_fast_renderer_writes_what_the_collector_path_writes() -> None:
         CloudWatchValue(SeriesKey.of("AWS/Bedrock/Batch", "M", {"ModelId": "x"}), "Maximum", math.nan, None, 1.0),
         CloudWatchValue(SeriesKey.of("X", "Metric", {"Model-Id": "m"}), "Average", 1.0, None, 1.0),
         CloudWatchValue(SeriesKey.of("X", "Metric", {"Model_Id": "m"}), "Average", 2.0, None, 1.0),  # collides
+        # a linked source account's series (monitoring-account mode): labelled with its owning account
+        CloudWatchValue(
+            SeriesKey.of("AWS/Bedrock/Batch", "M", {"ModelId": "x"}, "111111111111"), "Maximum", 4.0, None, 1.0
+        ),
     )
     group = InsightsValue("pending_by_model", "SELECT ...", (("ModelId", "x"),), math.inf, None, 1.0, 1.0)
     job = Job("arn:j/1", "j1", "x", "Completed", "InvokeModel", 10.0, 20.0, None, 5.0, 5.0, 5.0, 0.0)
@@ -164,6 +168,9 @@ def test_the_fast_renderer_writes_what_the_collector_path_writes() -> None:
     collector = SnapshotCollector(snapshot)
     assert fast == format_text(collector.collect())
     assert renderer.dropped == collector.dropped == 1
+    assert (
+        b'aws_bedrock_batch_m_maximum{account_id="111111111111",region="us-east-1",dimension_ModelId="x"} 4.0' in fast
+    )
 
 
 def test_kept_prefixes_follow_new_series_objects() -> None:

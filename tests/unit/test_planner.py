@@ -126,3 +126,14 @@ def test_planned_batches_know_their_query_ids_and_share_them_by_size() -> None:
     assert batches[0].query_ids is batches[1].query_ids  # one set for every batch of 500
     hand_made = Batch(0, 60, batches[2].queries[:3])  # not planned: the ids are found from the queries
     assert hand_made.query_ids == {"q0", "q1", "q2"}
+
+
+def test_a_linked_accounts_series_is_queried_with_its_account_id() -> None:
+    own = SeriesKey.of("AWS/Bedrock/Batch", "M", {"ModelId": "m"})
+    linked = SeriesKey.of("AWS/Bedrock/Batch", "M", {"ModelId": "m"}, "111111111111")
+    metric = ResolvedMetric("M", ("Maximum",), 60, 300, 0, MissingData.NAN)
+    (batch,) = plan([own, linked], [metric], 1_700_000_000)
+    api = {q.series.account: q.to_api() for q in batch.queries}
+    assert "AccountId" not in api[""]
+    assert api["111111111111"]["AccountId"] == "111111111111"
+    assert json.loads(batch.api_json) == [q.to_api() for q in batch.queries]
