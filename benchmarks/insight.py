@@ -68,7 +68,7 @@ def child(policy: str, minutes: float, out: Path, job_scale: int) -> None:
         # shortest jobs (seconds) would measure the quantization, not the estimator.
         world.workload.job_scale = job_scale
         roles = scenario(world, start)
-        world.history(expiring_job=False)
+        world.history(expiring_job=False, full_quota=False)  # the scenario holds llama's slots itself
         port = free_port()
         world.start_exporter(f"127.0.0.1:{port}", demo_config(world.aws.url))
         prom, prom_url = start_prometheus(
@@ -224,8 +224,82 @@ def score(
         {m["job_arn"] for m, _ in firing.get("BedrockBatchJobQueuedTooLong", []) if m["job_arn"] in started}
     )
     out["throughput_false"] = len(firing.get("BedrockBatchHighInputTokenThroughput", []))
+    out.update(_quota_truth(world, prom, events, begin, end, fault, firing.get("BedrockBatchQuotaSaturated", [])))
     out["finished_jobs"] = sum(1 for a, (t, *_rest) in ended.items() if begin <= t <= end)
     return out
+
+
+HOLDING, WAITING = ("InProgress", "Stopping"), ("Scheduled",)
+LAG = 20  # seconds the exporter's view may trail the simulation: a 5 s job listing, a 5 s scrape, a step
+
+
+def _quota_truth(
+    world: DemoWorld,
+    prom: str,
+    events: list[Any],
+    begin: float,
+    end: float,
+    fault: tuple[float, float],
+    fired: list[tuple[dict[str, str], float]],
+) -> dict[str, Any]:
+    """The quota gauges against the simulation's own job statuses, and BedrockBatchQuotaSaturated against the spans
+    in which the simulation held every slot of a model with jobs waiting for 10 minutes."""
+    changes: dict[str, list[tuple[float, str]]] = {}
+    scope: dict[str, tuple[str, str]] = {}
+    for e in events:
+        changes.setdefault(e.job_arn, []).append((e.time, e.status))
+        scope[e.job_arn] = (e.job_arn.split(":")[3], e.model_id)
+    limits = {(r, m.model_id): m.concurrency for r, ms in world.models.items() for m in ms}
+
+    def truth(key: tuple[str, str], t: float) -> tuple[int, int]:
+        held = waiting = 0
+        for arn, log in changes.items():
+            if scope[arn] != key:
+                continue
+            status = next((st for when, st in reversed(log) if when <= t), None)
+            held += status in HOLDING
+            waiting += status in WAITING
+        return held, waiting
+
+    def saturated(key: tuple[str, str], t: float) -> bool:
+        held, waiting = truth(key, t)
+        return held >= limits[key] and waiting > 0
+
+    gauges = {
+        name: {
+            (r["metric"]["region"], r["metric"]["model_id"]): [(float(t), float(v)) for t, v in r["values"]]
+            for r in query_range(prom, f"bedrock_batch_quota_{name}", begin, end)
+        }
+        for name in ("concurrent_jobs", "waiting_jobs")
+    }
+    agree = points = 0
+    for key in limits:
+        for t in range(int(begin + 60), int(end), SCRAPE):
+            if key[0] == FAULT_REGION and fault[0] - LAG < t < fault[1] + 60:
+                continue
+            held, waiting = (_at(gauges[n].get(key, []), t, 2 * SCRAPE) for n in ("concurrent_jobs", "waiting_jobs"))
+            if held is None or waiting is None:
+                continue
+            points += 1
+            agree += any(truth(key, t - lag) == (held, waiting) for lag in range(LAG + 1))
+    # the alert: first firing per model against the first moment the simulation had been saturated for 10 minutes
+    # (and the exporter up for as long: it cannot know what happened before it started)
+    delays, false = [], 0
+    for key in limits:
+        grid = [t for t in range(int(begin - 600), int(end), SCRAPE) if saturated(key, t)]
+        run = [t for t in grid if all(saturated(key, u) for u in range(t - 600, t + 1, 30))]
+        hits = sorted(t for m, t in fired if (m.get("region"), m.get("model_id")) == key)
+        if run and hits:
+            delays.append(hits[0] - max(run[0], begin + 600))
+        for t in hits:  # a firing needs the simulation saturated over the 10 minutes before it (within the lag)
+            false += not all(saturated(key, u) for u in range(int(t - 600 + LAG), int(t - LAG), 30))
+    return {
+        "quota_points": points,
+        "quota_agreement": agree / points if points else None,
+        "quota_saturated_delay": max(delays) if delays else None,
+        "quota_saturated_models": len(delays),
+        "quota_saturated_false": false,
+    }
 
 
 def _pct(x: Any) -> str:
@@ -267,6 +341,15 @@ def table(results: list[dict[str, Any]], commit: str) -> str:
         ),
         ("QueuedTooLong: jobs warned that started", lambda r: str(r["queued_false"])),
         ("HighInputTokenThroughput firings (run < 6 h: goal 0)", lambda r: str(r["throughput_false"])),
+        (
+            "quota gauges (held, waiting) equal to the simulation's within 20 s (goal 100 %)",
+            lambda r: f"{_pct(r['quota_agreement'])} of {r['quota_points']}",
+        ),
+        (
+            "QuotaSaturated: models / delay after 10 min saturated (goal <= 60 s)",
+            lambda r: f"{r['quota_saturated_models']} / {_secs(r['quota_saturated_delay'])}",
+        ),
+        ("QuotaSaturated: firings without 10 min of saturation (goal 0)", lambda r: str(r["quota_saturated_false"])),
     ]
     head = "| measured at " + commit + " | " + " | ".join(f"`{r['policy']}`" for r in results) + " |"
     lines = [head, "|---|" + "---|" * len(results)]

@@ -22,13 +22,16 @@ from botocore.exceptions import (
 from exporter import errors
 from exporter.aws.bedrock import parse_job
 from exporter.aws.cloudwatch import parse_list_metrics_page, run_batch
+from exporter.aws.quotas import PAGE_SIZE, SERVICE_CODE, parse_models, parse_quotas
 from exporter.aws.region import find_credentials
 from exporter.aws.s3 import read_manifest
 from exporter.aws.session import AwsClients
 from exporter.config import Config, NamespaceConfig, TargetConfig, defaults_for
+from exporter.errors import BadAnswerError
 from exporter.manifests import KMS_DENIED, NOT_FOUND, manifest_location, parse_manifest, read_outcome
 from exporter.model import MissingData, SeriesKey
 from exporter.planner import Batch, Query, window
+from exporter.quotas import match
 
 OK, FAIL, SKIP, INFO = "OK", "FAIL", "--", "INFO"
 
@@ -39,6 +42,9 @@ IAM_ACTIONS = {
     "ListModelInvocationJobs": "bedrock:ListModelInvocationJobs",
     "AssumeRole": "sts:AssumeRole",
     "GetObject": "s3:GetObject",
+    "ListAWSDefaultServiceQuotas": "servicequotas:ListAWSDefaultServiceQuotas",
+    "ListServiceQuotas": "servicequotas:ListServiceQuotas",
+    "ListFoundationModels": "bedrock:ListFoundationModels",
 }
 _UNKNOWN_CREDENTIALS = {"InvalidClientTokenId", "UnrecognizedClientException", "AuthFailure"}
 
@@ -157,6 +163,8 @@ def check_region(config: Config, target: TargetConfig, region: str, clients: Aws
             yield Check(IAM_ACTIONS["ListModelInvocationJobs"], FAIL, explain(exc))
         if config.jobs.read_manifests:
             yield _read_one_manifest(config, clients, target, region)
+        if config.jobs.quotas.enabled:
+            yield from _read_quotas(config, clients, target, region)
     for namespace in (ns for ns in job_aware if ns in discovered):
         found = discovered[namespace]
         dimension = defaults_for(namespace).model_dimension
@@ -187,6 +195,36 @@ def _linked_accounts(page: Any, found: list[SeriesKey], namespace: str) -> Check
             "source account is linked to it (CloudWatch settings: cross-account observability)",
         )
     return Check("linked accounts", INFO, f"{namespace}: no source account's series on the first page")
+
+
+def _read_quotas(config: Config, clients: AwsClients, target: TargetConfig, region: str) -> Iterator[Check]:
+    """jobs.quotas: each of the three reads (one page each), then how many models the quotas were matched to."""
+    found: dict[str, Any] = {}
+    calls = (
+        ("ListAWSDefaultServiceQuotas", "service-quotas", "list_aws_default_service_quotas"),
+        ("ListServiceQuotas", "service-quotas", "list_service_quotas"),
+        ("ListFoundationModels", "bedrock", "list_foundation_models"),
+    )
+    for operation, service, method in calls:
+        kwargs = {} if service == "bedrock" else {"ServiceCode": SERVICE_CODE, "MaxResults": PAGE_SIZE}
+        try:
+            found[operation] = answer = getattr(clients.client(service, target, region), method)(**kwargs)
+        except Exception as exc:
+            yield Check(IAM_ACTIONS[operation], FAIL, explain(exc))
+            continue
+        listed = answer.get("modelSummaries" if service == "bedrock" else "Quotas") or []
+        yield Check(IAM_ACTIONS[operation], OK, f"{len(listed)} on the first page")
+    if len(found) < len(calls):
+        return
+    try:
+        quotas = {q.code: q for q in parse_quotas(found["ListAWSDefaultServiceQuotas"], False)}
+        quotas.update({q.code: q for q in parse_quotas(found["ListServiceQuotas"], True)})
+        matched = match(quotas, parse_models(found["ListFoundationModels"]), config.jobs.quotas.model_map)
+    except BadAnswerError as exc:
+        yield Check("batch quotas", FAIL, str(exc))
+        return
+    unmatched = f"; not matched to a model: {'; '.join(matched.unmatched[:3])}" if matched.unmatched else ""
+    yield Check("batch quotas", INFO, f"{len(matched.quotas)} model(s) with a concurrent-job quota{unmatched}")
 
 
 def _read_one_manifest(config: Config, clients: AwsClients, target: TargetConfig, region: str) -> Check:

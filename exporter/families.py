@@ -26,6 +26,7 @@ RESERVED_PREFIXES = (
     "bedrock_batch_exporter_",
     "bedrock_batch_job",
     "bedrock_batch_model_",
+    "bedrock_batch_quota_",
     "process_",
     "python_",
     "__",
@@ -132,6 +133,34 @@ OUTPUT_PRICE = Family(
     ("model_id",),
     "Batch price of one million output tokens (from the exporter's price table; check AWS prices).",
 )
+_QUOTA_LABELS = (*TASK_LABELS, "model_id")
+QUOTA_LIMIT = Family(
+    "bedrock_batch_quota_concurrent_jobs_limit",
+    "gauge",
+    (*_QUOTA_LABELS, "quota_code", "source"),
+    "The model's Service Quotas limit on its in-progress and submitted batch jobs; `source` is applied (the "
+    "account's value) or default (AWS's default, where no applied value was listed).",
+)
+QUOTA_IN_USE = Family(
+    "bedrock_batch_quota_concurrent_jobs",
+    "gauge",
+    _QUOTA_LABELS,
+    "The model's jobs counted toward its concurrent-job quota: InProgress and Stopping (AWS does not document "
+    "which statuses count; docs/metrics.md#quota-headroom).",
+)
+QUOTA_WAITING = Family(
+    "bedrock_batch_quota_waiting_jobs",
+    "gauge",
+    _QUOTA_LABELS,
+    "The model's jobs in Scheduled: waiting for a slot under its concurrent-job quota.",
+)
+QUOTA_UNMATCHED = Family(
+    "bedrock_batch_quota_unmatched",
+    "gauge",
+    TASK_LABELS,
+    "Concurrent batch-job quotas whose model name matched no foundation model (names on /; map them with "
+    "jobs.quotas.model_map).",
+)
 BUILTIN: tuple[Family, ...] = (
     JOBS,
     JOBS_FINISHED,
@@ -156,6 +185,10 @@ BUILTIN: tuple[Family, ...] = (
     FINISHED_COST,
     INPUT_PRICE,
     OUTPUT_PRICE,
+    QUOTA_LIMIT,
+    QUOTA_IN_USE,
+    QUOTA_WAITING,
+    QUOTA_UNMATCHED,
 )
 
 
@@ -317,6 +350,19 @@ def job_samples(state: TaskState, prices: Mapping[str, Price] | None = None) -> 
                 yield Sample(family, labels, value)
     yield from _estimate_samples(state, base)
     yield from _usage_samples(state, base, prices or {})
+    yield from _quota_samples(state, base)
+
+
+def _quota_samples(state: TaskState, base: tuple[tuple[str, str], ...]) -> Iterator[Sample]:
+    """Each model's concurrent-job quota and its jobs against it (exporter.quotas); the unmatched quotas' count."""
+    for quota in state.quotas:
+        labels = (*base, ("model_id", quota.model_id))
+        source = "applied" if quota.applied else "default"
+        yield Sample(QUOTA_LIMIT, (*labels, ("quota_code", quota.code), ("source", source)), quota.limit)
+        yield Sample(QUOTA_IN_USE, labels, float(quota.in_use))
+        yield Sample(QUOTA_WAITING, labels, float(quota.waiting))
+    if state.quotas or state.quotas_unmatched:
+        yield Sample(QUOTA_UNMATCHED, base, float(len(state.quotas_unmatched)))
 
 
 def _estimate_samples(state: TaskState, base: tuple[tuple[str, str], ...]) -> Iterator[Sample]:

@@ -216,6 +216,29 @@ class ModelDrain:
 
 
 @dataclass(frozen=True, slots=True)
+class RawQuota:
+    """One Service Quotas quota of the `bedrock` service: code, name, value, and whether the value is the applied
+    one (ListServiceQuotas) or the default (ListAWSDefaultServiceQuotas)."""
+
+    code: str
+    name: str
+    value: float
+    applied: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    """A model's concurrent batch-job quota and its jobs now (exporter.quotas: which statuses count is a choice)."""
+
+    model_id: str
+    code: str
+    limit: float
+    applied: bool
+    in_use: int  # jobs holding a slot: InProgress, Stopping
+    waiting: int  # jobs in Scheduled
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """Batch price of one model in US dollars per million tokens (from the price table)."""
 
@@ -257,6 +280,9 @@ class TaskState:
     jobs_dropped: tuple[tuple[str, int], ...] = ()
     # Series found but not polled: over the namespace's `discovery.max_series`.
     series_dropped: int = 0
+    # Concurrent batch-job quotas per model (jobs.quotas), and the names of those no model could be matched to.
+    quotas: tuple[QuotaUsage, ...] = ()
+    quotas_unmatched: tuple[str, ...] = ()
 
     @property
     def partial(self) -> bool:

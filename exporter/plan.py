@@ -74,6 +74,9 @@ class JobListingPlan:
     requests_per_hour: float
     unfinished_jobs: int | None
     error: str | None
+    # jobs.quotas: ListAWSDefaultServiceQuotas, ListServiceQuotas (one call per 100 quotas each) and
+    # ListFoundationModels per refresh: at least 3 calls (None: jobs.quotas off)
+    quota_calls_per_hour: float | None = None
 
 
 class _CallCounter:
@@ -148,7 +151,10 @@ def _job_listing(
         except Exception as exc:  # reported in the row; polling fails open, so the plan assumes activity
             error = _cause(exc)
         pages = max(1, counter.calls[(region, "ListModelInvocationJobs")] - before)
-    return JobListingPlan(target.label, region, jobs.interval, pages, pages * 3600 / jobs.interval, unfinished, error)
+    quotas = 3 * 3600 / jobs.quotas.refresh_interval if jobs.quotas.enabled else None
+    return JobListingPlan(
+        target.label, region, jobs.interval, pages, pages * 3600 / jobs.interval, unfinished, error, quotas
+    )
 
 
 def _namespace(
@@ -355,6 +361,11 @@ def render_text(doc: dict[str, Any]) -> str:
             f"{listing['pages_per_cycle']} ListModelInvocationJobs page(s) per cycle, "
             f"{_n(listing['requests_per_hour'])} per hour (Bedrock control plane: no CloudWatch charge)"
         )
+        if listing["quota_calls_per_hour"] is not None:
+            out.append(
+                f"  quotas        at least {_n(listing['quota_calls_per_hour'])} calls per hour (Service Quotas pages "
+                "of 100 and ListFoundationModels, every jobs.quotas.refresh_interval)"
+            )
         if listing["error"]:
             out.append(f"  ERROR         {listing['error']} (polling then continues as if jobs were running)")
     totals = doc["totals"]

@@ -24,6 +24,7 @@ from exporter.jobs import JobTracker, retained, within_budget
 from exporter.manifests import ManifestReader, RetrySchedule
 from exporter.model import Job, SeriesKey, TaskKey, TaskState
 from exporter.planner import Batch, PlanCache, select_series
+from exporter.quotas import Matched, QuotaReader, quota_usage
 from exporter.results import STALE_INTERVALS, Answer, Outcome, cloudwatch_records
 from exporter.selfmetrics import ManifestCounters, SelfMetrics
 from exporter.snapshot import Store
@@ -331,6 +332,9 @@ class JobTask:
         self._metrics = metrics
         self._reader: ManifestReader | None = None
         self._unknown_logged: set[str] = set()
+        self._quotas = (
+            QuotaReader(config.quotas.refresh_interval, config.quotas.model_map) if config.quotas.enabled else None
+        )
 
     @property
     def interval(self) -> float:
@@ -345,6 +349,7 @@ class JobTask:
             self._board.report(self.target.label, self.region, None)  # fail open: metrics keep flowing
             raise
         jobs = listing.jobs
+        matched = self._read_quotas(now, account_id, client)  # before the counters: they and the state land together
         self._count_bad(account_id, listing.rejected, listing.truncated)
         if listing.truncated is None:  # a cut-short listing lacks jobs: their status history must not be forgotten
             self._tracker.observe(jobs, now)
@@ -376,7 +381,22 @@ class JobTask:
             last_error_time=now if listing.truncated else (previous.last_error_time if previous else None),
             jobs_dropped=(("finished", dropped_finished), ("running", dropped_running)),
             bad_records=tuple(sorted((f"{m}: {r}" if m else r, n) for (m, r), n in listing.rejected.items())),
+            quotas=quota_usage(matched, jobs),
+            quotas_unmatched=matched.unmatched,
         )
+
+    def _read_quotas(self, now: float, account_id: str, bedrock: Any) -> Matched:
+        """The quotas matched to models, read again when due (jobs.quotas); nothing when the option is off. A failed
+        read keeps the last good quotas and never fails the listing."""
+        if self._quotas is None:
+            return Matched()
+        self._quotas.refresh(
+            now,
+            lambda: self._clients.client("service-quotas", self.target, self.region, account_id),
+            bedrock,
+            lambda operation: self._metrics.bad_answers.labels(account_id, self.region, operation).inc(),
+        )
+        return self._quotas.matched
 
     def _count_dropped(self, account_id: str, finished: int, running: int) -> None:
         """Jobs over the `jobs.max_jobs` budget: counted; running ones also logged (and warned about on /)."""

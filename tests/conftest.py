@@ -123,12 +123,14 @@ def fresh_aws(aws: SimulatedAws) -> Iterator[SimulatedAws]:
     aws.jobs.clear()
     aws.broken_regions.clear()
     aws.links.clear()
+    aws.quotas.clear()
     aws.reset_counts()
     aws.delay = 0.0
     yield aws
     aws.delay = 0.0
     aws.broken_regions.clear()
     aws.links.clear()
+    aws.quotas.clear()
     aws.jobs.clear()
     _reset_moto()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 POLICY = Path(__file__).resolve().parents[1] / "deploy" / "iam" / "policy.json"
 # SigV4 service name -> IAM action prefix
-PREFIX = {"monitoring": "cloudwatch", "bedrock": "bedrock", "sts": "sts", "s3": "s3"}
+PREFIX = {"monitoring": "cloudwatch", "bedrock": "bedrock", "sts": "sts", "s3": "s3", "servicequotas": "servicequotas"}
 NEEDS_NO_PERMISSION = {"sts:GetCallerIdentity"}  # AWS answers it for any valid credentials
 # Statements for opt-in features (docs/job-cost.md): checked for unused actions only when their suite ran.
 OPTIONAL_SIDS = {"OptionalReadBatchJobManifests"}

@@ -32,7 +32,13 @@ _ROLE_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/")
 
 # The services this exporter calls, by name -> endpoint prefix (the key of botocore's endpoints.json). AwsClients makes
 # clients for these only: the endpoint table it loads keeps just their entries (`_ModelFiles`).
-SERVICES = {"cloudwatch": "monitoring", "bedrock": "bedrock", "sts": "sts", "s3": "s3"}
+SERVICES = {
+    "cloudwatch": "monitoring",
+    "bedrock": "bedrock",
+    "sts": "sts",
+    "s3": "s3",
+    "service-quotas": "servicequotas",
+}
 
 
 class ApiRecorder(Protocol):

@@ -414,6 +414,29 @@ class AwsConfig(StrictModel):
     )
 
 
+class QuotasConfig(StrictModel):
+    """Quota headroom: each model's concurrent batch-job quota (Service Quotas) next to its jobs (docs/metrics.md)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="read the bedrock service quotas and the foundation models' names (servicequotas:"
+        "ListAWSDefaultServiceQuotas, servicequotas:ListServiceQuotas, bedrock:ListFoundationModels); without "
+        "permission the rest keeps working and the denial is counted",
+    )
+    refresh_interval: Annotated[float, BeforeValidator(parse_duration), duration_bounds(60, DAY), DURATION_SCHEMA] = (
+        Field(default=3600.0, description="how often the quotas are read in each region (1m to 1d); also at start")
+    )
+    model_map: dict[
+        Annotated[str, Field(min_length=1, max_length=256)],
+        Annotated[tuple[Annotated[str, Field(min_length=1, max_length=2048)], ...], Field(min_length=1, max_length=50)],
+    ] = Field(
+        default_factory=dict,
+        max_length=1000,
+        description="a quota code (L-...) or whole quota name -> the model IDs it applies to, for quotas whose "
+        "model name matches no foundation model's name (overrides the match by name)",
+    )
+
+
 class JobsConfig(StrictModel):
     """The Bedrock batch-job collector (ListModelInvocationJobs) and job-aware polling of AWS/Bedrock/Batch."""
 
@@ -467,6 +490,7 @@ class JobsConfig(StrictModel):
     manifest_max_bytes: int = Field(
         default=65536, ge=1024, le=1024 * 1024, description="larger manifests are refused (1 KiB to 1 MiB)"
     )
+    quotas: QuotasConfig = Field(default_factory=QuotasConfig)
 
     @model_validator(mode="after")
     def _lookback_covers_jobs(self) -> JobsConfig:

@@ -101,17 +101,36 @@ class DemoWorld:
         clients = {region: client("cloudwatch", region) for region in self.models}
         self.workload = Workload(clients, self.models, self.aws.jobs, s3=client("s3", "us-east-1"), policy=policy)
         self._last_prune = time.monotonic()
+        self._apply_quotas()
 
-    def history(self, expiring_job: bool = True) -> None:
+    def _apply_quotas(self) -> None:
+        """The simulation's concurrency of each model is its quota: a model below the default one gets an applied
+        value (as an account whose quota was lowered), the others keep the default (the same number)."""
+        from moto.iam.models import get_account_id_from
+
+        from exporter.demo.quotas import CATALOGUE, DEFAULT_CONCURRENCY
+
+        names = {model_id: name for model_id, name, _, _ in CATALOGUE}
+        account = get_account_id_from(DEMO_CREDENTIALS[0])
+        for region, models in self.models.items():
+            for model in models:
+                if model.concurrency != DEFAULT_CONCURRENCY:
+                    self.aws.quotas.apply(account, region, names[model.model_id], float(model.concurrency))
+
+    def history(self, expiring_job: bool = True, full_quota: bool = True) -> None:
         """Some minutes of past work, so the first poll already finds data and jobs."""
         start = datetime.now(UTC)
         history = start - timedelta(seconds=HISTORY_STEPS * PUBLISH_EVERY)
+        llama = self.models["us-east-1"][2]
         if expiring_job:
             # A job that has run for almost its whole 24h timeout on a busy model: its timeout ends it during the
             # demo (PartiallyCompleted), and BedrockBatchJobAtRiskOfExpiring warns about it first.
-            self.workload.submit(
-                self.models["us-east-1"][2], (history - timedelta(hours=24, minutes=-6)).timestamp(), 20000, 24
-            )
+            self.workload.submit(llama, (history - timedelta(hours=24, minutes=-6)).timestamp(), 20000, 24)
+        if full_quota:
+            # A long job beside it: the two hold both of the model's slots (its quota of 2), so the jobs arriving
+            # behind them wait in Scheduled and BedrockBatchQuotaSaturated has a cause; when the first ends, the next
+            # waiting job takes its slot.
+            self.workload.submit(llama, (history - timedelta(hours=2)).timestamp(), 80000, 72)
         for step in range(HISTORY_STEPS):
             self.workload.step(PUBLISH_EVERY, history + timedelta(seconds=step * PUBLISH_EVERY))
 

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 from exporter.demo.insights import answer as insights_answer
 from exporter.demo.jobs import handles
 from exporter.demo.linked import Links
+from exporter.demo.quotas import ServiceQuotas
 from exporter.demo.wsgi import StartResponse
 
 _SMITHY_PATH = re.compile(r"^/service/[^/]+/operation/([A-Za-z]+)$")
@@ -39,6 +40,8 @@ def operation_of(environ: dict[str, Any]) -> tuple[str, str, str]:
         return service, region, "ListModelInvocationJobs"
     if path.startswith("/model-invocation-job/"):
         return service, region, "GetModelInvocationJob"
+    if path == "/foundation-models":
+        return service, region, "ListFoundationModels"
     return service, region, f"{environ.get('REQUEST_METHOD', '')} {path}"
 
 
@@ -82,6 +85,7 @@ class SimulatedAws:
         self._jobs_app = JobsApp(self.jobs)
         self.broken_regions: set[str] = set()
         self.links = Links()  # monitoring accounts and their linked source accounts (CloudWatch cross-account)
+        self.quotas = ServiceQuotas()  # Service Quotas' bedrock quotas and Bedrock's model catalogue
         self._lock = threading.Lock()
         self._released = threading.Event()
         self.calls: Counter[tuple[str, str, str]] = Counter()
@@ -125,6 +129,10 @@ class SimulatedAws:
             return [b"region unavailable\r\n"]
         if handles(environ):
             return self._jobs_app(environ, start_response)
+        if self.quotas.handles(environ):
+            answered = self.quotas(environ, start_response, _account_of(environ), key[1])
+            if answered is not None:
+                return answered
         # moto keeps accounts apart: exporter.demo.linked answers a monitoring account's cross-account requests
         linked = self.links.answer(environ, start_response, _account_of(environ), self._moto, self._cloudwatch)
         return linked if linked is not None else self._cloudwatch(environ, start_response)

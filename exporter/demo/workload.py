@@ -32,6 +32,7 @@ class SimulatedModel:
     jobs_submitted: int = 0
     concurrency: int = 10  # jobs InProgress at once (the per-model quota, docs/insight.md)
     backlog_minutes: float = 2.0  # new jobs arrive while fewer than this many minutes of records are pending
+    waiting_target: int = 0  # new jobs also arrive while fewer than this many have not started (a queue kept full)
 
     def capacity(self, seconds: float) -> float:
         """Records this model can process in the next `seconds`."""
@@ -70,9 +71,17 @@ def default_models(seed: int = 7) -> dict[str, list[SimulatedModel]]:
         "us-east-1": [
             model("anthropic.claude-3-5-sonnet-20240620-v1:0", 900, 300, 800, "contract-review", anthropic=True),
             model("amazon.nova-pro-v1:0", 600, 200, 1500, "catalog-enrich"),
-            # At its concurrency limit most of the time: jobs wait in Scheduled.
+            # Held at its concurrency limit (2, its quota) with jobs waiting in Scheduled: the demo's history starts two
+            # long jobs on it (DemoWorld.history) and new jobs keep arriving behind them.
             model(
-                "meta.llama3-1-70b-instruct-v1:0", 700, 250, 600, "support-summaries", concurrency=2, backlog_minutes=12
+                "meta.llama3-1-70b-instruct-v1:0",
+                700,
+                250,
+                600,
+                "support-summaries",
+                concurrency=2,
+                backlog_minutes=12,
+                waiting_target=2,
             ),
         ],
         "us-west-2": [
@@ -182,17 +191,28 @@ class Workload:
             out[job["modelId"]] = (pending, processed + job["processedRecordCount"])
         return out
 
+    def _not_started(self) -> dict[str, int]:
+        """Per model: jobs submitted and not started yet (Submitted, Validating, Scheduled)."""
+        out: dict[str, int] = {}
+        for job in self.jobs.all():
+            if job["status"] in ("Submitted", "Validating", "Scheduled"):
+                out[job["modelId"]] = out.get(job["modelId"], 0) + 1
+        return out
+
     def step(self, seconds: float, now: datetime | None = None) -> int:
         """Advance `seconds`: new jobs, processing, an occasional stop; publish metrics. Returns datapoints sent."""
         when = now or datetime.now(UTC)
         stamp = when.timestamp()
         before = self._by_model()
+        waiting = self._not_started()
         capacity = {}
         for models in self.models.values():
             for model in models:
                 pending = before.get(model.model_id, (0.0, 0.0))[0]
                 if self.arrivals and (
-                    pending < model.records_per_minute * model.backlog_minutes or self._rng.random() < 0.01
+                    pending < model.records_per_minute * model.backlog_minutes
+                    or waiting.get(model.model_id, 0) < model.waiting_target
+                    or self._rng.random() < 0.01
                 ):
                     self.submit(model, stamp)
                 capacity[model.model_id] = model.capacity(seconds)

@@ -98,6 +98,10 @@ FIXED_NAMES: dict[str, OtelName] = {
     "bedrock_batch_model_output_price_dollars_per_million_tokens": OtelName(
         "bedrock_batch.model.output_price", "{USD}/10*6{token}"
     ),
+    "bedrock_batch_quota_concurrent_jobs_limit": OtelName("bedrock_batch.quota.concurrent_jobs.limit", "{job}"),
+    "bedrock_batch_quota_concurrent_jobs": OtelName("bedrock_batch.quota.concurrent_jobs", "{job}"),
+    "bedrock_batch_quota_waiting_jobs": OtelName("bedrock_batch.quota.waiting_jobs", "{job}"),
+    "bedrock_batch_quota_unmatched": OtelName("bedrock_batch.quota.unmatched", "{quota}"),
     f"{PREFIX}_build_info": OtelName(f"{PREFIX}.build_info", ""),
     f"{PREFIX}_up": OtelName(f"{PREFIX}.up", ""),
     f"{PREFIX}_last_success_timestamp_seconds": OtelName(f"{PREFIX}.last_success_timestamp", "s"),

@@ -26,7 +26,7 @@ from exporter.config import defaults_for
 from exporter.failures import failure_reason
 from exporter.families import JobSpend, job_spend, spend_totals
 from exporter.http import Response
-from exporter.model import CloudWatchValue, TaskKey, TaskState
+from exporter.model import CloudWatchValue, QuotaUsage, TaskKey, TaskState
 from exporter.pricing import resolve
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.status_html import MAX_LIMIT, render_html
@@ -147,6 +147,19 @@ def _task(state: TaskState, now: float, cycles: Mapping[str, int]) -> JSON:
         "bad_records": dict(state.bad_records),
         "jobs_dropped": dict(state.jobs_dropped),
         "series_dropped": state.series_dropped,
+        "quotas": [_quota(q) for q in state.quotas],
+        "quotas_unmatched": list(state.quotas_unmatched),
+    }
+
+
+def _quota(quota: QuotaUsage) -> JSON:
+    return {
+        "model_id": quota.model_id,
+        "quota_code": quota.code,
+        "limit": quota.limit,
+        "source": "applied" if quota.applied else "default",
+        "in_use": quota.in_use,
+        "waiting": quota.waiting,
     }
 
 
@@ -185,9 +198,11 @@ def _models(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: fl
     series: defaultdict[tuple[str, str, str], list[tuple[CloudWatchValue, TaskState]]] = defaultdict(list)
     jobs: defaultdict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
     finished_cost: dict[tuple[str, str, str], float] = {}
+    quotas: dict[tuple[str, str, str], QuotaUsage] = {}
     table = snapshot.price_table
     for state in snapshot.tasks.values():
         region = state.key.region
+        quotas.update(((state.account_id, region, q.model_id), q) for q in state.quotas)
         for value in state.values:
             dimension = defaults_for(value.series.namespace).model_dimension
             if dimension is None:
@@ -220,6 +235,7 @@ def _models(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: fl
             )
             refreshed = state.last_success if refreshed is None else max(refreshed, state.last_success or refreshed)
         price = resolve(key[2], table)
+        quota = quotas.get(key)
         items.append(
             {
                 "account_id": key[0],
@@ -230,6 +246,7 @@ def _models(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: fl
                 "metrics": metrics,
                 "jobs_by_status": jobs.get(key, {}),
                 "finished_jobs_cost_dollars": finished_cost.get(key),
+                "quota": None if quota is None else _quota(quota),
                 "batch_price": None
                 if price is None
                 else {"input": price.input, "output": price.output, "source": price.source},

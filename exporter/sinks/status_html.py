@@ -140,6 +140,13 @@ def _error_cell(task: JSON) -> str:
             f'<div class="error">{series_dropped:,} series over discovery.max_series are not polled '
             "(bedrock_batch_exporter_series_not_polled)</div>"
         )
+    unmatched = task.get("quotas_unmatched", [])
+    if unmatched:
+        names = "; ".join(_e(name) for name in unmatched[:10]) + ("; ..." if len(unmatched) > 10 else "")
+        partial += (
+            f'<div class="warn">{len(unmatched):,} concurrent-job quotas matched no model by name (map them with '
+            f"jobs.quotas.model_map): {names}</div>"
+        )
     if error is None:
         return partial or _NONE
     failures = task["consecutive_failures"]
@@ -241,6 +248,15 @@ def _models_html(section: JSON) -> str:
             if price is None
             else f"${price['input']:g} in<br>${price['output']:g} out"
         )
+        quota = model.get("quota")
+        if quota is not None:
+            full = quota["in_use"] >= quota["limit"]
+            waiting = f" · {quota['waiting']:,} waiting" if quota["waiting"] else ""
+            jobs += (
+                f"<br><span class='small{' bad' if full and quota['waiting'] else ''}' title='Service Quotas "
+                f"{_e(quota['quota_code'])} ({_e(quota['source'])} value)'>quota: {quota['in_use']:,} of "
+                f"{quota['limit']:g} slots{waiting}</span>"
+            )
         if model["finished_jobs_cost_dollars"] is not None:
             jobs += f"<br><span class='small'>finished: {_dollars(model['finished_jobs_cost_dollars'])}</span>"
         read = "—" if model["refreshed"] is None else f"{_duration(model['refreshed_age_seconds'])} ago"

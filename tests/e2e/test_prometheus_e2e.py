@@ -37,6 +37,9 @@ MAY_BE_EMPTY_UNTIL_THE_JOB_COLLECTOR_LANDS = {
 }
 # The copy of the blog's throughput alert with its threshold lowered, which the demo's workload must fire.
 LOWERED = "BedrockBatchHighInputTokenThroughputE2E"
+# BedrockBatchQuotaSaturated without its 10-minute `for`: the demo's llama model is held at its quota (2, the
+# simulation's concurrency of it) with jobs waiting most of the time.
+SATURATED = "BedrockBatchQuotaSaturatedE2E"
 DATA_TIMEOUT = 45.0
 
 
@@ -88,7 +91,9 @@ def _lowered_throughput_alert() -> dict[str, Any]:
     assert rule["expr"].count("> 1000000") == 1, "the e2e test lowers the threshold '> 1000000'; keep it in the expr"
     expr = rule["expr"].replace("> 1000000", "> 0").replace("offset 5h55m", "offset 5s")  # the demo has minutes of data
     rule.update(alert=LOWERED, expr=expr, **{"for": "0s"})
-    return {"groups": [{"name": "e2e-lowered-thresholds", "rules": [rule]}]}
+    saturated = dict(next(r for r in alerting_rules() if r["alert"] == "BedrockBatchQuotaSaturated"))
+    saturated.update(alert=SATURATED, **{"for": "0s"})
+    return {"groups": [{"name": "e2e-lowered-thresholds", "rules": [rule, saturated]}]}
 
 
 def _query(base: str, expr: str) -> list[Any]:
@@ -162,7 +167,7 @@ def test_every_dashboard_and_rule_expression_parses_and_returns_data(stack: Stac
 
 
 def test_rules_are_loaded_and_healthy(stack: Stack) -> None:
-    expected = {r.get("record") or r["alert"] for g in rule_groups() for r in g["rules"]} | {LOWERED}
+    expected = {r.get("record") or r["alert"] for g in rule_groups() for r in g["rules"]} | {LOWERED, SATURATED}
 
     def rules() -> list[dict[str, Any]]:
         return [r for g in api(stack.prometheus, "/api/v1/rules")["groups"] for r in g["rules"]]
@@ -187,3 +192,28 @@ def test_lowered_throughput_alert_fires_and_exporter_down_does_not(stack: Stack)
     print(
         f"\n{LOWERED} firing for {len(alerts)} models {time.monotonic() - stack.started:.1f}s after Prometheus started"
     )
+
+
+def test_quota_saturated_fires_for_the_model_the_simulation_holds_at_its_quota(stack: Stack) -> None:
+    from exporter.demo.workload import default_models
+
+    # ground truth: the simulation's own per-model concurrency, which the simulated Service Quotas serves as the quota
+    limits = {(region, m.model_id): m.concurrency for region, ms in default_models().items() for m in ms}
+    held = {key for key, limit in limits.items() if limit < 10}
+    assert held == {("us-east-1", "meta.llama3-1-70b-instruct-v1:0")}
+
+    def firing() -> list[dict[str, Any]]:
+        alerts = api(stack.prometheus, "/api/v1/alerts")["alerts"]
+        return [a for a in alerts if a["labels"]["alertname"] == SATURATED and a["state"] == "firing"]
+
+    alerts = poll(firing, 90, f"{SATURATED} firing")
+    fired = {(a["labels"]["region"], a["labels"]["model_id"]) for a in alerts}
+    assert fired == held, alerts  # the models at the default of 10 never hold that many jobs in the demo
+    for region, model in fired:
+        selector = f'{{region="{region}", model_id="{model}"}}'
+        (limit,) = _query(stack.prometheus, f"bedrock_batch_quota_concurrent_jobs_limit{selector}")
+        assert float(limit["value"][1]) == limits[(region, model)] and limit["metric"]["source"] == "applied"
+        (waiting,) = _query(stack.prometheus, f"bedrock_batch_quota_waiting_jobs{selector}")
+        (scheduled,) = _query(stack.prometheus, f'bedrock_batch_jobs{{status="Scheduled", {selector[1:]}')
+        assert float(waiting["value"][1]) == float(scheduled["value"][1]) > 0  # the same listing, both views
+    assert all(a["annotations"]["runbook_url"].endswith("#bedrockbatchquotasaturated") for a in alerts)

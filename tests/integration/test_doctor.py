@@ -88,9 +88,16 @@ def test_all_allowed_exits_0_and_reports_the_data(fresh_aws: SimulatedAws, proxy
         "cloudwatch:ListMetrics",
         "cloudwatch:GetMetricData",
         "bedrock:ListModelInvocationJobs",
+        "servicequotas:ListAWSDefaultServiceQuotas",
+        "servicequotas:ListServiceQuotas",
+        "bedrock:ListFoundationModels",
+        "batch",  # batch quotas
         "data",
     ]
     assert "found in environment variables" in lines[1] and "botocore: env" in lines[1]
+    # the simulated catalogue (exporter.demo.quotas): 6 models with a quota, one legacy model's quota matches none
+    quotas = next(line for line in lines if "batch quotas:" in line)
+    assert "6 model(s) with a concurrent-job quota" in quotas and "base model for Claude Instant" in quotas
     assert "assumed-role" in lines[3] and ROLE_ARN in lines[3]
     # the role belongs to another (empty) account: moto keeps data per account, as CloudWatch does
     assert "no AWS/Bedrock/Batch metrics here in the last 3 hours" in lines[-2]

@@ -342,3 +342,17 @@ def test_price_lines_follow_the_reported_model_ids_and_the_table() -> None:
     assert 'model_id="eu.amazon.nova"' not in check(["amazon.nova"])
     store.new_generation({KEY}, (Price("amazon.nova", 0.7, 1.0),))  # a reload with other prices
     assert 'per_million_tokens{model_id="amazon.nova"} 0.7' in check(["amazon.nova"])
+
+
+def test_every_built_in_family_is_documented_for_prometheus_and_otlp() -> None:
+    from pathlib import Path
+
+    from exporter.families import BUILTIN
+    from exporter.sinks.otlp import FIXED_NAMES
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    metrics, otlp = (docs / "metrics.md").read_text(), (docs / "otlp.md").read_text()
+    counters = {f.name for f in BUILTIN if f.kind == "counter"}
+    names = [f.name + ("_total" if f.name in counters else "") for f in BUILTIN]
+    assert [n for n in names if f"`{n}`" not in metrics] == []
+    assert [f.name for f in BUILTIN if f.name in FIXED_NAMES and f"`{FIXED_NAMES[f.name].name}`" not in otlp] == []

@@ -13,6 +13,9 @@ def test_shipped_policy_is_read_only_plus_assume_role() -> None:
         "cloudwatch:ListMetrics",
         "bedrock:ListModelInvocationJobs",
         "sts:AssumeRole",
+        "servicequotas:ListAWSDefaultServiceQuotas",  # jobs.quotas (on by default): quota headroom
+        "servicequotas:ListServiceQuotas",
+        "bedrock:ListFoundationModels",
         "s3:GetObject",  # optional statement, for jobs.read_manifests, scoped to manifest.json.out objects
     }
     assert not any(a.endswith("*") or a.split(":")[1].startswith(("Put", "Create", "Delete")) for a in actions)
