@@ -45,6 +45,7 @@ IAM_ACTIONS = {
     "ListAWSDefaultServiceQuotas": "servicequotas:ListAWSDefaultServiceQuotas",
     "ListServiceQuotas": "servicequotas:ListServiceQuotas",
     "ListFoundationModels": "bedrock:ListFoundationModels",
+    "ListTagsForResource": "bedrock:ListTagsForResource",
 }
 _UNKNOWN_CREDENTIALS = {"InvalidClientTokenId", "UnrecognizedClientException", "AuthFailure"}
 
@@ -155,12 +156,15 @@ def check_region(config: Config, target: TargetConfig, region: str, clients: Aws
     yield _get_metric_data(cloudwatch, namespaces, discovered, now)
     job_aware = [ns.namespace for ns in namespaces if defaults_for(ns.namespace).follows_jobs]
     if config.jobs.enabled and job_aware:
+        jobs: list[Any] = []
         try:
             answer = clients.client("bedrock", target, region).list_model_invocation_jobs(maxResults=1)
             jobs = answer.get("invocationJobSummaries") or []
             yield Check(IAM_ACTIONS["ListModelInvocationJobs"], OK, f"{len(jobs)} job(s) on a page of at most 1")
         except Exception as exc:
             yield Check(IAM_ACTIONS["ListModelInvocationJobs"], FAIL, explain(exc))
+        if config.jobs.tag_labels:
+            yield _read_job_tags(config, clients.client("bedrock", target, region), jobs)
         if config.jobs.read_manifests:
             yield _read_one_manifest(config, clients, target, region)
         if config.jobs.quotas.enabled:
@@ -195,6 +199,22 @@ def _linked_accounts(page: Any, found: list[SeriesKey], namespace: str) -> Check
             "source account is linked to it (CloudWatch settings: cross-account observability)",
         )
     return Check("linked accounts", INFO, f"{namespace}: no source account's series on the first page")
+
+
+def _read_job_tags(config: Config, client: Any, jobs: list[Any]) -> Check:
+    """jobs.tag_labels: ListTagsForResource of the newest job, if there is one; which configured keys it carries."""
+    name = IAM_ACTIONS["ListTagsForResource"]
+    arn = jobs[0].get("jobArn") if jobs and isinstance(jobs[0], dict) else None
+    if not isinstance(arn, str):
+        return Check(name, SKIP, "no job to read the tags of")
+    try:
+        listed = client.list_tags_for_resource(resourceARN=arn).get("tags") or []
+    except Exception as exc:
+        return Check(name, FAIL, explain(exc))
+    keys = {t.get("key") for t in listed if isinstance(t, dict)}
+    carried = [k for k in config.jobs.tag_labels if k in keys]
+    shown = ", ".join(carried) if carried else "none of jobs.tag_labels"
+    return Check(name, OK, f"{len(listed)} tag(s) on the newest job ({shown})")
 
 
 def _read_quotas(config: Config, clients: AwsClients, target: TargetConfig, region: str) -> Iterator[Check]:

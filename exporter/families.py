@@ -16,7 +16,7 @@ from typing import Literal, NamedTuple
 from exporter.config import Config
 from exporter.failures import failure_reason
 from exporter.model import KNOWN_STATUSES, CloudWatchValue, InsightsValue, Job, JobUsage, Price, SeriesKey, TaskState
-from exporter.naming import dimension_label, metric_name
+from exporter.naming import dimension_label, metric_name, tag_label
 from exporter.pricing import resolve
 
 TASK_LABELS = ("account_id", "region")
@@ -84,7 +84,9 @@ JOB_END_TIME = _job("end_timestamp_seconds", "When the job ended (Unix time); fi
 JOB_INPUT_TOKENS = _job("input_tokens", "Input tokens of a finished job, from its manifest.json.out (exact).")
 JOB_OUTPUT_TOKENS = _job("output_tokens", "Output tokens of a finished job, from its manifest.json.out (exact).")
 JOB_COST = _job(
-    "cost_dollars", "Cost of a finished job in US dollars: its manifest's tokens at the model's batch price."
+    "cost_dollars",
+    "Cost of a finished job in US dollars: its manifest's tokens at the model's batch price; with jobs.tag_labels "
+    "also a tag_<key> label per configured tag.",
 )
 JOB_ETA = _job(
     "eta_seconds",
@@ -120,6 +122,13 @@ FINISHED_COST = Family(
     "gauge",
     _FINISHED_LABELS,
     "Cost in US dollars of the retained finished jobs with a manifest and a price, per model and status.",
+)
+FINISHED_COST_BY_TAG = Family(
+    "bedrock_batch_finished_jobs_cost_by_tag_dollars",
+    "gauge",
+    (*TASK_LABELS, "model_id", "tag_key", "tag_value"),
+    "Cost in US dollars of the retained finished jobs with a manifest and a price, per model and value of each "
+    "tag key of jobs.tag_labels (tag_value empty: untagged); over the values of one key it sums to the whole.",
 )
 INPUT_PRICE = Family(
     "bedrock_batch_model_input_price_dollars_per_million_tokens",
@@ -183,6 +192,7 @@ BUILTIN: tuple[Family, ...] = (
     FINISHED_INPUT_TOKENS,
     FINISHED_OUTPUT_TOKENS,
     FINISHED_COST,
+    FINISHED_COST_BY_TAG,
     INPUT_PRICE,
     OUTPUT_PRICE,
     QUOTA_LIMIT,
@@ -390,12 +400,19 @@ def _usage_samples(
 ) -> Iterator[Sample]:
     """Per finished job, its manifest's tokens and cost; per model and status, their sums over retained jobs."""
     spend = job_spend(state, prices)
+    tags = dict(state.job_tags)
+    by_tag: dict[tuple[str, str, str], float] = {}
     for job, usage, cost in spend:
         labels = job_labels(base, job)
         yield Sample(JOB_INPUT_TOKENS, labels, float(usage.input_tokens))
         yield Sample(JOB_OUTPUT_TOKENS, labels, float(usage.output_tokens))
         if cost is not None:
-            yield Sample(JOB_COST, labels, cost)
+            pairs = tags.get(job.arn, ())
+            yield Sample(JOB_COST, (*labels, *((tag_label(k), v) for k, v in pairs)), cost)
+            for key, value in pairs:
+                by_tag[(job.model_id, key, value)] = by_tag.get((job.model_id, key, value), 0.0) + cost
+    for (model, key, value), spent in sorted(by_tag.items()):
+        yield Sample(FINISHED_COST_BY_TAG, (*base, ("model_id", model), ("tag_key", key), ("tag_value", value)), spent)
     for (model, status), total in spend_totals(spend).items():
         labels = (*base, ("model_id", model), ("status", status))
         yield Sample(FINISHED_INPUT_TOKENS, labels, total.input_tokens)

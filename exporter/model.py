@@ -283,6 +283,8 @@ class TaskState:
     # Concurrent batch-job quotas per model (jobs.quotas), and the names of those no model could be matched to.
     quotas: tuple[QuotaUsage, ...] = ()
     quotas_unmatched: tuple[str, ...] = ()
+    # jobs.tag_labels: finished jobs' ARN -> each configured tag key's value ("" where untagged or refused)
+    job_tags: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     @property
     def partial(self) -> bool:

@@ -82,3 +82,9 @@ def dimension_label(dimension: str) -> str:
     """`ModelId` -> `dimension_ModelId`: case kept, YACE's sanitising, other disallowed characters become `_`."""
     out = ["_" if char in _YACE_UNDERSCORED else "_percent" if char == "%" else char for char in dimension]
     return "dimension_" + _valid("".join(out))
+
+
+def tag_label(key: str) -> str:
+    """The label a job tag key becomes (jobs.tag_labels): `tag_` and the key with every character outside
+    [a-zA-Z0-9_] as `_`."""
+    return "tag_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)

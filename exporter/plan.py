@@ -19,6 +19,7 @@ from exporter.config import CloudWatchPricing, Config, NamespaceConfig, TargetCo
 from exporter.doctor import explain
 from exporter.model import SeriesKey
 from exporter.planner import plan, select_series
+from exporter.tags import READS_PER_CYCLE
 
 SCHEMA_VERSION = 1
 HOURS_PER_MONTH = selfmetrics.HOURS_PER_MONTH
@@ -77,6 +78,8 @@ class JobListingPlan:
     # jobs.quotas: ListAWSDefaultServiceQuotas, ListServiceQuotas (one call per 100 quotas each) and
     # ListFoundationModels per refresh: at least 3 calls (None: jobs.quotas off)
     quota_calls_per_hour: float | None = None
+    # jobs.tag_labels: one ListTagsForResource per finished job, at most this many per cycle (None: off)
+    tag_reads_per_cycle_max: int | None = None
 
 
 class _CallCounter:
@@ -152,8 +155,9 @@ def _job_listing(
             error = _cause(exc)
         pages = max(1, counter.calls[(region, "ListModelInvocationJobs")] - before)
     quotas = 3 * 3600 / jobs.quotas.refresh_interval if jobs.quotas.enabled else None
+    tags = READS_PER_CYCLE if jobs.tag_labels else None
     return JobListingPlan(
-        target.label, region, jobs.interval, pages, pages * 3600 / jobs.interval, unfinished, error, quotas
+        target.label, region, jobs.interval, pages, pages * 3600 / jobs.interval, unfinished, error, quotas, tags
     )
 
 
@@ -366,6 +370,8 @@ def render_text(doc: dict[str, Any]) -> str:
                 f"  quotas        at least {_n(listing['quota_calls_per_hour'])} calls per hour (Service Quotas pages "
                 "of 100 and ListFoundationModels, every jobs.quotas.refresh_interval)"
             )
+        if (most := listing["tag_reads_per_cycle_max"]) is not None:
+            out.append(f"  job tags      one ListTagsForResource per finished job, at most {most} per cycle")
         if listing["error"]:
             out.append(f"  ERROR         {listing['error']} (polling then continues as if jobs were running)")
     totals = doc["totals"]

@@ -28,6 +28,7 @@ from exporter.quotas import Matched, QuotaReader, quota_usage
 from exporter.results import STALE_INTERVALS, Answer, Outcome, cloudwatch_records
 from exporter.selfmetrics import ManifestCounters, SelfMetrics
 from exporter.snapshot import Store
+from exporter.tags import TagReader
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +332,7 @@ class JobTask:
         self._progress = ProgressHistory(config.eta_window)
         self._metrics = metrics
         self._reader: ManifestReader | None = None
+        self._tags: TagReader | None = None
         self._unknown_logged: set[str] = set()
         self._quotas = (
             QuotaReader(config.quotas.refresh_interval, config.quotas.model_map) if config.quotas.enabled else None
@@ -363,6 +365,7 @@ class JobTask:
         )
         self._count_dropped(account_id, dropped_finished, dropped_running)
         usage = self._manifests(account_id).update(kept, now) if self._config.read_manifests else ()
+        tags = self._read_tags(account_id, client, kept, now)
         self._progress.observe(now, kept)
         etas, drains = estimate(kept, self._progress.rates()[1])
         return TaskState(
@@ -383,7 +386,21 @@ class JobTask:
             bad_records=tuple(sorted((f"{m}: {r}" if m else r, n) for (m, r), n in listing.rejected.items())),
             quotas=quota_usage(matched, jobs),
             quotas_unmatched=matched.unmatched,
+            job_tags=tuple(tags.items()),
         )
+
+    def _read_tags(
+        self, account_id: str, client: Any, jobs: list[Job], now: float
+    ) -> dict[str, tuple[tuple[str, str], ...]]:
+        """jobs.tag_labels: the finished jobs' tags, read once per job (ListTagsForResource); nothing when off."""
+        if not self._config.tag_labels:
+            return {}
+        if self._tags is None:
+            dropped = self._metrics.tag_values_dropped
+            self._tags = TagReader(
+                self._config.tag_labels, lambda why: dropped.labels(account_id, self.region, why).inc()
+            )
+        return self._tags.update(jobs, now, lambda arn: client.list_tags_for_resource(resourceARN=arn))
 
     def _read_quotas(self, now: float, account_id: str, bedrock: Any) -> Matched:
         """The quotas matched to models, read again when due (jobs.quotas); nothing when the option is off. A failed

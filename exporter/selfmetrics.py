@@ -96,6 +96,14 @@ class SelfMetrics:
             ["account_id", "region", "kind"],
             registry=self.registry,
         )
+        self.tag_values_dropped = Counter(
+            f"{PREFIX}_tag_values_dropped",
+            "Job tag values (jobs.tag_labels) not exported, by reason: invalid (characters AWS's model does not "
+            "allow), too_long (over 128 characters), cardinality (over 100 distinct values of a key); the job counts "
+            "as untagged.",
+            ["account_id", "region", "reason"],
+            registry=self.registry,
+        )
         self.result_errors = Counter(
             f"{PREFIX}_cloudwatch_result_errors",
             "GetMetricData results that were errors (StatusCode other than Complete, without datapoints), by status "
@@ -201,6 +209,7 @@ class SelfMetrics:
             self.bad_answers,
             self.bad_records,
             self.jobs_dropped,
+            self.tag_values_dropped,
             self.result_errors,
             self.unknown_values,
             self.metrics_requested,

@@ -19,7 +19,7 @@ POLICY = Path(__file__).resolve().parents[1] / "deploy" / "iam" / "policy.json"
 PREFIX = {"monitoring": "cloudwatch", "bedrock": "bedrock", "sts": "sts", "s3": "s3", "servicequotas": "servicequotas"}
 NEEDS_NO_PERMISSION = {"sts:GetCallerIdentity"}  # AWS answers it for any valid credentials
 # Statements for opt-in features (docs/job-cost.md): checked for unused actions only when their suite ran.
-OPTIONAL_SIDS = {"OptionalReadBatchJobManifests"}
+OPTIONAL_SIDS = {"OptionalReadBatchJobManifests", "OptionalReadBatchJobTags"}
 
 
 def _statements(path: Path) -> list[dict[str, object]]:

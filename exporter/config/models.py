@@ -22,7 +22,7 @@ from exporter.config.base import (
 from exporter.config.namespaces import defaults_for
 from exporter.insights import parse
 from exporter.model import BEDROCK_BATCH_NAMESPACE, MissingData, ResolvedInsights, ResolvedMetric
-from exporter.naming import dimension_label, metric_name
+from exporter.naming import dimension_label, metric_name, tag_label
 from exporter.planner import compile_dimension_filter
 from exporter.regions import region_problem
 
@@ -491,6 +491,23 @@ class JobsConfig(StrictModel):
         default=65536, ge=1024, le=1024 * 1024, description="larger manifests are refused (1 KiB to 1 MiB)"
     )
     quotas: QuotasConfig = Field(default_factory=QuotasConfig)
+    tag_labels: tuple[Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9 ._:/=+@-]+$")], ...] = (
+        Field(
+            default=(),
+            max_length=10,
+            description="job tag keys whose values label each finished job's cost and the cost by tag "
+            "(ListTagsForResource once per finished job, needs bedrock:ListTagsForResource; docs/job-cost.md). Off "
+            "when empty; label names are tag_<key> with characters other than letters, digits and _ as _",
+        )
+    )
+
+    @model_validator(mode="after")
+    def _tag_labels_are_distinct(self) -> JobsConfig:
+        names = [tag_label(key) for key in self.tag_labels]
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise ValueError(f"tag_labels: keys that give the same label name {', '.join(clash)}: keep one of each")
+        return self
 
     @model_validator(mode="after")
     def _lookback_covers_jobs(self) -> JobsConfig:

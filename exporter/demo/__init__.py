@@ -39,6 +39,7 @@ jobs:
   retention: 10m
   lookback: 8d
   eta_window: 1m
+  tag_labels: [team]
 """
 
 

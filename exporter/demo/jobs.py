@@ -45,6 +45,8 @@ _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([a-z0-9-]+)/[a-z0-9-]+/a
 _JOB_ID_CHARS = string.ascii_lowercase + string.digits
 _LIST_PATH = "/model-invocation-jobs"
 _GET_PREFIX = "/model-invocation-job/"
+_TAGS_PATH = "/listTagsForResource"  # ListTagsForResource: POST, restJson1 body {"resourceARN"} (botocore's model)
+_MAX_BODY = 64 << 10
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
 
 
@@ -98,6 +100,7 @@ class JobStore:
     def __init__(self, seed: int | None = None) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}  # by ARN, in submission order
+        self._tags: dict[str, builtins.list[Any]] = {}  # by ARN: TagList entries as served
         self._rng = random.Random(seed)
         self._throttle = 0
 
@@ -118,10 +121,19 @@ class JobStore:
         output_bucket_owner: str | None = None,
         client_request_token: str | None = None,
         vpc_config: Mapping[str, builtins.list[str]] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Job:
-        """Record a new job in status Submitted and return it."""
+        """Record a new job in status Submitted and return it; `tags` as CreateModelInvocationJob's `tags` (each key
+        and value checked against the model's TagKey and TagValue, at most 200: TagList)."""
         members = summary_shape().members
         errors = _violations("jobName", members["jobName"], job_name)
+        tag_shape = service_model().shape_for("Tag").members
+        for key, value in (tags or {}).items():
+            errors += _violations("tags.key", tag_shape["key"], key) + _violations(
+                "tags.value", tag_shape["value"], value
+            )
+        if tags is not None and len(tags) > 200:
+            errors.append("tags: at most 200")
         errors += _violations("timeoutDurationInHours", members["timeoutDurationInHours"], timeout_hours)
         errors += _violations("modelInvocationType", members["modelInvocationType"], model_invocation_type)
         errors += _violations("totalRecordCount", members["totalRecordCount"], total_records)
@@ -158,7 +170,19 @@ class JobStore:
             if vpc_config is not None:
                 job["vpcConfig"] = {k: builtins.list(v) for k, v in vpc_config.items()}
             self._jobs[job_arn] = job
+            self._tags[job_arn] = [{"key": k, "value": v} for k, v in (tags or {}).items()]
             return copy.deepcopy(job)
+
+    def set_raw_tags(self, job_arn: str, tags: builtins.list[Any]) -> None:
+        """Serve `tags` (any JSON, unchecked) as the job's TagList: for tests of answers AWS would never send."""
+        with self._lock:
+            self._tags[job_arn] = copy.deepcopy(tags)
+
+    def tags_of(self, resource_arn: str) -> builtins.list[Any] | None:
+        """The TagList of a job, or None when no job has that ARN."""
+        with self._lock:
+            found = self._tags.get(resource_arn)
+            return None if found is None else copy.deepcopy(found)
 
     def update(self, job_arn: str, now: float | datetime | None = None, **fields: Any) -> Job:
         """Set members of a job (None removes one) and stamp lastModifiedTime; raises KeyError for an unknown job."""
@@ -234,6 +258,7 @@ class JobStore:
         """Forget every job and pending throttle."""
         with self._lock:
             self._jobs.clear()
+            self._tags.clear()
             self._throttle = 0
 
     def throttle_next(self, n: int) -> None:
@@ -328,7 +353,8 @@ def _to_wire(shape: Any, value: Any) -> Any:
 
 def handles(environ: Mapping[str, Any]) -> bool:
     """Whether a WSGI request is for the batch-inference job API (so a dispatcher can route it to `JobsApp`)."""
-    return str(environ.get("PATH_INFO", "")).startswith("/model-invocation-job")
+    path = str(environ.get("PATH_INFO", ""))
+    return path.startswith("/model-invocation-job") or path == _TAGS_PATH
 
 
 def request_scope(environ: Mapping[str, Any], default_region: str = DEFAULT_REGION) -> tuple[str, str]:
@@ -371,6 +397,8 @@ class JobsApp:
             operation = "ListModelInvocationJobs"
         elif method == "GET" and path.startswith(_GET_PREFIX) and len(path) > len(_GET_PREFIX):
             operation = "GetModelInvocationJob"
+        elif method == "POST" and path == _TAGS_PATH:
+            operation = "ListTagsForResource"
         else:
             raise ApiError("UnknownOperationException", f"{method} {path} is not implemented by this fake", 404)
         if self.store.consume_throttle():
@@ -380,8 +408,32 @@ class JobsApp:
         if operation == "GetModelInvocationJob":
             # WSGI servers decode %2F, so the identifier (an ARN, with slashes) is everything after the prefix.
             return 200, self._get(model, path[len(_GET_PREFIX) :], account, region)
+        if operation == "ListTagsForResource":
+            return 200, self._tags(model, environ)
         query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
         return 200, self._list(model, query, account, region)
+
+    def _tags(self, model: Any, environ: Mapping[str, Any]) -> dict[str, Any]:
+        """ListTagsForResource of a job: {"tags": TagList}. Another resource type (a custom model, a guardrail) is
+        not served here: ResourceNotFoundException, as for an unknown job. The caller's own account and region are
+        not checked against the ARN's (AWS documents no cross-account answer)."""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > _MAX_BODY:
+            raise ApiError("ValidationException", "request body too large")
+        try:
+            body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+        except ValueError:
+            raise ApiError("ValidationException", "request body is not JSON") from None
+        arn = body.get("resourceARN") if isinstance(body, dict) else None
+        if not isinstance(arn, str):
+            raise ApiError("ValidationException", "1 validation error detected: resourceARN must not be null")
+        errors = _violations("resourceARN", model.input_shape.members["resourceARN"], arn)
+        if errors:
+            raise ApiError("ValidationException", _validation_message(errors))
+        tags = self.store.tags_of(arn)
+        if tags is None:
+            raise ApiError("ResourceNotFoundException", f"Resource {arn} not found.", 404)
+        return {"tags": tags}
 
     def _get(self, model: Any, identifier: str, account: str, region: str) -> dict[str, Any]:
         errors = _violations("jobIdentifier", model.input_shape.members["jobIdentifier"], identifier)

@@ -42,6 +42,8 @@ def operation_of(environ: dict[str, Any]) -> tuple[str, str, str]:
         return service, region, "GetModelInvocationJob"
     if path == "/foundation-models":
         return service, region, "ListFoundationModels"
+    if path == "/listTagsForResource":
+        return service, region, "ListTagsForResource"
     return service, region, f"{environ.get('REQUEST_METHOD', '')} {path}"
 
 

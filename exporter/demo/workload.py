@@ -33,6 +33,7 @@ class SimulatedModel:
     concurrency: int = 10  # jobs InProgress at once (the per-model quota, docs/insight.md)
     backlog_minutes: float = 2.0  # new jobs arrive while fewer than this many minutes of records are pending
     waiting_target: int = 0  # new jobs also arrive while fewer than this many have not started (a queue kept full)
+    team: str | None = None  # the `team` tag of its jobs (with `project`: the job prefix); None: untagged jobs
 
     def capacity(self, seconds: float) -> float:
         """Records this model can process in the next `seconds`."""
@@ -69,8 +70,16 @@ def default_models(seed: int = 7) -> dict[str, list[SimulatedModel]]:
 
     return {
         "us-east-1": [
-            model("anthropic.claude-3-5-sonnet-20240620-v1:0", 900, 300, 800, "contract-review", anthropic=True),
-            model("amazon.nova-pro-v1:0", 600, 200, 1500, "catalog-enrich"),
+            model(
+                "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                900,
+                300,
+                800,
+                "contract-review",
+                anthropic=True,
+                team="legal",
+            ),
+            model("amazon.nova-pro-v1:0", 600, 200, 1500, "catalog-enrich", team="commerce"),
             # Held at its concurrency limit (2, its quota) with jobs waiting in Scheduled: the demo's history starts two
             # long jobs on it (DemoWorld.history) and new jobs keep arriving behind them.
             model(
@@ -82,11 +91,20 @@ def default_models(seed: int = 7) -> dict[str, list[SimulatedModel]]:
                 concurrency=2,
                 backlog_minutes=12,
                 waiting_target=2,
+                team="support",
             ),
         ],
         "us-west-2": [
-            model("anthropic.claude-3-haiku-20240307-v1:0", 500, 150, 2500, "ticket-triage", anthropic=True),
-            model("amazon.titan-embed-text-v2:0", 300, 0, 4000, "doc-embeddings"),
+            model(
+                "anthropic.claude-3-haiku-20240307-v1:0",
+                500,
+                150,
+                2500,
+                "ticket-triage",
+                anthropic=True,
+                team="support",
+            ),
+            model("amazon.titan-embed-text-v2:0", 300, 0, 4000, "doc-embeddings"),  # untagged jobs
         ],
     }
 
@@ -140,6 +158,7 @@ class Workload:
             model_invocation_type=self._rng.choice(("InvokeModel", "Converse")),
             output_uri=f"s3://{OUTPUT_BUCKET}/{model.job_prefix}/" if self._s3 is not None else None,
             output_bucket_owner=DEFAULT_ACCOUNT_ID if self._s3 is not None else None,
+            tags={"team": model.team, "project": model.job_prefix} if model.team else None,
         )
 
     def manifest(self, job: Job) -> dict[str, int] | None:

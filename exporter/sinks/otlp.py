@@ -92,6 +92,7 @@ FIXED_NAMES: dict[str, OtelName] = {
     "bedrock_batch_finished_jobs_input_tokens": OtelName("bedrock_batch.finished_jobs.input_tokens", "{token}"),
     "bedrock_batch_finished_jobs_output_tokens": OtelName("bedrock_batch.finished_jobs.output_tokens", "{token}"),
     "bedrock_batch_finished_jobs_cost_dollars": OtelName("bedrock_batch.finished_jobs.cost", "{USD}"),
+    "bedrock_batch_finished_jobs_cost_by_tag_dollars": OtelName("bedrock_batch.finished_jobs.cost_by_tag", "{USD}"),
     "bedrock_batch_model_input_price_dollars_per_million_tokens": OtelName(
         "bedrock_batch.model.input_price", "{USD}/10*6{token}"
     ),
@@ -124,6 +125,7 @@ FIXED_NAMES: dict[str, OtelName] = {
     f"{PREFIX}_series_not_polled": OtelName(f"{PREFIX}.series.not_polled", "{series}"),
     f"{PREFIX}_manifest_reads": OtelName(f"{PREFIX}.manifest.reads", "{read}"),
     f"{PREFIX}_manifests_missing": OtelName(f"{PREFIX}.manifests.missing", "{manifest}"),
+    f"{PREFIX}_tag_values_dropped": OtelName(f"{PREFIX}.tag_values.dropped", "{value}"),
     f"{PREFIX}_otlp_exports": OtelName(f"{PREFIX}.otlp.exports", "{export}"),
     f"{PREFIX}_otlp_export_failures": OtelName(f"{PREFIX}.otlp.export.failures", "{failure}"),
 }

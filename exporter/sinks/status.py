@@ -260,6 +260,7 @@ def _jobs(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: floa
     for state in snapshot.tasks.values():
         spent = {s.job.arn: s for s in spend[state.key]}
         etas = {e.arn: e.seconds for e in state.job_eta}
+        tags = dict(state.job_tags)
         for job in state.jobs:
             costed = spent.get(job.arn)
             used, cost = (None, None) if costed is None else (costed.usage, costed.cost)
@@ -293,6 +294,8 @@ def _jobs(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: floa
                     "input_tokens": None if used is None else used.input_tokens,
                     "output_tokens": None if used is None else used.output_tokens,
                     "cost_dollars": cost,
+                    # jobs.tag_labels: each configured key's value ("" untagged or refused); finished jobs only
+                    "tags": dict(tags.get(job.arn, ())),
                     # why it failed (exporter.failures), and what the operator checks first; the message as AWS sent
                     # it, cut at 2,048 characters (escaped where the page shows it)
                     "failure_reason": failure_reason(job.status, job.message),

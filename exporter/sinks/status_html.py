@@ -318,11 +318,16 @@ def _expiry(job: JSON) -> str:
 
 def _usage(job: JSON) -> str:
     """A finished job's exact tokens and cost from its manifest, or why they are not shown."""
+    tags = "".join(
+        f"<br><span class='muted small'>{_e(key)}={_e(value) if value else '(none)'}</span>"
+        for key, value in job.get("tags", {}).items()
+    )
     if job["input_tokens"] is None:
-        return '<span class="muted">no manifest read</span>'
+        return f'<span class="muted">no manifest read</span>{tags}'
     cost = job["cost_dollars"]
     shown = _dollars(cost) if cost is not None else '<span class="warn">no price</span>'
-    return f"{_number(job['input_tokens'])} in<br>{_number(job['output_tokens'])} out<br><strong>{shown}</strong>"
+    used = f"{_number(job['input_tokens'])} in<br>{_number(job['output_tokens'])} out<br><strong>{shown}</strong>"
+    return used + tags
 
 
 MESSAGE_SHOWN = 500  # characters of a job's message in the table; /api/status has all AWS sent (at most 2,048)

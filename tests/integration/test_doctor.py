@@ -63,7 +63,7 @@ def write_config(tmp_path: Path, endpoint: str, role: bool = True) -> Path:
     role_line = f"    role_arn: {ROLE_ARN}\n" if role else "    account_id: '000000000000'\n"
     path = tmp_path / "config.yaml"
     path.write_text(
-        "aws: {max_attempts: 1, connect_timeout: 1s, read_timeout: 5s}\n"
+        "aws: {max_attempts: 1, connect_timeout: 1s, read_timeout: 5s}\njobs: {tag_labels: [team]}\n"
         f"targets:\n  - name: main\n    endpoint_url: {endpoint}\n    regions: [us-east-1]\n{role_line}"
     )
     return path
@@ -88,6 +88,7 @@ def test_all_allowed_exits_0_and_reports_the_data(fresh_aws: SimulatedAws, proxy
         "cloudwatch:ListMetrics",
         "cloudwatch:GetMetricData",
         "bedrock:ListModelInvocationJobs",
+        "bedrock:ListTagsForResource",
         "servicequotas:ListAWSDefaultServiceQuotas",
         "servicequotas:ListServiceQuotas",
         "bedrock:ListFoundationModels",
@@ -252,7 +253,9 @@ def test_with_job_cost_on_doctor_reads_one_manifest(fresh_aws: SimulatedAws, tmp
     key = f"o/{str(job['jobArn']).rsplit('/', 1)[-1]}/manifest.json.out"
     client.put_object(Bucket="doctor-output", Key=key, Body=b'{"inputTokenCount": 42, "outputTokenCount": 7}')
     path = write_config(tmp_path, fresh_aws.url, role=False)
-    path.write_text(path.read_text() + "jobs: {read_manifests: true}\n")
+    path.write_text(
+        path.read_text().replace("jobs: {tag_labels: [team]}", "jobs: {tag_labels: [team], read_manifests: true}")
+    )
     result = run_cli("doctor", "--config", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "s3:GetObject (job manifests)" in result.stdout and "42 input tokens" in result.stdout

@@ -16,6 +16,7 @@ def test_shipped_policy_is_read_only_plus_assume_role() -> None:
         "servicequotas:ListAWSDefaultServiceQuotas",  # jobs.quotas (on by default): quota headroom
         "servicequotas:ListServiceQuotas",
         "bedrock:ListFoundationModels",
+        "bedrock:ListTagsForResource",  # optional statement, for jobs.tag_labels, scoped to batch jobs
         "s3:GetObject",  # optional statement, for jobs.read_manifests, scoped to manifest.json.out objects
     }
     assert not any(a.endswith("*") or a.split(":")[1].startswith(("Put", "Create", "Delete")) for a in actions)
