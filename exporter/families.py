@@ -163,12 +163,19 @@ QUOTA_WAITING = Family(
     _QUOTA_LABELS,
     "The model's jobs in Scheduled: waiting for a slot under its concurrent-job quota.",
 )
+QUOTA_RECORDS = Family(
+    "bedrock_batch_quota_records_per_job_limit",
+    "gauge",
+    (*_QUOTA_LABELS, "quota_code", "source"),
+    "The model's Service Quotas limit on the records of one batch job (\"Records per batch inference job for "
+    '<model>"), to compare with bedrock_batch_job_input_records; `source` as for the concurrent-job limit.',
+)
 QUOTA_UNMATCHED = Family(
     "bedrock_batch_quota_unmatched",
     "gauge",
     TASK_LABELS,
-    "Concurrent batch-job quotas whose model name matched no foundation model (names on /; map them with "
-    "jobs.quotas.model_map).",
+    "Per-model batch quotas (concurrent jobs, records per job) whose model name matched no foundation model (names on "
+    "/; map them with jobs.quotas.model_map).",
 )
 BUILTIN: tuple[Family, ...] = (
     JOBS,
@@ -198,6 +205,7 @@ BUILTIN: tuple[Family, ...] = (
     QUOTA_LIMIT,
     QUOTA_IN_USE,
     QUOTA_WAITING,
+    QUOTA_RECORDS,
     QUOTA_UNMATCHED,
 )
 
@@ -371,6 +379,10 @@ def _quota_samples(state: TaskState, base: tuple[tuple[str, str], ...]) -> Itera
         yield Sample(QUOTA_LIMIT, (*labels, ("quota_code", quota.code), ("source", source)), quota.limit)
         yield Sample(QUOTA_IN_USE, labels, float(quota.in_use))
         yield Sample(QUOTA_WAITING, labels, float(quota.waiting))
+    for model, records in state.record_quotas:
+        source = "applied" if records.applied else "default"
+        labels = (*base, ("model_id", model), ("quota_code", records.code), ("source", source))
+        yield Sample(QUOTA_RECORDS, labels, records.value)
     if state.quotas or state.quotas_unmatched:
         yield Sample(QUOTA_UNMATCHED, base, float(len(state.quotas_unmatched)))
 

@@ -283,6 +283,7 @@ class TaskState:
     # Concurrent batch-job quotas per model (jobs.quotas), and the names of those no model could be matched to.
     quotas: tuple[QuotaUsage, ...] = ()
     quotas_unmatched: tuple[str, ...] = ()
+    record_quotas: tuple[tuple[str, RawQuota], ...] = ()  # model ID -> its records-per-job quota
     # jobs.tag_labels: finished jobs' ARN -> each configured tag key's value ("" where untagged or refused)
     job_tags: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 

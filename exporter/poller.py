@@ -386,6 +386,7 @@ class JobTask:
             bad_records=tuple(sorted((f"{m}: {r}" if m else r, n) for (m, r), n in listing.rejected.items())),
             quotas=quota_usage(matched, jobs),
             quotas_unmatched=matched.unmatched,
+            record_quotas=matched.records,
             job_tags=tuple(tags.items()),
         )
 

@@ -7,7 +7,8 @@ Matching, in this order, never guessed:
    ListFoundationModels `modelName` is <name>, letter case and runs of white space aside.
 2. `jobs.quotas.model_map` (a quota code or a whole quota name -> model IDs) adds to and overrides that.
 3. A quota of that name that neither rule maps is unmatched: counted and listed on the status page.
-Quotas without that name (custom models, records per job, file sizes) are not concurrent-job quotas: not exported.
+The same rules match "Records per batch inference job for <name>" (the most records one job of the model may have),
+exported next to the jobs' totalRecordCount. Quotas of other names (custom models, file and job sizes) are not read.
 
 Counting toward a quota: AWS does not document which statuses count. Counted here: InProgress and Stopping, the
 jobs that hold a slot; AWS says a job beyond the quota waits in Scheduled, so Scheduled jobs are the waiting ones,
@@ -32,6 +33,7 @@ from exporter.pricing import candidates
 log = logging.getLogger(__name__)
 
 QUOTA_PREFIX = "sum of in-progress and submitted batch inference jobs using a base model for "
+RECORDS_PREFIX = "records per batch inference job for "
 HOLDING = frozenset({"InProgress", "Stopping"})
 WAITING = frozenset({"Scheduled"})
 RETRY_SECONDS = 300.0  # after a failed read, try again this soon (or at the refresh interval, if sooner)
@@ -43,42 +45,65 @@ def _plain(text: str) -> str:
 
 @dataclass(frozen=True)
 class Matched:
-    """Each model's quota, and the names of concurrent-job quotas no model was matched to."""
+    """Each model's concurrent-job quota and records-per-job quota, and the names of those no model was matched to."""
 
     quotas: tuple[tuple[str, RawQuota], ...] = ()
     unmatched: tuple[str, ...] = ()
+    records: tuple[tuple[str, RawQuota], ...] = ()
+
+
+def _prefix(name: str) -> str | None:
+    """Which per-model quota a (plain) name is: its prefix, or None for every other quota."""
+    return next((p for p in (QUOTA_PREFIX, RECORDS_PREFIX) if name.startswith(p)), None)
 
 
 def match(quotas: Mapping[str, RawQuota], models: Mapping[str, str], model_map: Mapping[str, Sequence[str]]) -> Matched:
-    """The rules of the module's notes: by display name, then the configured map."""
+    """The rules of the module's notes: by display name, then the configured map (per kind of quota; a mapped quota
+    of neither name is taken as a concurrent-job quota)."""
     by_name: dict[str, list[str]] = {}
     for model_id, name in models.items():
         by_name.setdefault(_plain(name), []).append(model_id)
-    pairs: dict[str, RawQuota] = {}
+    pairs: dict[str, dict[str, RawQuota]] = {QUOTA_PREFIX: {}, RECORDS_PREFIX: {}}
     unmatched = []
+    mapped: list[tuple[str, RawQuota, list[str]]] = []
     for _, quota in sorted(quotas.items()):
-        mapped = [*model_map.get(quota.code, ()), *model_map.get(quota.name, ())]
         name = _plain(quota.name)
-        named = by_name.get(name[len(QUOTA_PREFIX) :], []) if name.startswith(QUOTA_PREFIX) else []
+        prefix = _prefix(name)
+        to = [*model_map.get(quota.code, ()), *model_map.get(quota.name, ())]
+        if to:
+            mapped.append((prefix or QUOTA_PREFIX, quota, to))
+        if prefix is None:
+            continue
+        named = by_name.get(name[len(prefix) :], [])
         for model_id in named:
-            pairs.setdefault(model_id, quota)
-        if not mapped and not named and name.startswith(QUOTA_PREFIX):
+            pairs[prefix].setdefault(model_id, quota)
+        if not to and not named:
             unmatched.append(quota.name)
-    for _, quota in sorted(quotas.items()):  # the map overrides the names
-        for model_id in (*model_map.get(quota.code, ()), *model_map.get(quota.name, ())):
-            pairs[model_id] = quota
-    return Matched(tuple(sorted(pairs.items())), tuple(sorted(unmatched)))
+    for prefix, quota, to in mapped:  # the map overrides the names
+        for model_id in to:
+            pairs[prefix][model_id] = quota
+    return Matched(
+        tuple(sorted(pairs[QUOTA_PREFIX].items())),
+        tuple(sorted(unmatched)),
+        tuple(sorted(pairs[RECORDS_PREFIX].items())),
+    )
+
+
+def quota_of(model_id: str, quotas: Mapping[str, RawQuota]) -> str | None:
+    """The model ID under which `quotas` has the quota of a job's model, as prices are resolved (an inference-profile
+    prefix or an ARN names the base model), or None."""
+    return next((c for c in candidates(model_id) if c in quotas), None)
 
 
 def quota_usage(matched: Matched, jobs: Iterable[Job]) -> tuple[QuotaUsage, ...]:
     """Per model with a quota: the limit, the jobs holding a slot, the jobs waiting (0 where none)."""
-    quota_of = dict(matched.quotas)
+    quotas = dict(matched.quotas)
     holding: Counter[str] = Counter()
     waiting: Counter[str] = Counter()
     for job in jobs:
         if job.status not in HOLDING and job.status not in WAITING:
             continue
-        model = next((c for c in candidates(job.model_id) if c in quota_of), None)
+        model = quota_of(job.model_id, quotas)
         if model is not None:
             (holding if job.status in HOLDING else waiting)[model] += 1
     return tuple(

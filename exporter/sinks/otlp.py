@@ -102,6 +102,7 @@ FIXED_NAMES: dict[str, OtelName] = {
     "bedrock_batch_quota_concurrent_jobs_limit": OtelName("bedrock_batch.quota.concurrent_jobs.limit", "{job}"),
     "bedrock_batch_quota_concurrent_jobs": OtelName("bedrock_batch.quota.concurrent_jobs", "{job}"),
     "bedrock_batch_quota_waiting_jobs": OtelName("bedrock_batch.quota.waiting_jobs", "{job}"),
+    "bedrock_batch_quota_records_per_job_limit": OtelName("bedrock_batch.quota.records_per_job.limit", "{record}"),
     "bedrock_batch_quota_unmatched": OtelName("bedrock_batch.quota.unmatched", "{quota}"),
     f"{PREFIX}_build_info": OtelName(f"{PREFIX}.build_info", ""),
     f"{PREFIX}_up": OtelName(f"{PREFIX}.up", ""),

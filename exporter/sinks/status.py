@@ -28,6 +28,7 @@ from exporter.families import JobSpend, job_spend, spend_totals
 from exporter.http import Response
 from exporter.model import CloudWatchValue, QuotaUsage, TaskKey, TaskState
 from exporter.pricing import resolve
+from exporter.quotas import quota_of
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.status_html import MAX_LIMIT, render_html
 from exporter.snapshot import Snapshot, Store
@@ -261,10 +262,12 @@ def _jobs(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: floa
         spent = {s.job.arn: s for s in spend[state.key]}
         etas = {e.arn: e.seconds for e in state.job_eta}
         tags = dict(state.job_tags)
+        records = dict(state.record_quotas)
         for job in state.jobs:
             costed = spent.get(job.arn)
             used, cost = (None, None) if costed is None else (costed.usage, costed.cost)
             total, processed = job.total_records, job.processed_records
+            records_quota = quota_of(job.model_id, records)
             out.append(
                 {
                     "account_id": state.account_id,
@@ -283,6 +286,8 @@ def _jobs(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: floa
                     "expires": job.expiration_time,
                     "ended": job.ended,
                     "finished": job.finished,
+                    # the model's "Records per batch inference job" quota (jobs.quotas), or null
+                    "records_per_job_limit": None if records_quota is None else records[records_quota].value,
                     "progress": round(min(processed / total, 1.0), 4) if total and processed is not None else None,
                     # The exporter's estimate (docs/insight.md): InProgress jobs only; a waiting job shows its status.
                     "eta_seconds": _finite(etas.get(job.arn)) if job.status == "InProgress" else None,

@@ -144,7 +144,7 @@ def _error_cell(task: JSON) -> str:
     if unmatched:
         names = "; ".join(_e(name) for name in unmatched[:10]) + ("; ..." if len(unmatched) > 10 else "")
         partial += (
-            f'<div class="warn">{len(unmatched):,} concurrent-job quotas matched no model by name (map them with '
+            f'<div class="warn">{len(unmatched):,} per-model batch quotas matched no model by name (map them with '
             f"jobs.quotas.model_map): {names}</div>"
         )
     if error is None:

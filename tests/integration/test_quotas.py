@@ -55,7 +55,10 @@ def test_limit_use_and_waiting_jobs_per_model_on_metrics(fresh_aws: SimulatedAws
     assert value("bedrock_batch_quota_waiting_jobs", model_id=HAIKU) == 0.0
     # every catalogue model has its quota, jobs or not; the legacy model's quota matches none and is counted
     assert len([1 for (n, _), _ in found.items() if n == limit]) == 6
-    assert value("bedrock_batch_quota_unmatched") == 1.0
+    assert value("bedrock_batch_quota_unmatched") == 2.0  # its concurrent-job and records-per-job quotas
+    records = "bedrock_batch_quota_records_per_job_limit"
+    assert value(records, model_id=LLAMA, source="default") == 50_000.0
+    assert len([1 for (n, _), _ in found.items() if n == records]) == 6
     status = _status(url)
     assert CONCURRENT + LEGACY_NAME in status["quotas_unmatched"]
     (llama,) = [q for q in status["quotas"] if q["model_id"] == LLAMA]
@@ -98,7 +101,8 @@ def test_a_failed_read_keeps_the_last_quotas(fresh_aws: SimulatedAws, proxy: Fau
     quotas_client, bedrock = client(proxy.url, "service-quotas"), client(proxy.url, "bedrock")
     reader.refresh(0.0, lambda: quotas_client, bedrock, bad.append)
     first = reader.matched
-    assert len(first.quotas) == 6 and first.unmatched == (CONCURRENT + LEGACY_NAME,)
+    assert len(first.quotas) == len(first.records) == 6
+    assert first.unmatched == ("Records per batch inference job for " + LEGACY_NAME, CONCURRENT + LEGACY_NAME)
     proxy.set(Fault("access_denied", operation="ListFoundationModels"))
     reader.refresh(60.0, lambda: quotas_client, bedrock, bad.append)
     assert reader.matched == first and proxy.injected[("ListFoundationModels", "access_denied")] == 1

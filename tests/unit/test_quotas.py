@@ -47,6 +47,17 @@ def test_quotas_match_models_by_display_name_case_and_spacing_aside() -> None:
         "meta.llama3-1-70b-instruct-v1:0": quotas["L-2"],
     }
     assert matched.unmatched == (PREFIX + "Claude Instant",)
+    assert dict(matched.records) == {"amazon.nova-pro-v1:0": quotas["L-4"]}  # the records-per-job quota, apart
+
+
+def test_the_map_keeps_each_kind_of_quota_apart() -> None:
+    records = quota("L-9", "Claude Instant", 50_000.0, prefix="Records per batch inference job for ")
+    quotas = {"L-3": quota("L-3", "Claude Instant", 5.0), "L-9": records}
+    matched = match(quotas, MODELS, {"L-3": ("anthropic.claude-instant-v1",), "L-9": ("anthropic.claude-instant-v1",)})
+    assert dict(matched.quotas) == {"anthropic.claude-instant-v1": quotas["L-3"]}
+    assert dict(matched.records) == {"anthropic.claude-instant-v1": records} and matched.unmatched == ()
+    unmapped = match(quotas, MODELS, {})
+    assert unmapped.unmatched == ("Records per batch inference job for Claude Instant", PREFIX + "Claude Instant")
 
 
 def test_the_model_map_adds_and_overrides_by_code_or_whole_name() -> None:
