@@ -6,6 +6,8 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exporter.aws.quotas import parse_models, parse_quota, parse_quotas
 from exporter.errors import BadAnswerError
@@ -157,3 +159,39 @@ def test_model_summaries_without_an_id_or_name_are_skipped() -> None:
     assert parse_models(page) == {"a": "A", "f" * 256: "F" * 256}
     with pytest.raises(BadAnswerError):
         parse_models({"modelSummaries": "no"})
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+ENTRY = st.fixed_dictionaries(
+    {},
+    optional={"QuotaCode": JSON | st.text(max_size=130), "QuotaName": JSON, "Value": JSON | st.floats()},
+)
+
+
+@given(st.lists(ENTRY | JSON, max_size=8), st.booleans())
+def test_any_quotas_page_is_parsed_or_refused_never_raised_otherwise(entries: list[Any], applied: bool) -> None:
+    for quota in parse_quotas({"Quotas": entries}, applied):
+        assert math.isfinite(quota.value) and 0 <= quota.value <= 1e10 and quota.applied is applied
+        assert 0 < len(quota.code) <= 128 and 0 < len(quota.name) <= 256
+
+
+def test_quota_pages_end_and_a_repeated_token_is_a_bad_answer() -> None:
+    from exporter.aws.quotas import _pages
+
+    pages = {None: {"Quotas": [entry()], "NextToken": "a"}, "a": {"Quotas": [entry(QuotaCode="L-2")]}}
+    asked: list[Any] = []
+
+    def call(**kwargs: Any) -> Any:
+        asked.append(kwargs)
+        return pages[kwargs.get("NextToken")]
+
+    assert [q.code for q in _pages(call, "ListServiceQuotas", True)] == ["L-1", "L-2"]
+    assert [a.get("NextToken") for a in asked] == [None, "a"]
+    assert all(a["ServiceCode"] == "bedrock" and a["MaxResults"] == 100 for a in asked)
+    pages["a"] = {"Quotas": [], "NextToken": "a"}  # the same token again: it would never end
+    with pytest.raises(BadAnswerError, match="NextToken it had returned before"):
+        _pages(call, "ListServiceQuotas", True)

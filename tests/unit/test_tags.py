@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from exporter.model import Job
 from exporter.naming import tag_label as label_name
@@ -125,3 +127,14 @@ def test_a_job_that_is_gone_counts_as_untagged_and_is_not_read_again() -> None:
     for now in (0.0, 4000.0):
         assert reader.update([job("a")], now, client) == {"a": (("team", ""),)}
     assert client.calls == ["a"]
+
+
+@given(st.text(max_size=300))
+@example('"} 1\nfake{a="')
+@example(" " * 300)
+def test_any_tag_value_becomes_a_safe_label_or_nothing(value: str) -> None:
+    dropped: list[str] = []
+    got = TagReader(["team"], dropped.append).update([job("a")], 0.0, Tags({"a": tags(team=value)}))["a"]
+    (exported,) = [v for k, v in got if k == "team"]
+    assert len(exported) <= 128 and all(c.isascii() and (c.isalnum() or c in " ._:/=+@-") for c in exported)
+    assert exported == value.strip() or (exported == "" and (len(dropped) == 1 or not value.strip()))
