@@ -397,9 +397,11 @@ class JobTask:
         if not self._config.tag_labels:
             return {}
         if self._tags is None:
-            dropped = self._metrics.tag_values_dropped
+            dropped, bad = self._metrics.tag_values_dropped, self._metrics.bad_answers
             self._tags = TagReader(
-                self._config.tag_labels, lambda why: dropped.labels(account_id, self.region, why).inc()
+                self._config.tag_labels,
+                lambda why: dropped.labels(account_id, self.region, why).inc(),
+                lambda: bad.labels(account_id, self.region, "ListTagsForResource").inc(),
             )
         return self._tags.update(jobs, now, lambda arn: client.list_tags_for_resource(resourceARN=arn))
 

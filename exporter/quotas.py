@@ -89,25 +89,26 @@ def match(quotas: Mapping[str, RawQuota], models: Mapping[str, str], model_map: 
     )
 
 
-def quota_of(model_id: str, quotas: Mapping[str, RawQuota]) -> str | None:
+def quota_of(model_id: str, quotas: Mapping[str, object]) -> str | None:
     """The model ID under which `quotas` has the quota of a job's model, as prices are resolved (an inference-profile
     prefix or an ARN names the base model), or None."""
     return next((c for c in candidates(model_id) if c in quotas), None)
 
 
 def quota_usage(matched: Matched, jobs: Iterable[Job]) -> tuple[QuotaUsage, ...]:
-    """Per model with a quota: the limit, the jobs holding a slot, the jobs waiting (0 where none)."""
+    """Per model with a quota: the limit, the jobs holding a slot, the jobs waiting (0 where none). Jobs are counted
+    per quota: models that share one (a display name of several model IDs, or the model map) show its whole use."""
     quotas = dict(matched.quotas)
-    holding: Counter[str] = Counter()
+    holding: Counter[str] = Counter()  # by quota code
     waiting: Counter[str] = Counter()
     for job in jobs:
         if job.status not in HOLDING and job.status not in WAITING:
             continue
         model = quota_of(job.model_id, quotas)
         if model is not None:
-            (holding if job.status in HOLDING else waiting)[model] += 1
+            (holding if job.status in HOLDING else waiting)[quotas[model].code] += 1
     return tuple(
-        QuotaUsage(model, quota.code, quota.value, quota.applied, holding[model], waiting[model])
+        QuotaUsage(model, quota.code, quota.value, quota.applied, holding[quota.code], waiting[quota.code])
         for model, quota in matched.quotas
     )
 

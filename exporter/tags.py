@@ -2,7 +2,8 @@
 
 Tags are user data. A value is exported only when it is what AWS's model allows (`TagValue`: 0-256 characters of
 letters, digits, white space and `_.:/=+@-`), at most MAX_VALUE characters, after surrounding white space is stripped;
-each key keeps at most MAX_VALUES distinct values per region. A value refused for any of these is exported as ""
+each key has at most MAX_VALUES distinct values among a region's retained jobs (a value is released when the last
+retained job carrying it leaves). A value refused for any of these is exported as ""
 (as an untagged job) and counted by reason, so cost by tag still sums to the whole. A job whose tags cannot be read
 is retried with backoff (a minute, doubling to an hour) while it is retained; until then it counts as untagged.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 # botocore's bedrock model: TagValue pattern (unanchored there; the whole value must match here)
 _TAG_VALUE = re.compile(r"[a-zA-Z0-9\s._:/=+@-]*", re.ASCII)
 MAX_VALUE = 128  # characters kept in a label value (AWS allows 256)
-MAX_VALUES = 100  # distinct values per tag key and region
+MAX_VALUES = 100  # distinct values per tag key among a region's retained jobs
 MAX_TAGS = 200  # TagList: at most 200 tags
 READS_PER_CYCLE = 20  # ListTagsForResource calls per job listing, so a first listing of many jobs spreads out
 FIRST_RETRY, MAX_RETRY = 60.0, 3600.0
@@ -43,11 +45,18 @@ class _Entry:
 class TagReader:
     """Reads each finished job's tags once, at most READS_PER_CYCLE a cycle, and keeps the allow-listed ones."""
 
-    def __init__(self, keys: Sequence[str], on_dropped: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        keys: Sequence[str],
+        on_dropped: Callable[[str], None],
+        on_bad_answer: Callable[[], None] = lambda: None,
+    ) -> None:
         self._keys = tuple(keys)
         self._on_dropped = on_dropped
+        self._on_bad_answer = on_bad_answer
         self._entries: dict[str, _Entry] = {}
-        self._values: dict[str, set[str]] = {key: set() for key in self._keys}
+        # per key: the values the retained jobs carry, with how many carry each (released as jobs leave)
+        self._values: dict[str, Counter[str]] = {key: Counter() for key in self._keys}
 
     def update(
         self, jobs: Iterable[Job], now: float, list_tags: Callable[[str], Any]
@@ -56,7 +65,7 @@ class TagReader:
         (every configured key, "" where absent or refused). `list_tags(arn)` is ListTagsForResource's answer."""
         finished = {job.arn: job for job in jobs if job.finished}
         for arn in [a for a in self._entries if a not in finished]:
-            del self._entries[arn]
+            self._release(self._entries.pop(arn))
         reads = 0
         for arn in sorted(finished, key=lambda a: (finished[a].ended or now, a)):
             entry = self._entries.setdefault(arn, _Entry())
@@ -67,6 +76,8 @@ class TagReader:
             try:
                 entry.tags = self._read(list_tags(arn))
             except Exception as exc:  # counted by the call recorder (outcome); retried, never raised into the cycle
+                if isinstance(exc, errors.BadAnswerError):
+                    self._on_bad_answer()
                 if (
                     isinstance(exc, ClientError)
                     and exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
@@ -89,7 +100,17 @@ class TagReader:
             )
             if key in self._keys and isinstance(value, str) and key not in found:
                 found[str(key)] = self._clean(str(key), value)
+                if found[str(key)]:
+                    self._values[str(key)][found[str(key)]] += 1
         return tuple(sorted(found.items()))
+
+    def _release(self, entry: _Entry) -> None:
+        for key, value in entry.tags or ():
+            seen = self._values[key]
+            if value and seen[value] > 0:
+                seen[value] -= 1
+                if not seen[value]:
+                    del seen[value]
 
     def _clean(self, key: str, raw: str) -> str:
         """The value to export, or "" (counted) when it is refused; read once per job, so counted once per job."""
@@ -99,11 +120,8 @@ class TagReader:
             reason = TOO_LONG
         elif not _TAG_VALUE.fullmatch(value) or any(c in value for c in "\t\n\r\x0b\x0c"):
             reason = INVALID  # AWS refuses such values on write; an answer that has one is not trusted as a label
-        elif value and value not in self._values[key]:
-            if len(self._values[key]) >= MAX_VALUES:
-                reason = CARDINALITY
-            else:
-                self._values[key].add(value)
+        elif value and value not in self._values[key] and len(self._values[key]) >= MAX_VALUES:
+            reason = CARDINALITY
         if reason is not None:
             self._on_dropped(reason)
             return ""

@@ -39,7 +39,9 @@ def _pages(call: Callable[..., Any], operation: str, applied: bool) -> list[RawQ
         token = page.get("NextToken")
         if not token:
             return out
-        if not isinstance(token, str) or token in tokens:
+        if not isinstance(token, str):
+            raise BadAnswerError(f"{operation} returned a NextToken that is not a string")
+        if token in tokens:
             raise BadAnswerError(f"{operation} returned a NextToken it had returned before")
         tokens.add(token)
         kwargs["NextToken"] = token

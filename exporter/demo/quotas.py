@@ -10,10 +10,13 @@ What each answer does, and where it comes from:
   ServiceCode is NoSuchResourceException (an error both operations declare); other services go on to moto.
 - Pages: `MaxResults` 1-100 (model); the page size AWS uses without it is not documented: 100 here. NextToken is
   opaque; one this fake did not issue is InvalidPaginationTokenException (declared by both operations).
-- The quotas are the shapes Bedrock's quotas page lists per model: "Sum of in-progress and submitted batch inference
-  jobs using a base model for <model>", "Records per batch inference job for <model>", "Batch inference job size (in
-  GB) for <model>". Their codes here are made up (stable per name): real ones look alike (L- and 8 hex digits) but
-  differ. Defaults: AWS cites 10 or 20 in different places; 10 here, the simulation's default concurrency.
+- The quota names follow the per-model quota names of the project's domain notes (BEDROCK-BATCH.md, from the Amazon
+  Bedrock quotas page: "Sum of in-progress and submitted batch inference jobs using a base model for <model>", plus
+  records-per-job and job-size quotas per model); the exact wording of the last two ("Records per batch inference
+  job for <model>", "Batch inference job size (in GB) for <model>") is an assumption. Their codes are made up (stable
+  per name; real ones look alike, L- and 8 hex digits). Default values: the domain notes cite 10 or 20 concurrent
+  jobs from different sources; 10 here (the simulation's default concurrency), 50,000 records per job and 1 GB per
+  job are assumptions, not AWS figures.
 - One concurrent-job quota names a model the catalogue no longer lists (a legacy model): the exporter must count it
   as unmatched, never guess.
 - ListFoundationModels: `GET /foundation-models`, not paginated, `modelSummaries` of FoundationModelSummary (modelArn
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import threading
 from collections.abc import Iterable, Mapping
@@ -113,6 +117,7 @@ class ServiceQuotas:
             return _error(start_response, "IllegalArgumentException", f"unsupported request {operation!r}")
         if body.get("ServiceCode") != "bedrock":
             if body.get("ServiceCode") in ("vpc",):
+                environ["wsgi.input"] = io.BytesIO(raw)  # moto reads the body again
                 return None  # moto's own defaults
             return _error(
                 start_response, "NoSuchResourceException", "The request failed because the service code does not exist."

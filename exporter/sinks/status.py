@@ -199,11 +199,11 @@ def _models(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: fl
     series: defaultdict[tuple[str, str, str], list[tuple[CloudWatchValue, TaskState]]] = defaultdict(list)
     jobs: defaultdict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
     finished_cost: dict[tuple[str, str, str], float] = {}
-    quotas: dict[tuple[str, str, str], QuotaUsage] = {}
+    quotas: defaultdict[tuple[str, str], dict[str, QuotaUsage]] = defaultdict(dict)  # (account, region) -> model
     table = snapshot.price_table
     for state in snapshot.tasks.values():
         region = state.key.region
-        quotas.update(((state.account_id, region, q.model_id), q) for q in state.quotas)
+        quotas[(state.account_id, region)].update((q.model_id, q) for q in state.quotas)
         for value in state.values:
             dimension = defaults_for(value.series.namespace).model_dimension
             if dimension is None:
@@ -236,7 +236,9 @@ def _models(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: fl
             )
             refreshed = state.last_success if refreshed is None else max(refreshed, state.last_success or refreshed)
         price = resolve(key[2], table)
-        quota = quotas.get(key)
+        in_region = quotas.get((key[0], key[1]), {})
+        base = quota_of(key[2], in_region)  # an inference profile's jobs count toward its base model's quota
+        quota = None if base is None else in_region[base]
         items.append(
             {
                 "account_id": key[0],

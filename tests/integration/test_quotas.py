@@ -130,3 +130,13 @@ def test_a_denied_quota_read_leaves_jobs_flowing_and_is_counted(
         assert get(url, "bedrock_batch_quota_concurrent_jobs_limit") is None  # never a number made up
     finally:
         exporter.stop()
+
+
+def test_other_service_codes_go_to_moto_or_are_no_such_resource(fresh_aws: SimulatedAws) -> None:
+    quotas = client(fresh_aws.url, "service-quotas")
+    vpc = quotas.list_aws_default_service_quotas(ServiceCode="vpc")["Quotas"]  # moto's own defaults
+    assert vpc and {q["ServiceCode"] for q in vpc} == {"vpc"}
+    with pytest.raises(quotas.exceptions.NoSuchResourceException):
+        quotas.list_service_quotas(ServiceCode="no-such-service")
+    with pytest.raises(quotas.exceptions.InvalidPaginationTokenException):
+        quotas.list_aws_default_service_quotas(ServiceCode="bedrock", NextToken="bm90LW91cnM=")

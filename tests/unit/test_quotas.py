@@ -96,6 +96,14 @@ def test_usage_counts_slots_held_and_jobs_waiting_per_model() -> None:
     assert got == {haiku: (10.0, False, 1, 1), llama: (2.0, True, 2, 2)}
 
 
+def test_models_that_share_a_quota_share_its_slots() -> None:
+    shared = quota("L-1", "Same Name", 2.0)
+    matched = Matched((("a", shared), ("b", shared), ("c", quota("L-2", "Other", 2.0))))
+    jobs = [job("a", "InProgress", "1"), job("b", "InProgress", "2"), job("a", "Scheduled", "3")]
+    got = {u.model_id: (u.in_use, u.waiting) for u in quota_usage(matched, jobs)}
+    assert got == {"a": (2, 1), "b": (2, 1), "c": (0, 0)}  # the quota is full with a job waiting, seen from both
+
+
 def test_a_model_without_jobs_still_shows_its_limit_with_zero_use() -> None:
     matched = Matched((("m", quota("L-1", "M")),))
     (only,) = quota_usage(matched, [])

@@ -87,6 +87,11 @@ def test_distinct_values_per_key_are_bounded() -> None:
         got = reader.update(jobs, float(cycle), Tags(answers))
     values = {dict(v)["team"] for v in got.values()}
     assert len(values - {""}) == MAX_VALUES and dropped == ["cardinality"] * 5
+    # the values are those of retained jobs: once the first jobs leave, new values have room again
+    later = {f"k{i}": tags(team=f"new{i}") for i in range(3)}
+    kept = jobs[10:] + [job(arn, ended=1000.0) for arn in later]
+    got = reader.update(kept, 99.0, Tags({**answers, **later}))
+    assert {dict(got[arn])["team"] for arn in later} == {"new0", "new1", "new2"} and len(dropped) == 5
 
 
 def test_reads_are_spread_over_cycles_oldest_first() -> None:
@@ -105,10 +110,11 @@ def test_a_failed_read_is_retried_with_backoff_and_a_bad_answer_too() -> None:
 
     denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "ListTagsForResource")
     client = Tags({"a": denied, "b": {"tags": "nope"}, "c": {"tags": [{"key": "team"}, "junk", {"value": "x"}]}})
-    reader = TagReader(["team"], lambda _: None)
+    bad: list[int] = []
+    reader = TagReader(["team"], lambda _: None, lambda: bad.append(1))
     jobs = [job("a"), job("b"), job("c")]
     assert reader.update(jobs, 0.0, client) == dict.fromkeys("abc", (("team", ""),))
-    assert client.calls == ["a", "b", "c"]  # c answered, without a usable tag: read once
+    assert client.calls == ["a", "b", "c"] and len(bad) == 1  # b is a bad answer; c answered, no usable tag
     reader.update(jobs, 59.0, client)
     assert client.calls == ["a", "b", "c"]  # not due before a minute
     reader.update(jobs, 60.0, client)
