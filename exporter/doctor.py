@@ -22,7 +22,7 @@ from botocore.exceptions import (
 from exporter import errors
 from exporter.aws.bedrock import parse_job
 from exporter.aws.cloudwatch import parse_list_metrics_page, run_batch
-from exporter.aws.quotas import PAGE_SIZE, SERVICE_CODE, parse_models, parse_quotas
+from exporter.aws.quotas import PAGE_SIZE, SERVICE_CODE, by_code, parse_models, parse_quotas
 from exporter.aws.region import find_credentials
 from exporter.aws.s3 import read_manifest
 from exporter.aws.session import AwsClients
@@ -237,8 +237,9 @@ def _read_quotas(config: Config, clients: AwsClients, target: TargetConfig, regi
     if len(found) < len(calls):
         return
     try:
-        quotas = {q.code: q for q in parse_quotas(found["ListAWSDefaultServiceQuotas"], False)}
-        quotas.update({q.code: q for q in parse_quotas(found["ListServiceQuotas"], True)})
+        quotas = by_code(
+            parse_quotas(found["ListAWSDefaultServiceQuotas"], False), parse_quotas(found["ListServiceQuotas"], True)
+        )
         matched = match(quotas, parse_models(found["ListFoundationModels"]), config.jobs.quotas.model_map)
     except BadAnswerError as exc:
         yield Check("batch quotas", FAIL, str(exc))

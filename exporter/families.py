@@ -375,13 +375,11 @@ def _quota_samples(state: TaskState, base: tuple[tuple[str, str], ...]) -> Itera
     """Each model's concurrent-job quota and its jobs against it (exporter.quotas); the unmatched quotas' count."""
     for quota in state.quotas:
         labels = (*base, ("model_id", quota.model_id))
-        source = "applied" if quota.applied else "default"
-        yield Sample(QUOTA_LIMIT, (*labels, ("quota_code", quota.code), ("source", source)), quota.limit)
+        yield Sample(QUOTA_LIMIT, (*labels, ("quota_code", quota.code), ("source", quota.source)), quota.limit)
         yield Sample(QUOTA_IN_USE, labels, float(quota.in_use))
         yield Sample(QUOTA_WAITING, labels, float(quota.waiting))
     for model, records in state.record_quotas:
-        source = "applied" if records.applied else "default"
-        labels = (*base, ("model_id", model), ("quota_code", records.code), ("source", source))
+        labels = (*base, ("model_id", model), ("quota_code", records.code), ("source", records.source))
         yield Sample(QUOTA_RECORDS, labels, records.value)
     if state.quotas or state.quotas_unmatched:
         yield Sample(QUOTA_UNMATCHED, base, float(len(state.quotas_unmatched)))

@@ -225,6 +225,11 @@ class RawQuota:
     value: float
     applied: bool
 
+    @property
+    def source(self) -> str:
+        """The `source` label: `applied` (the account's value) or `default` (AWS's)."""
+        return "applied" if self.applied else "default"
+
 
 @dataclass(frozen=True, slots=True)
 class QuotaUsage:
@@ -236,6 +241,11 @@ class QuotaUsage:
     applied: bool
     in_use: int  # jobs holding a slot: InProgress, Stopping
     waiting: int  # jobs in Scheduled
+
+    @property
+    def source(self) -> str:
+        """The `source` label: `applied` (the account's value) or `default` (AWS's)."""
+        return "applied" if self.applied else "default"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,10 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from exporter import errors
-from exporter.aws.quotas import list_foundation_models, list_quotas
+from exporter.aws.quotas import by_code, list_foundation_models, list_quotas
 from exporter.model import Job, QuotaUsage, RawQuota
 from exporter.pricing import candidates
 
@@ -36,6 +36,7 @@ QUOTA_PREFIX = "sum of in-progress and submitted batch inference jobs using a ba
 RECORDS_PREFIX = "records per batch inference job for "
 HOLDING = frozenset({"InProgress", "Stopping"})
 WAITING = frozenset({"Scheduled"})
+Q = TypeVar("Q")
 RETRY_SECONDS = 300.0  # after a failed read, try again this soon (or at the refresh interval, if sooner)
 
 
@@ -89,10 +90,10 @@ def match(quotas: Mapping[str, RawQuota], models: Mapping[str, str], model_map: 
     )
 
 
-def quota_of(model_id: str, quotas: Mapping[str, object]) -> str | None:
-    """The model ID under which `quotas` has the quota of a job's model, as prices are resolved (an inference-profile
-    prefix or an ARN names the base model), or None."""
-    return next((c for c in candidates(model_id) if c in quotas), None)
+def quota_for(model_id: str, quotas: Mapping[str, Q]) -> Q | None:
+    """What `quotas` (by model ID) holds for a job's model, resolved as prices are (an inference-profile prefix or an
+    ARN names the base model), or None."""
+    return next((quotas[c] for c in candidates(model_id) if c in quotas), None)
 
 
 def quota_usage(matched: Matched, jobs: Iterable[Job]) -> tuple[QuotaUsage, ...]:
@@ -104,9 +105,9 @@ def quota_usage(matched: Matched, jobs: Iterable[Job]) -> tuple[QuotaUsage, ...]
     for job in jobs:
         if job.status not in HOLDING and job.status not in WAITING:
             continue
-        model = quota_of(job.model_id, quotas)
-        if model is not None:
-            (holding if job.status in HOLDING else waiting)[quotas[model].code] += 1
+        quota = quota_for(job.model_id, quotas)
+        if quota is not None:
+            (holding if job.status in HOLDING else waiting)[quota.code] += 1
     return tuple(
         QuotaUsage(model, quota.code, quota.value, quota.applied, holding[quota.code], waiting[quota.code])
         for model, quota in matched.quotas
@@ -132,9 +133,9 @@ class QuotaReader:
         operation = "ListAWSDefaultServiceQuotas"
         try:
             client = quotas_client()
-            quotas = {q.code: q for q in list_quotas(client, applied=False)}
+            defaults = list_quotas(client, applied=False)
             operation = "ListServiceQuotas"
-            quotas.update((q.code, q) for q in list_quotas(client, applied=True))
+            quotas = by_code(defaults, list_quotas(client, applied=True))
             operation = "ListFoundationModels"
             models = list_foundation_models(bedrock_client)
         except Exception as exc:

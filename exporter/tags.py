@@ -1,11 +1,11 @@
 """Cost per tag: the allow-listed tags of finished jobs (`jobs.tag_labels`), read once per job with ListTagsForResource.
 
 Tags are user data. A value is exported only when it is what AWS's model allows (`TagValue`: 0-256 characters of
-letters, digits, white space and `_.:/=+@-`), at most MAX_VALUE characters, after surrounding white space is stripped;
-each key has at most MAX_VALUES distinct values among a region's retained jobs (a value is released when the last
-retained job carrying it leaves). A value refused for any of these is exported as ""
-(as an untagged job) and counted by reason, so cost by tag still sums to the whole. A job whose tags cannot be read
-is retried with backoff (a minute, doubling to an hour) while it is retained; until then it counts as untagged.
+letters, digits, white space (here only the space) and `_.:/=+@-`), at most MAX_VALUE characters, after surrounding
+white space is stripped; each key has at most MAX_VALUES distinct values among a region's retained jobs (a value is
+released when the last retained job carrying it leaves). A value refused for any of these is exported as "" (as an
+untagged job) and counted by reason, so cost by tag still sums to the whole. A job whose tags cannot be read is
+retried with backoff (a minute, doubling to an hour) while it is retained; until then it counts as untagged.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from exporter.model import Job
 
 log = logging.getLogger(__name__)
 
-# botocore's bedrock model: TagValue pattern (unanchored there; the whole value must match here)
-_TAG_VALUE = re.compile(r"[a-zA-Z0-9\s._:/=+@-]*", re.ASCII)
+# botocore's bedrock model: TagValue pattern `[a-zA-Z0-9\s._:/=+@-]*` (unanchored there; the whole value must match
+# here), with its white space narrowed to the space: a tab or line break has no place in a label value
+_TAG_VALUE = re.compile(r"[a-zA-Z0-9 ._:/=+@-]*")
 MAX_VALUE = 128  # characters kept in a label value (AWS allows 256)
 MAX_VALUES = 100  # distinct values per tag key among a region's retained jobs
 MAX_TAGS = 200  # TagList: at most 200 tags
@@ -94,14 +95,13 @@ class TagReader:
             raise errors.BadAnswerError("ListTagsForResource answer has no tags list")
         found: dict[str, str] = {}
         for tag in listed[:MAX_TAGS]:
-            key, value = (
-                tag.get("key") if isinstance(tag, dict) else None,
-                tag.get("value") if isinstance(tag, dict) else None,
-            )
-            if key in self._keys and isinstance(value, str) and key not in found:
-                found[str(key)] = self._clean(str(key), value)
-                if found[str(key)]:
-                    self._values[str(key)][found[str(key)]] += 1
+            if not isinstance(tag, dict):
+                continue
+            key, value = tag.get("key"), tag.get("value")
+            if isinstance(key, str) and key in self._keys and isinstance(value, str) and key not in found:
+                found[key] = kept = self._clean(key, value)
+                if kept:
+                    self._values[key][kept] += 1
         return tuple(sorted(found.items()))
 
     def _release(self, entry: _Entry) -> None:
@@ -118,7 +118,7 @@ class TagReader:
         reason = None
         if len(value) > MAX_VALUE:
             reason = TOO_LONG
-        elif not _TAG_VALUE.fullmatch(value) or any(c in value for c in "\t\n\r\x0b\x0c"):
+        elif not _TAG_VALUE.fullmatch(value):
             reason = INVALID  # AWS refuses such values on write; an answer that has one is not trusted as a label
         elif value and value not in self._values[key] and len(self._values[key]) >= MAX_VALUES:
             reason = CARDINALITY

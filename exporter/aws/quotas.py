@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from exporter.errors import BadAnswerError
@@ -27,6 +27,13 @@ def list_quotas(client: Any, applied: bool) -> list[RawQuota]:
     if applied:
         return _pages(client.list_service_quotas, "ListServiceQuotas", True)
     return _pages(client.list_aws_default_service_quotas, "ListAWSDefaultServiceQuotas", False)
+
+
+def by_code(defaults: Iterable[RawQuota], applied: Iterable[RawQuota]) -> dict[str, RawQuota]:
+    """The quotas by code, an applied value in place of the default wherever both were listed."""
+    found = {q.code: q for q in defaults}
+    found.update((q.code, q) for q in applied)
+    return found
 
 
 def _pages(call: Callable[..., Any], operation: str, applied: bool) -> list[RawQuota]:

@@ -28,7 +28,7 @@ from exporter.families import JobSpend, job_spend, spend_totals
 from exporter.http import Response
 from exporter.model import CloudWatchValue, QuotaUsage, TaskKey, TaskState
 from exporter.pricing import resolve
-from exporter.quotas import quota_of
+from exporter.quotas import quota_for
 from exporter.selfmetrics import SelfMetrics
 from exporter.sinks.status_html import MAX_LIMIT, render_html
 from exporter.snapshot import Snapshot, Store
@@ -158,7 +158,7 @@ def _quota(quota: QuotaUsage) -> JSON:
         "model_id": quota.model_id,
         "quota_code": quota.code,
         "limit": quota.limit,
-        "source": "applied" if quota.applied else "default",
+        "source": quota.source,
         "in_use": quota.in_use,
         "waiting": quota.waiting,
     }
@@ -236,9 +236,8 @@ def _models(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: fl
             )
             refreshed = state.last_success if refreshed is None else max(refreshed, state.last_success or refreshed)
         price = resolve(key[2], table)
-        in_region = quotas.get((key[0], key[1]), {})
-        base = quota_of(key[2], in_region)  # an inference profile's jobs count toward its base model's quota
-        quota = None if base is None else in_region[base]
+        # an inference profile's jobs count toward its base model's quota
+        quota = quota_for(key[2], quotas.get((key[0], key[1]), {}))
         items.append(
             {
                 "account_id": key[0],
@@ -269,7 +268,7 @@ def _jobs(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: floa
             costed = spent.get(job.arn)
             used, cost = (None, None) if costed is None else (costed.usage, costed.cost)
             total, processed = job.total_records, job.processed_records
-            records_quota = quota_of(job.model_id, records)
+            records_quota = quota_for(job.model_id, records)
             out.append(
                 {
                     "account_id": state.account_id,
@@ -289,7 +288,7 @@ def _jobs(snapshot: Snapshot, spend: Mapping[TaskKey, list[JobSpend]], now: floa
                     "ended": job.ended,
                     "finished": job.finished,
                     # the model's "Records per batch inference job" quota (jobs.quotas), or null
-                    "records_per_job_limit": None if records_quota is None else records[records_quota].value,
+                    "records_per_job_limit": None if records_quota is None else records_quota.value,
                     "progress": round(min(processed / total, 1.0), 4) if total and processed is not None else None,
                     # The exporter's estimate (docs/insight.md): InProgress jobs only; a waiting job shows its status.
                     "eta_seconds": _finite(etas.get(job.arn)) if job.status == "InProgress" else None,
