@@ -179,15 +179,18 @@ def cloudwatch_records(
                 if newest is None or point.timestamp > newest:
                     newest = point.timestamp
                 continue
-            if answer is None or (answer.newest is None and answer.status != COMPLETE):
-                errors[answer.status if answer is not None else NO_RESULT] += 1
-            fill = fills[id(query.missing_data)]
-            value = _value(query.series, query.statistic, fill, answer, before, now, stale_after)
-            if value is None:
+            if answer is not None and answer.status == COMPLETE:  # no datapoint in the window: the missing-data value
+                fill = fills[id(query.missing_data)]
+                if fill is not None:
+                    values.append(CloudWatchValue(query.series, query.statistic, fill, None, now))
                 continue
-            if value.timestamp is not None and not value.stale:
-                newest = value.timestamp if newest is None else max(newest, value.timestamp)
-            values.append(value)
+            # An error (or no result at all for the query): the last good value ages, then goes; never a made-up one.
+            errors[answer.status if answer is not None else NO_RESULT] += 1
+            last = before.get((query.series, query.statistic))
+            if last is not None and now - last.confirmed <= stale_after:
+                values.append(
+                    CloudWatchValue(query.series, query.statistic, last.value, last.timestamp, last.confirmed, True)
+                )
     groups, unsplit, group_errors, group_newest = _insights_records(
         results, previous_insights, insights, now, stale_after
     )
@@ -218,25 +221,6 @@ class _Previous:
         if self._index is None:
             self._index = {(v.series, v.statistic): v for v in self._values}
         return self._index.get(key)
-
-
-def _value(
-    series: SeriesKey,
-    statistic: str,
-    fill: float | None,
-    answer: Answer | None,
-    before: _Previous,
-    now: float,
-    stale_after: float,
-) -> CloudWatchValue | None:
-    """The record of a query whose answer has no datapoint (cloudwatch_records makes those with one itself)."""
-    if answer is not None and answer.status == COMPLETE:
-        return None if fill is None else CloudWatchValue(series, statistic, fill, None, now)
-    # An error (or no result at all for the query): the last good value ages, then goes; never a made-up one.
-    last = before.get((series, statistic))
-    if last is None or now - last.confirmed > stale_after:
-        return None
-    return CloudWatchValue(series, statistic, last.value, last.timestamp, last.confirmed, stale=True)
 
 
 def _insights_records(
@@ -286,16 +270,5 @@ def _insights_records(
                     if fill is not None:
                         out.append(InsightsValue(name, last.expression, group, fill, None, last.last_seen, now))
                 elif now - last.confirmed <= stale_after:
-                    out.append(
-                        InsightsValue(
-                            name,
-                            last.expression,
-                            group,
-                            last.value,
-                            last.timestamp,
-                            last.last_seen,
-                            last.confirmed,
-                            stale=True,
-                        )
-                    )
+                    out.append(last._replace(stale=True))  # the same query, expression and group: only `stale` moves
     return out, unsplit, errors, newest
