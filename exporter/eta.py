@@ -107,23 +107,19 @@ def _forward(jobs: list[Job], job_rates: dict[str, float], rate: float) -> list[
         key=lambda j: (WAITING.index(j.status), j.submit_time, j.arn),
     )
     limit = len(running) if waiting and any(j.status == "Scheduled" for j in waiting) else len(running) + len(waiting)
-    oldest_share = job_rates.get(running[0].arn, 0.0) / rate
-    fifo = len(running) > 1 and oldest_share >= FIFO_SHARE
+    fifo = len(running) > 1 and job_rates.get(running[0].arn, 0.0) / rate >= FIFO_SHARE
     left = {j.arn: _left(j) for j in (*running, *waiting)}
     active = [j.arn for j in running]
+    wanted = set(active)
     queue = deque(j.arn for j in waiting)
-    while queue and len(active) < limit:
-        active.append(queue.popleft())
-    wanted = {j.arn for j in running}
     ends: dict[str, float] = {}
     clock = 0.0
-    while wanted - ends.keys() and active:
-        shares = dict.fromkeys(active, 0.0)
+    while wanted - ends.keys():  # a running job leaves `active` only when it ends, so `active` is never empty here
+        while queue and len(active) < limit:
+            active.append(queue.popleft())
+        shares = dict.fromkeys(active, 0.0 if fifo else rate / len(active))
         if fifo:
             shares[active[0]] = rate
-        else:
-            for arn in active:
-                shares[arn] = rate / len(active)
         step = min(left[arn] / share for arn, share in shares.items() if share > 0)
         clock += step
         still = []
@@ -134,6 +130,4 @@ def _forward(jobs: list[Job], job_rates: dict[str, float], rate: float) -> list[
             else:
                 still.append(arn)
         active = still
-        while queue and len(active) < limit:
-            active.append(queue.popleft())
     return [JobEta(arn, ends[arn]) for arn in sorted(wanted) if arn in ends]
