@@ -328,12 +328,11 @@ def spend_totals(spend: Iterable[JobSpend]) -> dict[tuple[str, str], SpendTotal]
     for job, usage, cost in spend:
         key = (job.model_id, job.status)
         t = totals.get(key, SpendTotal(0.0, 0.0, 0.0, 0))
-        priced = cost is not None
         totals[key] = SpendTotal(
             t.input_tokens + usage.input_tokens,
             t.output_tokens + usage.output_tokens,
             t.cost + (cost or 0.0),
-            t.priced + priced,
+            t.priced + (cost is not None),
         )
     return dict(sorted(totals.items()))
 
@@ -391,13 +390,11 @@ def _estimate_samples(state: TaskState, base: tuple[tuple[str, str], ...]) -> It
     for eta in state.job_eta:
         job = jobs.get(eta.arn)
         if job is not None and job.status == "InProgress":
-            labels = job_labels(base, job)
-            yield Sample(JOB_ETA, labels, eta.seconds)
+            yield Sample(JOB_ETA, job_labels(base, job), eta.seconds)
     for wait in state.job_queue_wait:
         job = jobs.get(wait.arn)
         if job is not None:
-            labels = job_labels(base, job)
-            yield Sample(JOB_QUEUE_WAIT, labels, wait.seconds)
+            yield Sample(JOB_QUEUE_WAIT, job_labels(base, job), wait.seconds)
     for drain in state.model_drain:
         labels = (*base, ("model_id", drain.model_id))
         yield Sample(MODEL_RATE, labels, drain.records_per_second)

@@ -30,17 +30,16 @@ class JobTracker:
         self._counted: set[str] = set()
         self.finished: Counter[tuple[str, str]] = Counter()  # (model_id, status) -> jobs
 
-    def observe(self, jobs: Iterable[Job], now: float | None = None) -> None:
+    def observe(self, jobs: Iterable[Job], now: float) -> None:
         seen = {}
         waiting: dict[str, float] = {}
         for job in jobs:
-            if now is not None:
-                if job.status in WAITING_STATUSES:
-                    waiting[job.arn] = now
-                elif job.status == "InProgress" and job.arn in self._waiting_seen and job.arn not in self._waited:
-                    waited = max(0.0, self._waiting_seen[job.arn] - job.submit_time)
-                    self._entered.append((job.model_id, waited))
-                    self._waited[job.arn] = waited
+            if job.status in WAITING_STATUSES:
+                waiting[job.arn] = now
+            elif job.status == "InProgress" and job.arn in self._waiting_seen and job.arn not in self._waited:
+                waited = max(0.0, self._waiting_seen[job.arn] - job.submit_time)
+                self._entered.append((job.model_id, waited))
+                self._waited[job.arn] = waited
             before = self._status.get(job.arn)
             # A job first seen finished counts only if it ended while we were watching (endTime, else the time it
             # was last modified: AWS marks endTime optional).
@@ -52,9 +51,8 @@ class JobTracker:
             seen[job.arn] = job.status
         self._status = seen
         self._counted.intersection_update(seen)
-        if now is not None:
-            self._waiting_seen = waiting  # a job that left waiting (or the listing) is forgotten
-            self._waited = {arn: s for arn, s in self._waited.items() if arn in seen}
+        self._waiting_seen = waiting  # a job that left waiting (or the listing) is forgotten
+        self._waited = {arn: s for arn, s in self._waited.items() if arn in seen}
 
     def queue_waits(self, jobs: Iterable[Job]) -> tuple[JobQueueWait, ...]:
         """The waits of the InProgress jobs among `jobs` that were seen entering InProgress."""

@@ -87,4 +87,4 @@ def dimension_label(dimension: str) -> str:
 def tag_label(key: str) -> str:
     """The label a job tag key becomes (jobs.tag_labels): `tag_` and the key with every character outside
     [a-zA-Z0-9_] as `_`."""
-    return "tag_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
+    return "tag_" + _valid(key)

@@ -50,21 +50,17 @@ class ActivityBoard:
     Unknown (never listed, or the job API failing) counts as active: a missing permission never hides metrics.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_wake: Callable[[str, str], None]) -> None:
         self._lock = threading.Lock()
         self._active: dict[tuple[str, str], bool | None] = {}
-        self._on_wake: list[Callable[[str, str], None]] = []
-
-    def on_wake(self, callback: Callable[[str, str], None]) -> None:
-        self._on_wake.append(callback)
+        self._on_wake = on_wake  # called with (target, region) when a paused region reports jobs again
 
     def report(self, target: str, region: str, active: bool | None) -> None:
         with self._lock:
             was_paused = self._active.get((target, region)) is False
             self._active[(target, region)] = active
         if was_paused and active is not False:
-            for callback in self._on_wake:
-                callback(target, region)
+            self._on_wake(target, region)
 
     def paused(self, target: str, region: str) -> bool:
         with self._lock:
@@ -109,10 +105,9 @@ class NamespaceTask:
         metrics: SelfMetrics,
         call_pool: ThreadPoolExecutor,
         max_queries_per_call: int,
-        board: ActivityBoard | None = None,
-        idle_heartbeat: float = 0.0,
-        *,
-        gate: CallGate | None = None,
+        board: ActivityBoard | None,  # None: never pauses on job activity
+        idle_heartbeat: float,
+        gate: CallGate,
     ) -> None:
         self.key = TaskKey(target.label, region, namespace.namespace)
         self.target = target
@@ -123,7 +118,7 @@ class NamespaceTask:
         self._clients = clients
         self._metrics = metrics
         self._call_pool = call_pool
-        self._gate = gate or CallGate()
+        self._gate = gate
         self._max_queries = max_queries_per_call
         self._discovered: list[SeriesKey] | None = None
         self._discovered_at = -math.inf
@@ -182,9 +177,7 @@ class NamespaceTask:
                 log.warning(
                     "GetMetricData for %s in %s (%s): results with errors %s; their series keep their last value "
                     "for %d intervals, then disappear%s",
-                    self.key.namespace,
-                    self.region,
-                    self.target.label,
+                    *self._where(),
                     ", ".join(f"{status} x{count}" for status, count in outcome.errors),
                     STALE_INTERVALS,
                     (": " + "; ".join(outcome.messages)) if outcome.messages else "",
@@ -527,8 +520,7 @@ class Poller:
         self._call_pool = ThreadPoolExecutor(config.aws.max_concurrent_requests, thread_name_prefix="aws-call")
         # One call thread at a time runs Python; the others wait on the network or on the gate (exporter.aws.gate)
         self._gate = CallGate(CALL_GATE_WIDTH)
-        self.board = ActivityBoard()
-        self.board.on_wake(self._wake_metrics)
+        self.board = ActivityBoard(self._wake_metrics)
         jobs = config.jobs
         board = self.board if jobs.enabled and jobs.pause_idle_metrics else None
         tasks: list[Task] = []
@@ -548,7 +540,7 @@ class Poller:
                         config.aws.max_queries_per_call,
                         board,
                         jobs.idle_heartbeat,
-                        gate=self._gate,
+                        self._gate,
                     )
                     for ns in namespaces
                 )
@@ -574,9 +566,8 @@ class Poller:
 
     def run_once(self) -> int:
         """Run every task once and wait (jobs first, so pausing applies); returns how many succeeded."""
-        job_slots = [slot for slot in self._slots if isinstance(slot.task, JobTask)]
-        other_slots = [slot for slot in self._slots if not isinstance(slot.task, JobTask)]
-        for group in (job_slots, other_slots):
+        for jobs_first in (True, False):
+            group = [slot for slot in self._slots if isinstance(slot.task, JobTask) is jobs_first]
             settle([self._task_pool.submit(self._run, slot) for slot in group if slot.claim(math.inf)])
         return sum(1 for slot in self._slots if (state := self._store.state(slot.task.key)) is not None and state.up)
 
@@ -622,11 +613,7 @@ class Poller:
         """One cycle of one task, published; returns when the next one is due."""
         task = slot.task
         previous = self._store.state(task.key)
-        labels = (
-            previous.account_id if previous else self._clients.known_account_id(task.target),
-            task.region,
-            task.key.namespace,
-        )
+        account_id = previous.account_id if previous else self._clients.known_account_id(task.target)
         try:
             state = task.run(self._clock(), previous)
             outcome = "success"
@@ -636,7 +623,7 @@ class Poller:
             outcome = "error"
             message = errors.describe(exc)
             if isinstance(exc, errors.BadAnswerError):
-                self._metrics.bad_answers.labels(labels[0], task.region, exc.operation).inc()
+                self._metrics.bad_answers.labels(account_id, task.region, exc.operation).inc()
             if errors.classify(exc) == errors.EXPIRED_CREDENTIALS:
                 self._clients.invalidate(task.target)  # new credentials (a fresh assume-role) next cycle
             if previous is None or previous.up or previous.last_error != message:
@@ -647,7 +634,7 @@ class Poller:
                     task.target.label,
                     message,
                 )
-            base = previous or TaskState(key=task.key, account_id=labels[0])
+            base = previous or TaskState(key=task.key, account_id=account_id)
             state = base.failed(message, self._clock())
             del base
         # The Store holds the only other reference: once it publishes the new state, the previous cycle's records go
@@ -661,8 +648,5 @@ class Poller:
         self._metrics.cycles.labels(*labels, outcome).inc()
         if elapsed > task.interval:
             self._metrics.cycles_overrun.labels(*labels).inc()
-        delay = task.interval
-        if state.consecutive_failures:
-            factor = min(2 ** (state.consecutive_failures - 1), BACKOFF_FACTOR_CAP)
-            delay = task.interval * factor * random.uniform(0.8, 1.0) if factor > 1 else task.interval
-        return started + delay
+        factor = min(2 ** max(state.consecutive_failures - 1, 0), BACKOFF_FACTOR_CAP)
+        return started + (task.interval * factor * random.uniform(0.8, 1.0) if factor > 1 else task.interval)

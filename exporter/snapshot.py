@@ -22,7 +22,6 @@ class Snapshot:
 
     version: int
     created: float
-    generation: int = 0
     tasks: Mapping[TaskKey, TaskState] = field(default_factory=lambda: MappingProxyType({}))
     prices: tuple[Price, ...] = ()  # from the config's price table
 
@@ -102,7 +101,6 @@ class Store:
             snapshot = Snapshot(
                 version=self._snapshot.version + 1,
                 created=self._clock(),
-                generation=self._generation,
                 tasks=MappingProxyType(dict(self._tasks)),
                 prices=self._prices,
             )

@@ -13,7 +13,7 @@ from exporter.poller import in_shard
 
 
 def samples_of(jobs: list[Job], tracker: JobTracker) -> list[Sample]:
-    tracker.observe(jobs)
+    tracker.observe(jobs, now=0.0)
     state = TaskState(TaskKey("t", "r", "bedrock:jobs"), "1", jobs=tuple(jobs), jobs_finished=tracker.records())
     return list(job_samples(state))
 
@@ -49,7 +49,7 @@ def test_a_finished_job_without_end_time_uses_last_modified_time() -> None:
     tracker = JobTracker(started=5000.0)
     late = Job("x", "x", "m", "Completed", "", 1000.0, None, None, None, None, None, None, last_modified_time=6000.0)
     early = Job("y", "y", "m", "Failed", "", 1000.0, None, None, None, None, None, None, last_modified_time=10.0)
-    tracker.observe([late, early])
+    tracker.observe([late, early], now=0.0)
     assert tracker.finished == {("m", "Completed"): 1}  # ended while watched; the other is history
     assert late.ended == 6000.0 and retained([late], now=6100.0, retention=200) == [late]
 
@@ -77,10 +77,10 @@ def test_retention_drops_old_finished_jobs_only() -> None:
 
 def test_finished_jobs_are_counted_once_when_seen_finishing() -> None:
     tracker = JobTracker(started=5000.0)
-    tracker.observe([job("a", "InProgress"), job("history", "Completed", end=10.0)])
+    tracker.observe([job("a", "InProgress"), job("history", "Completed", end=10.0)], now=0.0)
     assert not tracker.finished  # a job that ended before we started is history, not news
-    tracker.observe([job("a", "Failed", end=6000.0), job("b", "Expired", end=6001.0)])
-    tracker.observe([job("a", "Failed", end=6000.0), job("b", "Expired", end=6001.0)])
+    tracker.observe([job("a", "Failed", end=6000.0), job("b", "Expired", end=6001.0)], now=0.0)
+    tracker.observe([job("a", "Failed", end=6000.0), job("b", "Expired", end=6001.0)], now=0.0)
     assert tracker.finished == {("m", "Failed"): 1, ("m", "Expired"): 1}
     state = TaskState(TaskKey("t", "r", "bedrock:jobs"), "1", jobs_finished=tracker.records())
     counter = [s for s in job_samples(state) if s.family.name == "bedrock_batch_jobs_finished"]

@@ -57,9 +57,8 @@ def test_without_a_wake_up_the_cycle_sets_the_next_due_time() -> None:
 
 
 def test_the_activity_board_wakes_once_when_a_paused_region_gets_work() -> None:
-    board = ActivityBoard()
     woken: list[tuple[str, str]] = []
-    board.on_wake(lambda target, region: woken.append((target, region)))
+    board = ActivityBoard(lambda target, region: woken.append((target, region)))
     board.report("t", "r", True)
     board.report("t", "r", False)
     assert board.paused("t", "r") and woken == []
