@@ -177,6 +177,10 @@ def reload_storm(aws_url: str, series: int, requests: int) -> dict[str, Any]:
         with ThreadPoolExecutor(20) as pool:
             statuses = list(pool.map(reload, range(requests)))
         time.sleep(3)  # let the last generation's first cycle run
+        for _ in range(40):  # and the replaced generations' last calls end (slower on a busy machine): 20 s at most
+            if threading.active_count() <= threads_before:
+                break
+            time.sleep(0.5)
         gc.collect()
         after, threads_after = rss_mb(), threading.active_count()
         exporter.stop()

@@ -405,7 +405,7 @@ class JobTask:
             return Matched()
         self._quotas.refresh(
             now,
-            lambda: self._clients.client("service-quotas", self.target, self.region, account_id),
+            lambda: self._clients.client("service-quotas", self.target, self.region, account_id, keep=False),
             bedrock,
             lambda operation: self._metrics.bad_answers.labels(account_id, self.region, operation).inc(),
         )

@@ -36,7 +36,7 @@ def at_limit(aws: SimulatedAws) -> None:
 
 def test_limit_use_and_waiting_jobs_per_model_on_metrics(fresh_aws: SimulatedAws, exporters: list[Any]) -> None:
     at_limit(fresh_aws)
-    _, url = start_exporter(exporters, fast_config(fresh_aws.url))
+    exporter, url = start_exporter(exporters, fast_config(fresh_aws.url))
     labels = {"account_id": "000000000000", "region": "us-east-1"}
     wait_for(lambda: get(url, "bedrock_batch_quota_waiting_jobs", model_id=LLAMA, **labels) == 1.0, timeout=20)
     found = scrape(url)
@@ -70,6 +70,9 @@ def test_limit_use_and_waiting_jobs_per_model_on_metrics(fresh_aws: SimulatedAws
         "in_use": 2,
         "waiting": 1,
     }
+    # the hourly read's Service Quotas client is made for the read and not kept (~0.2 MB per target and region)
+    kept = {key[0] for key in exporter.clients._clients}
+    assert "service-quotas" not in kept and {"cloudwatch", "bedrock"} <= kept
 
 
 def _status(url: str) -> dict[str, Any]:
