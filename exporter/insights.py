@@ -11,7 +11,7 @@ Supported, keywords case-insensitive, identifiers case-sensitive (see docs/insig
 
 What is sent double-quotes every identifier: AWS's "Metrics Insights query components and syntax" page says "It is
 also valid to enclose any namespace, metric name, or label in double quotation marks", and its reserved-keyword list
-(exporter/insights_keywords.py) holds ordinary metric and dimension names such as Count, Operation and Type.
+(exporter/demo/insights_keywords.py) holds ordinary metric and dimension names such as Count, Operation and Type.
 """
 
 from __future__ import annotations

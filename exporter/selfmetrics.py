@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import threading
@@ -64,164 +65,133 @@ class SelfMetrics:
         self._sampling = threading.Event()
         for collector in (self.process, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
-        self.api_requests = Counter(
+        counter = functools.partial(Counter, registry=self.registry)
+        histogram = functools.partial(Histogram, registry=self.registry)
+        gauge = functools.partial(Gauge, registry=self.registry)
+        self.api_requests = counter(
             f"{PREFIX}_aws_api_requests",
             "AWS API calls by operation and outcome (after botocore retries).",
             ["account_id", "region", "operation", "outcome"],
-            registry=self.registry,
         )
-        self.api_retries = Counter(
+        self.api_retries = counter(
             f"{PREFIX}_aws_api_retries",
             "Retries botocore made inside AWS API calls.",
             ["account_id", "region", "operation"],
-            registry=self.registry,
         )
-        self.bad_answers = Counter(
+        self.bad_answers = counter(
             f"{PREFIX}_aws_bad_answers",
             "AWS answers that arrived but could not be used (malformed, truncated, inconsistent).",
             ["account_id", "region", "operation"],
-            registry=self.registry,
         )
-        self.bad_records = Counter(
+        self.bad_records = counter(
             f"{PREFIX}_aws_bad_records",
             "Records of an AWS answer skipped as malformed (e.g. a job summary whose time is not a date or out of "
             "range); the rest of the answer is used.",
             ["account_id", "region", "operation", "member", "reason"],
-            registry=self.registry,
         )
-        self.jobs_dropped = Counter(
+        self.jobs_dropped = counter(
             f"{PREFIX}_jobs_dropped",
             "Jobs not exported because the region had more than jobs.max_jobs (oldest finished first; kind=running "
             "means unfinished jobs were dropped too, with a warning on the status page).",
             ["account_id", "region", "kind"],
-            registry=self.registry,
         )
-        self.tag_values_dropped = Counter(
+        self.tag_values_dropped = counter(
             f"{PREFIX}_tag_values_dropped",
             "Job tag values (jobs.tag_labels) not exported, by reason: invalid (characters AWS's model does not "
             "allow), too_long (over 128 characters), cardinality (over 100 distinct values of a key); the job counts "
             "as untagged.",
             ["account_id", "region", "reason"],
-            registry=self.registry,
         )
-        self.result_errors = Counter(
+        self.result_errors = counter(
             f"{PREFIX}_cloudwatch_result_errors",
             "GetMetricData results that were errors (StatusCode other than Complete, without datapoints), by status "
             "code; their series keep their last value for a few intervals, then disappear.",
             (*_TASK_LABELS, "status_code"),
-            registry=self.registry,
         )
-        self.unknown_values = Counter(
+        self.unknown_values = counter(
             f"{PREFIX}_aws_unknown_values",
             "Values AWS sent that the SDK's model does not list (e.g. a new job status); exported as sent.",
             ["account_id", "region", "operation", "field"],
-            registry=self.registry,
         )
-        self.series_dropped = Counter(
+        self.series_dropped = counter(
             f"{PREFIX}_series_dropped",
             "Series not exported because another series had the same name and labels (e.g. dimension names that "
             "map to one label); the first one in a stable order is kept.",
-            registry=self.registry,
         )
-        self.manifest_reads = Counter(
+        self.manifest_reads = counter(
             f"{PREFIX}_manifest_reads",
             "Reads of finished jobs' manifest.json.out by outcome (ok, access_denied, not_found, kms_denied, "
             "malformed, too_large, error); failed reads are retried with backoff.",
             ["account_id", "region", "outcome"],
-            registry=self.registry,
         )
-        self.manifests_missing = Counter(
+        self.manifests_missing = counter(
             f"{PREFIX}_manifests_missing",
             "Finished jobs whose manifest could not be read before the retry limit: no tokens or cost exported.",
             ["account_id", "region"],
-            registry=self.registry,
         )
-        self.metrics_requested = Counter(
+        self.metrics_requested = counter(
             f"{PREFIX}_cloudwatch_metrics_requested",
             "Metrics requested through GetMetricData (what CloudWatch bills).",
             ["account_id", "region"],
-            registry=self.registry,
         )
-        self.api_cost = Counter(
+        self.api_cost = counter(
             f"{PREFIX}_cloudwatch_api_cost_dollars",
             "Estimated CloudWatch API spend in US dollars at list prices (upper bound: ignores the free tier).",
             ["account_id", "region"],
-            registry=self.registry,
         )
-        self.cycle_duration = Histogram(
+        self.cycle_duration = histogram(
             f"{PREFIX}_cycle_duration_seconds",
             "Duration of one poll cycle of a namespace in a region.",
             _TASK_LABELS,
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
-            registry=self.registry,
         )
         # Not a health metric, but a histogram: it lives in this registry, which prometheus-client renders
-        self.queue_wait = Histogram(
+        self.queue_wait = histogram(
             "bedrock_batch_model_queue_wait_seconds",
             "Time from submission to InProgress of the jobs seen entering InProgress, per model: a lower bound "
             "(submission to the last listing that saw the job still waiting); jobs first seen running are not "
             "observed (docs/metrics.md).",
             ["account_id", "region", "model_id"],
             buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 604800),
-            registry=self.registry,
         )
-        self.cycles = Counter(
+        self.cycles = counter(
             f"{PREFIX}_cycles",
             "Poll cycles by outcome (success or error).",
             (*_TASK_LABELS, "outcome"),
-            registry=self.registry,
         )
-        self.cycles_overrun = Counter(
+        self.cycles_overrun = counter(
             f"{PREFIX}_cycles_overrun",
             "Poll cycles that took longer than their interval, so the next one started late.",
             _TASK_LABELS,
-            registry=self.registry,
         )
-        self.discovery_errors = Counter(
+        self.discovery_errors = counter(
             f"{PREFIX}_discovery_errors",
             "ListMetrics refreshes that failed; the previous discovery stays in use.",
             _TASK_LABELS,
-            registry=self.registry,
         )
-        self.reload_successful = Gauge(
+        self.reload_successful = gauge(
             f"{PREFIX}_config_last_reload_successful",
             "1 if the last config reload succeeded (or none was tried), 0 if it was refused.",
-            registry=self.registry,
         )
         self.reload_successful.set(1)
-        self.reload_timestamp = Gauge(
+        self.reload_timestamp = gauge(
             f"{PREFIX}_config_last_reload_success_timestamp_seconds",
             "When the config was last loaded successfully (Unix time).",
-            registry=self.registry,
         )
         self.reload_timestamp.set(clock())
-        build = Gauge(
+        build = gauge(
             f"{PREFIX}_build_info",
             "Build information; always 1.",
             ["version", "python_version"],
-            registry=self.registry,
         )
         build.labels(__version__, platform.python_version()).set(1)
         self.registry.register(_HealthCollector(store, clock))
-        self._per_target: tuple[Counter | Histogram, ...] = (
-            self.api_requests,
-            self.api_retries,
-            self.bad_answers,
-            self.bad_records,
-            self.jobs_dropped,
-            self.tag_values_dropped,
-            self.result_errors,
-            self.unknown_values,
-            self.metrics_requested,
-            self.api_cost,
-            self.cycle_duration,
-            self.queue_wait,
-            self.cycles,
-            self.cycles_overrun,
-            self.discovery_errors,
-            self.manifest_reads,
-            self.manifests_missing,
-        )
+        # every metric with an account_id label belongs to one target; forget() drops those of removed targets
+        self._per_target = [
+            metric
+            for metric in vars(self).values()
+            if isinstance(metric, Counter | Histogram) and "account_id" in metric._labelnames
+        ]
 
     def forget(self, keep: Callable[[str, str, str | None], bool]) -> None:
         """Drop the series of (account, region[, namespace]) no longer polled after a reload, so /metrics shows

@@ -7,7 +7,7 @@ MetricStat queries go to moto, the Insights query is evaluated here, and the ans
 Written from AWS's pages, not from the exporter's parser (so a query the exporter renders wrongly fails here too):
 - grammar, quoting, WHERE operators, GROUP BY order and `Other`, ORDER BY, LIMIT: "Metrics Insights query components
   and syntax" (AmazonCloudWatch/latest/monitoring/cloudwatch-metrics-insights-querylanguage.html);
-- reserved words that must be double-quoted: "Reserved keywords" (exporter/insights_keywords.py cites it);
+- reserved words that must be double-quoted: "Reserved keywords" (exporter/demo/insights_keywords.py cites it);
 - one Insights query and at most 500 queries per call: the GetMetricData API reference (botocore's
   GetMetricDataInput.MetricDataQueries documentation); Expression of 1 to 2,048 characters: botocore's MetricExpression.
 
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from exporter.demo.insights_keywords import is_reserved
 from exporter.demo.wsgi import StartResponse, forward
-from exporter.insights_keywords import is_reserved
 
 JSON_TYPE = "application/x-amz-json-1.0"
 MAX_BODY = 8 << 20

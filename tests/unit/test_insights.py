@@ -9,8 +9,8 @@ import pytest
 
 from exporter.config import ConfigError, load_config_text
 from exporter.demo.insights import QueryError, Statement, evaluate, read
+from exporter.demo.insights_keywords import RESERVED_KEYWORDS, is_reserved
 from exporter.insights import MAX_EXPRESSION_LENGTH, InsightsQuery, InsightsSyntaxError, group_values, parse
-from exporter.insights_keywords import RESERVED_KEYWORDS, is_reserved
 from exporter.model import MissingData, ResolvedInsights, ResolvedMetric
 from exporter.planner import MAX_QUERIES_PER_CALL, Batch, SeriesKey, plan
 from exporter.preflight import config_problems
