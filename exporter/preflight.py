@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 
 from exporter.config import Config, ConfigError
 from exporter.families import config_collisions
@@ -22,7 +21,7 @@ def preflight(config: Config, listen_address: str | None = None) -> list[str]:
             load_web_config(config.server.web_config_file)
         except ConfigError as exc:
             problems += [f"server.web_config_file: {problem}" for problem in exc.problems]
-    if "otlp" in config.enabled_sinks and _otlp_protocol(config) == "grpc" and not _importable(GRPC_PACKAGE):
+    if "otlp" in config.enabled_sinks and config.otlp.resolved_protocol() == "grpc" and not _importable(GRPC_PACKAGE):
         problems.append(
             "otlp.protocol: grpc needs the gRPC exporter, which is not installed: "
             "pip install 'bedrock-batch-exporter[otlp-grpc]'"
@@ -47,16 +46,6 @@ def _listen_address(value: str, field: str) -> list[str]:
     if host.startswith("[") != host.endswith("]"):
         return [f"{field}: {value!r} has an unclosed IPv6 bracket"]
     return []
-
-
-def _otlp_protocol(config: Config) -> str:
-    """The protocol the OTLP sink will use: the config's, else the standard OTEL_* variables, else http/protobuf."""
-    return (
-        config.otlp.protocol
-        or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
 
 
 def _importable(module: str) -> bool:

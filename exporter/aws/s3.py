@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from exporter.errors import BadAnswerError
@@ -22,14 +21,11 @@ def read_manifest(
     key: str,
     expected_owner: str | None,
     max_bytes: int,
-    *,
-    read_seconds: float = READ_SECONDS,
-    clock: Callable[[], float] = time.monotonic,
 ) -> bytes:
     """The object's bytes, at most `max_bytes` (ObjectTooLargeError past that); the body is always closed.
 
     Raises botocore's ClientError as S3 answered it (AccessDenied, NoSuchKey, ...), BadAnswerError for an answer
-    without a body or a body that does not arrive in `read_seconds`.
+    without a body or a body that does not arrive in READ_SECONDS.
     """
     params: dict[str, str] = {"Bucket": bucket, "Key": key}
     if expected_owner:
@@ -44,14 +40,12 @@ def read_manifest(
         length = answer.get("ContentLength")
         if isinstance(length, int) and not isinstance(length, bool) and length > max_bytes:
             raise ObjectTooLargeError(f"GetObject s3://{bucket}/{key} is {length} bytes, over the {max_bytes} cap")
-        return _read_capped(body, bucket, key, max_bytes, clock() + read_seconds, clock)
+        return _read_capped(body, bucket, key, max_bytes, time.monotonic() + READ_SECONDS)
     finally:
         body.close()  # also when refused unread: the connection is dropped rather than drained
 
 
-def _read_capped(
-    body: Any, bucket: str, key: str, max_bytes: int, deadline: float, clock: Callable[[], float]
-) -> bytes:
+def _read_capped(body: Any, bucket: str, key: str, max_bytes: int, deadline: float) -> bytes:
     """At most max_bytes + 1 bytes of `body` (one more than allowed proves it is too large)."""
     parts: list[bytes] = []
     got = 0
@@ -61,7 +55,7 @@ def _read_capped(
             break
         parts.append(chunk)
         got += len(chunk)
-        if clock() > deadline:
+        if time.monotonic() > deadline:
             raise BadAnswerError(f"GetObject s3://{bucket}/{key}: the body did not arrive in time")
     if got > max_bytes:
         raise ObjectTooLargeError(f"GetObject s3://{bucket}/{key} is over the {max_bytes} byte cap")

@@ -6,14 +6,12 @@ from exporter.config.base import (
     ConfigError,
     StrictModel,
     format_location,
-    format_seconds,
     parse_duration,
     read_config_file,
     validation_problems,
 )
 from exporter.config.load import json_schema, load_config, load_config_text
 from exporter.config.models import (
-    BUILTIN_PATHS,
     DEFAULT_PRICES,
     AwsConfig,
     CloudWatchPricing,
@@ -23,7 +21,6 @@ from exporter.config.models import (
     NamespaceConfig,
     OtlpConfig,
     PricingConfig,
-    QuotasConfig,
     ServerConfig,
     TargetConfig,
     period_problem,
@@ -32,7 +29,6 @@ from exporter.config.models import (
 from exporter.config.namespaces import NAMESPACE_DEFAULTS, NamespaceDefaults, defaults_for
 
 __all__ = [
-    "BUILTIN_PATHS",
     "DEFAULT_PRICES",
     "MAX_CONFIG_BYTES",
     "NAMESPACE_DEFAULTS",
@@ -46,13 +42,11 @@ __all__ = [
     "NamespaceDefaults",
     "OtlpConfig",
     "PricingConfig",
-    "QuotasConfig",
     "ServerConfig",
     "StrictModel",
     "TargetConfig",
     "defaults_for",
     "format_location",
-    "format_seconds",
     "json_schema",
     "load_config",
     "load_config_text",

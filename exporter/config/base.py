@@ -93,9 +93,9 @@ Duration = Annotated[float, BeforeValidator(parse_duration), DURATION_SCHEMA]
 
 DAY = 86400.0
 # Schedules: at least a second apart (a faster loop only burns API calls), at most a day (a longer one is a typo).
-Interval = Annotated[float, BeforeValidator(parse_duration), duration_bounds(1, DAY), DURATION_SCHEMA]
+Interval = Annotated[Duration, duration_bounds(1, DAY)]
 # Network timeouts: 0 would fail every call; ten minutes is far beyond any useful wait.
-Timeout = Annotated[float, BeforeValidator(parse_duration), duration_bounds(0, 600, above=True), DURATION_SCHEMA]
+Timeout = Annotated[Duration, duration_bounds(0, 600, above=True)]
 
 
 # A mapping key the user writes (a dimension, model id, header name): an empty one names nothing and is refused.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Literal
 
@@ -10,6 +11,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_va
 from exporter.config.base import (
     DAY,
     DURATION_SCHEMA,
+    Duration,
     Interval,
     Key,
     StrictModel,
@@ -87,8 +89,8 @@ class DiscoveryConfig(StrictModel):
     """How the dimension sets of a namespace's metrics are found."""
 
     mode: Literal["list_metrics", "static"] = "list_metrics"
-    refresh_interval: Annotated[float, BeforeValidator(parse_duration), duration_bounds(0, DAY), DURATION_SCHEMA] = (
-        Field(default=600.0, description="how long ListMetrics results are reused (0: list on every poll; at most 1d)")
+    refresh_interval: Annotated[Duration, duration_bounds(0, DAY)] = Field(
+        default=600.0, description="how long ListMetrics results are reused (0: list on every poll; at most 1d)"
     )
     recently_active: bool = Field(
         default=True, description="ask ListMetrics only for metrics with data in the last 3 hours"
@@ -423,8 +425,8 @@ class QuotasConfig(StrictModel):
         "ListAWSDefaultServiceQuotas, servicequotas:ListServiceQuotas, bedrock:ListFoundationModels); without "
         "permission the rest keeps working and the denial is counted",
     )
-    refresh_interval: Annotated[float, BeforeValidator(parse_duration), duration_bounds(60, DAY), DURATION_SCHEMA] = (
-        Field(default=3600.0, description="how often the quotas are read in each region (1m to 1d); also at start")
+    refresh_interval: Annotated[Duration, duration_bounds(60, DAY)] = Field(
+        default=3600.0, description="how often the quotas are read in each region (1m to 1d); also at start"
     )
     model_map: dict[
         Annotated[str, Field(min_length=1, max_length=256)],
@@ -442,12 +444,10 @@ class JobsConfig(StrictModel):
 
     enabled: bool = True
     interval: Interval = Field(default=60.0, description="how often jobs are listed in each region (1s to 1d)")
-    retention: Annotated[
-        float, BeforeValidator(parse_duration), duration_bounds(0, MAX_JOB_RETENTION), DURATION_SCHEMA
-    ] = Field(default=86400.0, description="finished jobs stay exported this long after they end (at most 90d)")
-    lookback: Annotated[
-        float, BeforeValidator(parse_duration), duration_bounds(0, MAX_JOB_LOOKBACK), DURATION_SCHEMA
-    ] = Field(
+    retention: Annotated[Duration, duration_bounds(0, MAX_JOB_RETENTION)] = Field(
+        default=86400.0, description="finished jobs stay exported this long after they end (at most 90d)"
+    )
+    lookback: Annotated[Duration, duration_bounds(0, MAX_JOB_LOOKBACK)] = Field(
         default=14 * 86400.0,
         description="list jobs submitted this long ago or later; must exceed the 7-day maximum job timeout plus "
         "queueing plus retention, so every unfinished job is seen",
@@ -464,10 +464,10 @@ class JobsConfig(StrictModel):
         default=True,
         description="skip GetMetricData for AWS/Bedrock/Batch in a region while it has no unfinished job",
     )
-    idle_heartbeat: Annotated[
-        float, BeforeValidator(parse_duration), duration_bounds(1, DAY, zero=True), DURATION_SCHEMA
-    ] = Field(default=0.0, description="while paused, still poll CloudWatch this often (0 = never; 1s to 1d)")
-    eta_window: Annotated[float, BeforeValidator(parse_duration), duration_bounds(10, DAY), DURATION_SCHEMA] = Field(
+    idle_heartbeat: Annotated[Duration, duration_bounds(1, DAY, zero=True)] = Field(
+        default=0.0, description="while paused, still poll CloudWatch this often (0 = never; 1s to 1d)"
+    )
+    eta_window: Annotated[Duration, duration_bounds(10, DAY)] = Field(
         default=300.0,
         description="the records each model's jobs processed over this window give its rate, for job ETAs and "
         "drain times (10s to 1d; docs/insight.md)",
@@ -478,12 +478,10 @@ class JobsConfig(StrictModel):
         "needs s3:GetObject, docs/job-cost.md)",
     )
     manifest_max_concurrency: int = Field(default=4, ge=1, le=32, description="manifest reads in flight per region")
-    manifest_retry: Annotated[float, BeforeValidator(parse_duration), duration_bounds(1, 3600), DURATION_SCHEMA] = (
-        Field(default=60.0, description="first retry of a failed manifest read; doubles up to 1h (1s to 1h)")
+    manifest_retry: Annotated[Duration, duration_bounds(1, 3600)] = Field(
+        default=60.0, description="first retry of a failed manifest read; doubles up to 1h (1s to 1h)"
     )
-    manifest_give_up_after: Annotated[
-        float, BeforeValidator(parse_duration), duration_bounds(60, 7 * DAY), DURATION_SCHEMA
-    ] = Field(
+    manifest_give_up_after: Annotated[Duration, duration_bounds(60, 7 * DAY)] = Field(
         default=86400.0,
         description="stop retrying this long after the job ended and count the manifest as missing (1m to 7d)",
     )
@@ -675,6 +673,15 @@ class OtlpConfig(StrictModel):
         description="resource attributes over the defaults (service.name, service.version, service.instance.id, "
         "cloud.provider) and OTEL_RESOURCE_ATTRIBUTES",
     )
+
+    def resolved_protocol(self) -> str:
+        """The protocol the OTLP sink uses: this config's, else the standard OTEL_* variables, else http/protobuf."""
+        return (
+            self.protocol
+            or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "http/protobuf"
+        ).strip()
 
     @field_validator("endpoint")
     @classmethod

@@ -234,12 +234,7 @@ class OtlpUnavailableError(ValueError):
 
 def build_exporter(config: OtlpConfig) -> MetricExporter:
     """The SDK's OTLP metric exporter; fields left unset fall back to the OTEL_EXPORTER_OTLP_* variables."""
-    protocol = (
-        config.protocol
-        or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
+    protocol = config.resolved_protocol()
     # gRPC metadata keys must be lower case (HTTP header names are case-insensitive, so lower case suits both).
     headers = {name.lower(): value.get_secret_value() for name, value in config.headers.items()} or None
     if protocol == "grpc":
