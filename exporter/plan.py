@@ -101,7 +101,6 @@ def usage(
     queries: int,
     calls: int,
     pages: int,
-    interval: float,
     refresh: float,
     polled_every: float | None,
     prices: tuple[float, float] = DEFAULT_PRICES,
@@ -152,7 +151,7 @@ def _job_listing(
             found = list_jobs(client, now - jobs.lookback, jobs.page_size)
             unfinished = sum(1 for job in found if not job.finished)
         except Exception as exc:  # reported in the row; polling fails open, so the plan assumes activity
-            error = _cause(exc)
+            error = explain(exc)
         pages = max(1, counter.calls[(region, "ListModelInvocationJobs")] - before)
     quotas = 3 * 3600 / jobs.quotas.refresh_interval if jobs.quotas.enabled else None
     tags = READS_PER_CYCLE if jobs.tag_labels else None
@@ -196,7 +195,7 @@ def _namespace(
             if linking:
                 linked = len({key.account for key in found} - {""})
         except Exception as exc:
-            error = _cause(exc)
+            error = explain(exc)
         pages = max(1, counter.calls[(region, "ListMetrics")] - before)
     batches = plan(series, metrics, now, config.aws.max_queries_per_call, insights)
     queries, calls = sum(b.size for b in batches), len(batches)
@@ -212,9 +211,9 @@ def _namespace(
 
     def scenario(interval: float, paused: bool) -> Usage:
         if not paused:
-            return usage(queries, calls, pages, interval, refresh, interval, prices)
+            return usage(queries, calls, pages, refresh, interval, prices)
         heartbeat = _every(jobs.idle_heartbeat, interval) if jobs.idle_heartbeat > 0 else None
-        return usage(queries, calls, pages, interval, refresh, heartbeat, prices)
+        return usage(queries, calls, pages, refresh, heartbeat, prices)
 
     now_usage: Usage | None = None
     if clients is not None:  # unknown activity (listing failed) counts as active, as the poller fails open
@@ -239,10 +238,6 @@ def _namespace(
         at_5m=scenario(FIVE_MINUTES, False),
         linked_accounts=linked,
     )
-
-
-def _cause(exc: BaseException) -> str:
-    return explain(exc)
 
 
 def _total(usages: list[Usage | None]) -> Usage | None:

@@ -24,11 +24,14 @@ MAX_DEPTH = 64
 MAX_INT_DIGITS = 100
 
 try:  # libyaml's parser in C when available (same events, same marks), else PyYAML's own
-    from yaml._yaml import CParser as _FastParser
-
-    _HAVE_LIBYAML = True
+    from yaml._yaml import CParser as _Parser
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    _HAVE_LIBYAML = False
+
+    class _Parser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):  # type: ignore[no-redef]
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
 
 
 class YamlBudgetError(MarkedYAMLError):
@@ -113,36 +116,14 @@ _StrictConstructor.yaml_constructors = {
 }
 
 
-if _HAVE_LIBYAML:
+class BoundedSafeLoader(_BudgetComposer, _Parser, _StrictConstructor, Resolver):
+    """SafeLoader with budgets: libyaml (or PyYAML) parses, Python composes (and counts) and constructs."""
 
-    class BoundedSafeLoader(_BudgetComposer, _FastParser, _StrictConstructor, Resolver):
-        """SafeLoader with budgets: libyaml parses, Python composes (and counts) and constructs."""
-
-        def __init__(self, stream: str) -> None:
-            _FastParser.__init__(self, stream)
-            _StrictConstructor.__init__(self)
-            Resolver.__init__(self)
-            _BudgetComposer.__init__(self)
-
-else:  # pragma: no cover
-
-    class BoundedSafeLoader(  # type: ignore[no-redef]
-        yaml.reader.Reader,
-        yaml.scanner.Scanner,
-        yaml.parser.Parser,
-        _BudgetComposer,
-        _StrictConstructor,
-        Resolver,
-    ):
-        """SafeLoader with budgets, all in Python."""
-
-        def __init__(self, stream: str) -> None:
-            yaml.reader.Reader.__init__(self, stream)
-            yaml.scanner.Scanner.__init__(self)
-            yaml.parser.Parser.__init__(self)
-            _BudgetComposer.__init__(self)
-            _StrictConstructor.__init__(self)
-            Resolver.__init__(self)
+    def __init__(self, stream: str) -> None:
+        _Parser.__init__(self, stream)
+        _StrictConstructor.__init__(self)
+        Resolver.__init__(self)
+        _BudgetComposer.__init__(self)
 
 
 def safe_load(text: str) -> Any:

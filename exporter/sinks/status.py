@@ -29,7 +29,7 @@ from exporter.http import Response
 from exporter.model import CloudWatchValue, QuotaUsage, TaskKey, TaskState
 from exporter.pricing import resolve
 from exporter.quotas import quota_for
-from exporter.selfmetrics import SelfMetrics
+from exporter.selfmetrics import HOURS_PER_MONTH, SelfMetrics
 from exporter.sinks.status_html import MAX_LIMIT, render_html
 from exporter.snapshot import Snapshot, Store
 
@@ -40,12 +40,9 @@ DEFAULT_LIMIT = 200  # rows per section; keeps the page small and fast at 10,000
 # The page names its documentation instead of linking a hosting site: the docs ship with the source.
 DOCS = "docs/status.md and docs/metrics.md in the bedrock-batch-exporter source"
 
-HOURS_PER_MONTH = 730
-
 JSON = dict[str, Any]
 _TEXT = "text/plain; charset=utf-8"
 
-_HEALTH_RANK = {"down": 0, "up": 1, "paused": 1}
 _NO_CYCLES: Mapping[str, int] = {"success": 0, "error": 0}
 
 
@@ -178,13 +175,12 @@ def _regions(
         states.sort(key=lambda s: s.key.namespace)
         tasks = [_task(s, now, cycles.get((s.account_id, region, s.key.namespace), _NO_CYCLES)) for s in states]
         account_id = states[0].account_id
-        health = min((t["health"] for t in tasks), key=lambda h: _HEALTH_RANK[h])
         out.append(
             {
                 "target": target,
                 "account_id": account_id,
                 "region": region,
-                "health": "down" if health == "down" else "up",
+                "health": "down" if any(t["health"] == "down" for t in tasks) else "up",
                 "series": sum(t["series"] for t in tasks),
                 "aws_api": usage.get((account_id, region), _empty_usage()),
                 "tasks": tasks,

@@ -165,9 +165,9 @@ def test_a_failed_look_up_is_reported_and_exits_1(tmp_path: Path) -> None:
 
 def test_usage_derivation() -> None:
     # polled every 60 s with a 10-minute refresh; a 90 s refresh checked every 60 s happens every 120 s
-    got = usage(queries=100, calls=1, pages=2, interval=60, refresh=90, polled_every=60)
+    got = usage(queries=100, calls=1, pages=2, refresh=90, polled_every=60)
     assert got.cycles_per_hour == 60 and got.metrics_requested_per_hour == 6000
     assert got.list_metrics_requests_per_hour == 2 * 3600 / 120
     cost = (6000 * selfmetrics.PRICE_PER_METRIC_REQUESTED + 60 * selfmetrics.PRICE_PER_REQUEST) * HOURS_PER_MONTH
     assert math.isclose(got.cost_per_month_dollars, cost, rel_tol=1e-9)
-    assert usage(100, 1, 2, 60, 600, None).cost_per_month_dollars == 0
+    assert usage(100, 1, 2, 600, None).cost_per_month_dollars == 0
