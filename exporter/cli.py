@@ -54,6 +54,8 @@ def _global_flags(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     _global_flags(common, with_defaults=False)
+    configured = _Parser(add_help=False, parents=[common])
+    configured.add_argument("--config", help=_CONFIG_HELP)
     parser = _Parser(
         prog="bedrock-batch-exporter",
         description="Export Amazon Bedrock batch-inference telemetry from CloudWatch to Prometheus.",
@@ -61,17 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     _global_flags(parser, with_defaults=True)
     parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", parents=[common], help="run the exporter daemon")
-    run.add_argument("--config", help=_CONFIG_HELP)
+    run = sub.add_parser("run", parents=[configured], help="run the exporter daemon")
     run.add_argument("--listen-address", help="HOST:PORT to serve on (overrides server.listen_address)")
     run.add_argument("--shard-index", type=int, default=0, help="this replica's shard, 0..shard-count-1")
     run.add_argument("--shard-count", type=int, default=1, help="replicas splitting the targets x regions (default 1)")
-    once = sub.add_parser("once", parents=[common], help="poll once and print the metrics to stdout")
-    once.add_argument("--config", help=_CONFIG_HELP)
+    sub.add_parser("once", parents=[configured], help="poll once and print the metrics to stdout")
     plan = sub.add_parser(
-        "plan", parents=[common], help="show what a config polls and what it costs, per cycle and month"
+        "plan", parents=[configured], help="show what a config polls and what it costs, per cycle and month"
     )
-    plan.add_argument("--config", help=_CONFIG_HELP)
     plan.add_argument(
         "--offline", action="store_true", help="estimate from the config alone: no AWS call (series are guessed)"
     )
@@ -83,8 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --offline: dimension sets assumed per ListMetrics-discovered metric (default %(default)s)",
     )
     plan.add_argument("--output", choices=["text", "json"], default="text", help="default %(default)s")
-    doctor = sub.add_parser("doctor", parents=[common], help="check credentials, permissions and data, per region")
-    doctor.add_argument("--config", help=_CONFIG_HELP)
+    doctor = sub.add_parser("doctor", parents=[configured], help="check credentials, permissions and data, per region")
     doctor.add_argument(
         "--output", choices=["text", "json"], default="text", help="json: one document (docs/plan-and-doctor.md)"
     )
@@ -118,8 +116,7 @@ def _load(path: str) -> Config | None:
         return load_config(path)
     except ConfigError as exc:
         hidden = config_problems(exc.partial) if exc.partial is not None else []  # the checks of a whole config
-        for problem in (*exc.problems, *hidden):
-            print(f"config error: {problem}", file=sys.stderr)
+        _refused([*exc.problems, *hidden])
         return None
 
 
@@ -182,8 +179,7 @@ def _run(config: Config, config_path: str | None, listen_address: str | None, sh
     try:
         exporter.start(listen_address)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"config error: {problem}", file=sys.stderr)
+        _refused(exc.problems)
         return EXIT_USAGE
     except (OSError, ValueError) as exc:
         print(f"error: cannot listen on {listen_address or config.server.listen_address}: {exc}", file=sys.stderr)
@@ -262,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(config, path, args.listen_address, (args.shard_index, args.shard_count))
 
 
-def _refused(problems: list[str]) -> bool:
+def _refused(problems: Sequence[str]) -> bool:
     for problem in problems:
         print(f"config error: {problem}", file=sys.stderr)
     return bool(problems)

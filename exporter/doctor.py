@@ -139,20 +139,17 @@ def check_region(config: Config, target: TargetConfig, region: str, clients: Aws
         linked = target.include_linked_accounts
         if linked:
             kwargs["IncludeLinkedAccounts"] = True
+        name = f"{IAM_ACTIONS['ListMetrics']} ({ns.namespace})"
         try:
             page = cloudwatch.list_metrics(**kwargs)
             own = clients.account_id(target) if linked else ""
-            discovered[ns.namespace] = parse_list_metrics_page(page, ns.namespace, linked, own)
+            found = discovered[ns.namespace] = parse_list_metrics_page(page, ns.namespace, linked, own)
             more = " (more pages follow)" if page.get("NextToken") else ""
-            yield Check(
-                f"{IAM_ACTIONS['ListMetrics']} ({ns.namespace})",
-                OK,
-                f"{len(discovered[ns.namespace])} metric(s) on the first page{more}",
-            )
+            yield Check(name, OK, f"{len(found)} metric(s) on the first page{more}")
             if linked:
-                yield _linked_accounts(page, discovered[ns.namespace], ns.namespace)
+                yield _linked_accounts(page, found, ns.namespace)
         except Exception as exc:
-            yield Check(f"{IAM_ACTIONS['ListMetrics']} ({ns.namespace})", FAIL, explain(exc))
+            yield Check(name, FAIL, explain(exc))
     yield _get_metric_data(cloudwatch, namespaces, discovered, now)
     job_aware = [ns.namespace for ns in namespaces if defaults_for(ns.namespace).follows_jobs]
     if config.jobs.enabled and job_aware:
@@ -309,11 +306,8 @@ def run_checks(config: Config, emit: Callable[[str, str, Check], None]) -> int:
                 emit(target.label, region, Check("credentials", FAIL, _NO_CREDENTIALS))
                 failures += 1
                 continue
-            emit(
-                target.label,
-                region,
-                Check("credentials", OK, f"found in {credentials.description} (botocore: {credentials.method})"),
-            )
+            where = f"found in {credentials.description} (botocore: {credentials.method})"
+            emit(target.label, region, Check("credentials", OK, where))
             for check in check_region(config, target, region, clients, now):
                 failures += check.status == FAIL
                 emit(target.label, region, check)
@@ -351,9 +345,8 @@ def run_doctor(config: Config, output: str = "text") -> int:
     if output == "json":
         document = {"schema_version": JSON_SCHEMA_VERSION, "ok": not failures, "failures": failures, "checks": found}
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
-        return 1 if failures else 0
-    if failures:
+    elif failures:
         print(f"{failures} problem(s) found: fix them and run `bedrock-batch-exporter doctor` again")
-        return 1
-    print("everything the config needs works")
-    return 0
+    else:
+        print("everything the config needs works")
+    return 1 if failures else 0

@@ -426,7 +426,6 @@ class _Connection(HTTPConnection):
     RequestHandlerClass = _Request
     handshaken = False
     counted = False  # in the server's open-connection counts
-    _closed = False
     evicted = False  # shut down to make room under the connection cap; cheroot closes it on its next read
     # What the client has not taken yet of an answer: the front writes it as the socket drains, so no worker waits
     # on a client that reads slowly; `close_when_sent` if the connection ends with that answer.
@@ -455,11 +454,7 @@ class _Connection(HTTPConnection):
         return keep
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            server = self.server
-            if isinstance(server, _CherootServer):
-                server.connection_closed(self)
+        self.server.connection_closed(self)  # uncounts it once: a no-op when called again
         super().close()
 
 
@@ -545,9 +540,9 @@ class _CherootServer(WsgiServer):
             return
         super().put_conn(conn)
 
-    def _park_writing(self, conn: _Connection) -> None:
-        # closed by cheroot's sweep SEND_TIMEOUT after the client last took a byte
-        conn.last_used = time.time() + SEND_TIMEOUT - IDLE_TIMEOUT
+    def _park_writing(self, conn: _Connection, progressed: bool = True) -> None:
+        if progressed:  # closed by cheroot's sweep SEND_TIMEOUT after the client last took a byte
+            conn.last_used = time.time() + SEND_TIMEOUT - IDLE_TIMEOUT
         self._connections_selector().register(conn.socket.fileno(), selectors.EVENT_WRITE, data=conn)
 
     def _write(self, conn: _Connection) -> None:
@@ -561,11 +556,8 @@ class _CherootServer(WsgiServer):
             log.debug("http: writing to %s failed: %s", getattr(conn, "remote_addr", "?"), exc)
             conn.close()
             return
-        if outbox:
-            if sum(len(view) for view in outbox) < before:
-                self._park_writing(conn)
-            else:  # woken without progress: keep the deadline
-                self._connections_selector().register(conn.socket.fileno(), selectors.EVENT_WRITE, data=conn)
+        if outbox:  # woken without progress: the deadline stays
+            self._park_writing(conn, progressed=sum(len(view) for view in outbox) < before)
             return
         conn.outbox = None
         if conn.close_when_sent:
@@ -748,14 +740,7 @@ class MetricsServer:
     The socket is bound here (so a taken port fails at construction); `start()` begins accepting.
     """
 
-    def __init__(
-        self,
-        address: tuple[str, int],
-        router: Router,
-        *,
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
-        self.router = router
+    def __init__(self, address: tuple[str, int], router: Router, *, tls: ssl.SSLContext | None = None) -> None:
         self._tls = tls
         self._server = _CherootServer(address, WsgiApp(router), tls)
         self._thread: threading.Thread | None = None

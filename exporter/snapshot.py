@@ -68,11 +68,6 @@ class Store:
             snapshot = self._snapshot
         listener(snapshot)
 
-    def remove_listener(self, listener: Listener) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
     def new_generation(self, keys: set[TaskKey], prices: tuple[Price, ...]) -> int:
         """Start a configuration: forget tasks not in `keys`, take the new prices, refuse older generations' results.
 

@@ -80,11 +80,6 @@ class _Kept:
             self.models = frozenset(families.series_model_ids(self.series))
         return self.models
 
-    def keep(self, count: int) -> None:
-        """Forget the positions from `count` on."""
-        for column in (self.series, self.statistics, self.families, self.prefixes):
-            del column[count:]
-
     def update(self, state: TaskState) -> bool:
         """Make the prefixes of `state`'s values (reusing those kept); True when any position changed."""
         account, region = state.account_id, state.key.region
@@ -107,7 +102,8 @@ class _Kept:
                 found_families.append(family)
                 prefixes.append(prefix)
                 size += 1
-        self.keep(len(state.values))  # series gone since: their prefixes go
+        for column in (keys, statistics, found_families, prefixes):  # series gone since: their prefixes go
+            del column[len(state.values) :]
         if changed:
             self.models = None
         return changed
@@ -228,10 +224,7 @@ class Renderer:
         return skip
 
     def _write(
-        self,
-        blocks: dict[str, tuple[Family, list[_Part]]],
-        states: list[TaskState],
-        prefixes: list[list[bytes]],
+        self, blocks: dict[str, tuple[Family, list[_Part]]], states: list[TaskState], prefixes: list[list[bytes]]
     ) -> bytes:
         # Written into one BytesIO, whose getvalue() hands over its own buffer (no copy): the body is the only big
         # allocation. `b"".join` of two pieces a line would need 80 bytes of buffer bookkeeping per piece (3.2 MB at
@@ -269,9 +262,7 @@ def _rows(samples: Iterable[Sample]) -> list[_Row]:
 
 
 def render(
-    snapshot: Snapshot,
-    on_dropped: Callable[[int], None] | None = None,
-    renderer: Renderer | None = None,
+    snapshot: Snapshot, on_dropped: Callable[[int], None] | None = None, renderer: Renderer | None = None
 ) -> RenderedSnapshot:
     renderer = renderer or Renderer()
     body = renderer.text(snapshot)
@@ -350,24 +341,15 @@ class Exposition:
     """
 
     def __init__(
-        self,
-        store: Store,
-        self_registry: CollectorRegistry,
-        on_dropped: Callable[[int], None] | None = None,
+        self, store: Store, self_registry: CollectorRegistry, on_dropped: Callable[[int], None] | None = None
     ) -> None:
-        self._lock = threading.Lock()
         self._rendered = RenderedSnapshot(-1, b"", b"", 0)
         self._self_registry = self_registry
-        self._store = store
         self._on_dropped = on_dropped
         self._renderer = Renderer()  # used by the publishing thread only (listeners run under no lock of ours)
         self._render_lock = threading.Lock()
         self._last: tuple[Snapshot | None, RenderedSnapshot] = (None, self._rendered)  # the last render and its input
         store.add_listener(self._on_snapshot)
-
-    def close(self) -> None:
-        """Stop rendering new Snapshots."""
-        self._store.remove_listener(self._on_snapshot)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         with self._render_lock:  # tasks publish from several threads; the renderer's kept prefixes are not shared
@@ -382,7 +364,6 @@ class Exposition:
                 self._last = (None, done)
                 rendered = render(snapshot, self._on_dropped, self._renderer)
             self._last = (snapshot, rendered)
-        with self._lock:
             if rendered.version > self._rendered.version:
                 self._rendered = rendered
 

@@ -16,7 +16,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
-from typing import Any
 from urllib.parse import parse_qs
 
 from prometheus_client import Counter as PromCounter
@@ -25,12 +24,12 @@ from exporter import __version__
 from exporter.config import defaults_for
 from exporter.failures import failure_reason
 from exporter.families import JobSpend, job_spend, spend_totals
-from exporter.http import Response
+from exporter.http import TEXT, Response
 from exporter.model import CloudWatchValue, QuotaUsage, TaskKey, TaskState
 from exporter.pricing import resolve
 from exporter.quotas import quota_for
 from exporter.selfmetrics import HOURS_PER_MONTH, SelfMetrics
-from exporter.sinks.status_html import MAX_LIMIT, render_html
+from exporter.sinks.status_html import JSON, MAX_LIMIT, render_html
 from exporter.snapshot import Snapshot, Store
 
 log = logging.getLogger(__name__)
@@ -40,8 +39,6 @@ DEFAULT_LIMIT = 200  # rows per section; keeps the page small and fast at 10,000
 # The page names its documentation instead of linking a hosting site: the docs ship with the source.
 DOCS = "docs/status.md and docs/metrics.md in the bedrock-batch-exporter source"
 
-JSON = dict[str, Any]
-_TEXT = "text/plain; charset=utf-8"
 
 _NO_CYCLES: Mapping[str, int] = {"success": 0, "error": 0}
 
@@ -103,7 +100,7 @@ def api_usage(metrics: SelfMetrics | None) -> dict[tuple[str, str], JSON]:
 
 
 def _cycles(metrics: SelfMetrics | None) -> dict[tuple[str, str, str], dict[str, int]]:
-    out: defaultdict[tuple[str, str, str], dict[str, int]] = defaultdict(lambda: {"success": 0, "error": 0})
+    out: defaultdict[tuple[str, str, str], dict[str, int]] = defaultdict(lambda: dict(_NO_CYCLES))
     if metrics is not None:
         for labels, value in _counter_totals(metrics.cycles):
             key = (labels["account_id"], labels["region"], labels["namespace"])
@@ -422,9 +419,6 @@ class StatusPage:
         self._metrics_path = metrics_path
         self.started = clock()
 
-    def status(self, limit: int = DEFAULT_LIMIT) -> JSON:
-        return build_status(self._store.snapshot, self._clock(), self.started, self._metrics, limit, self._metrics_path)
-
     def respond(self, target: str) -> Response | None:
         """The answer for a request target (path and query), or None when the path is not ours."""
         path, _, query = target.partition("?")
@@ -436,16 +430,18 @@ class StatusPage:
         try:
             limit = _limit(query)
         except ValueError as exc:
-            return Response(400, f"{exc}\n".encode(), _TEXT)
+            return Response(400, f"{exc}\n".encode(), TEXT)
         headers = {"Cache-Control": "no-store"}
         try:
-            status = self.status(limit)
+            status = build_status(
+                self._store.snapshot, self._clock(), self.started, self._metrics, limit, self._metrics_path
+            )
             if path == "/":
                 return Response(200, render_html(status).encode(), "text/html; charset=utf-8", headers)
             body = json.dumps(status, separators=(",", ":"), allow_nan=False).encode()
         except Exception:  # a bug in the page must not take down the request thread silently
             log.exception("building the status page failed")
-            return Response(500, b"internal error building the status page; see the exporter log\n", _TEXT, headers)
+            return Response(500, b"internal error building the status page; see the exporter log\n", TEXT, headers)
         return Response(200, body, "application/json", headers)
 
 

@@ -171,15 +171,13 @@ def _regions_html(section: JSON) -> str:
         )
         span = len(region["tasks"])
         for i, task in enumerate(region["tasks"]):
-            lead = ""
+            lead = tail = ""
             if i == 0:
                 lead = (
                     f'<td rowspan="{span}"><strong>{_e(region["target"])}</strong><br>'
                     f'<span class="muted small">{_e(region["account_id"] or "account unknown")}</span></td>'
                     f'<td rowspan="{span}" class="nowrap">{_e(region["region"])}</td>'
                 )
-            tail = ""
-            if i == 0:
                 tail = f'<td rowspan="{span}">{api_cell}</td><td rowspan="{span}" class="num">'
                 tail += f"{_dollars(api['cost_dollars'])}</td>"
             polling = "active" if task["polling_active"] else '<span class="muted">paused (no unfinished job)</span>'
@@ -364,17 +362,14 @@ def _jobs_html(section: JSON, finished: bool) -> str:
         )
         where = f'{_e(job["model_id"])}<br><span class="muted small">{_e(job["region"])}</span>'
         status = _e(job["status"] or "unknown") + _failure(job)
-        if finished:
-            ended = _time(job["ended"])
-            rows.append(
-                f"<tr><td>{name}</td><td>{where}</td><td>{status}</td><td class='wide'>{_bar(job)}</td>"
-                f"<td class='small nowrap'>{_usage(job)}</td><td>{ended}</td></tr>"
-            )
-        else:
-            rows.append(
-                f"<tr><td>{name}</td><td>{where}</td><td>{status}</td><td class='wide'>{_bar(job)}</td>"
-                f"<td>{_duration(job['since_submit_seconds'])} ago</td><td>{_expiry(job)}</td></tr>"
-            )
+        cells = (
+            f"<td class='small nowrap'>{_usage(job)}</td><td>{_time(job['ended'])}</td>"
+            if finished
+            else f"<td>{_duration(job['since_submit_seconds'])} ago</td><td>{_expiry(job)}</td>"
+        )
+        rows.append(
+            f"<tr><td>{name}</td><td>{where}</td><td>{status}</td><td class='wide'>{_bar(job)}</td>{cells}</tr>"
+        )
     if not rows:
         what = "finished job retained" if finished else "unfinished batch job"
         return f'<p class="muted">No {what}.</p>'
