@@ -42,13 +42,16 @@ class Family(NamedTuple):
     help: str
 
 
+def _gauge(name: str, labels: tuple[str, ...], help_text: str) -> Family:
+    return Family(name, "gauge", labels, help_text)
+
+
 def _job(suffix: str, help_text: str, labels: tuple[str, ...] = JOB_LABELS) -> Family:
-    return Family(f"bedrock_batch_job_{suffix}", "gauge", labels, help_text)
+    return _gauge(f"bedrock_batch_job_{suffix}", labels, help_text)
 
 
-JOBS = Family(
+JOBS = _gauge(
     "bedrock_batch_jobs",
-    "gauge",
     (*TASK_LABELS, "model_id", "status"),
     "Bedrock batch jobs by model and status (finished ones while retained).",
 )
@@ -92,87 +95,74 @@ JOB_ETA = _job(
     "eta_seconds",
     "Estimated seconds until an InProgress job finishes, from its model's recent rate (an estimate: docs/insight.md).",
 )
-MODEL_DRAIN_ETA = Family(
+MODEL_DRAIN_ETA = _gauge(
     "bedrock_batch_model_drain_eta_seconds",
-    "gauge",
     (*TASK_LABELS, "model_id"),
     "Estimated seconds until the records left in a model's unfinished jobs are processed, at its recent gross rate.",
 )
-MODEL_RATE = Family(
+MODEL_RATE = _gauge(
     "bedrock_batch_model_processed_records_per_second",
-    "gauge",
     (*TASK_LABELS, "model_id"),
     "Records a model's jobs processed per second over the ETA window (jobs.eta_window), while it has records left.",
 )
 _FINISHED_LABELS = (*TASK_LABELS, "model_id", "status")
-FINISHED_INPUT_TOKENS = Family(
+FINISHED_INPUT_TOKENS = _gauge(
     "bedrock_batch_finished_jobs_input_tokens",
-    "gauge",
     _FINISHED_LABELS,
     "Input tokens of the retained finished jobs with a manifest, per model and status.",
 )
-FINISHED_OUTPUT_TOKENS = Family(
+FINISHED_OUTPUT_TOKENS = _gauge(
     "bedrock_batch_finished_jobs_output_tokens",
-    "gauge",
     _FINISHED_LABELS,
     "Output tokens of the retained finished jobs with a manifest, per model and status.",
 )
-FINISHED_COST = Family(
+FINISHED_COST = _gauge(
     "bedrock_batch_finished_jobs_cost_dollars",
-    "gauge",
     _FINISHED_LABELS,
     "Cost in US dollars of the retained finished jobs with a manifest and a price, per model and status.",
 )
-FINISHED_COST_BY_TAG = Family(
+FINISHED_COST_BY_TAG = _gauge(
     "bedrock_batch_finished_jobs_cost_by_tag_dollars",
-    "gauge",
     (*TASK_LABELS, "model_id", "tag_key", "tag_value"),
     "Cost in US dollars of the retained finished jobs with a manifest and a price, per model and value of each "
     "tag key of jobs.tag_labels (tag_value empty: untagged); over the values of one key it sums to the whole.",
 )
-INPUT_PRICE = Family(
+INPUT_PRICE = _gauge(
     "bedrock_batch_model_input_price_dollars_per_million_tokens",
-    "gauge",
     ("model_id",),
     "Batch price of one million input tokens (from the exporter's price table; check AWS prices).",
 )
-OUTPUT_PRICE = Family(
+OUTPUT_PRICE = _gauge(
     "bedrock_batch_model_output_price_dollars_per_million_tokens",
-    "gauge",
     ("model_id",),
     "Batch price of one million output tokens (from the exporter's price table; check AWS prices).",
 )
 _QUOTA_LABELS = (*TASK_LABELS, "model_id")
-QUOTA_LIMIT = Family(
+QUOTA_LIMIT = _gauge(
     "bedrock_batch_quota_concurrent_jobs_limit",
-    "gauge",
     (*_QUOTA_LABELS, "quota_code", "source"),
     "The model's Service Quotas limit on its in-progress and submitted batch jobs; `source` is applied (the "
     "account's value) or default (AWS's default, where no applied value was listed).",
 )
-QUOTA_IN_USE = Family(
+QUOTA_IN_USE = _gauge(
     "bedrock_batch_quota_concurrent_jobs",
-    "gauge",
     _QUOTA_LABELS,
     "The model's jobs counted toward its concurrent-job quota: InProgress and Stopping (AWS does not document "
     "which statuses count; docs/metrics.md#quota-headroom).",
 )
-QUOTA_WAITING = Family(
+QUOTA_WAITING = _gauge(
     "bedrock_batch_quota_waiting_jobs",
-    "gauge",
     _QUOTA_LABELS,
     "The model's jobs in Scheduled: waiting for a slot under its concurrent-job quota.",
 )
-QUOTA_RECORDS = Family(
+QUOTA_RECORDS = _gauge(
     "bedrock_batch_quota_records_per_job_limit",
-    "gauge",
     (*_QUOTA_LABELS, "quota_code", "source"),
     "The model's Service Quotas limit on the records of one batch job (\"Records per batch inference job for "
     '<model>"), to compare with bedrock_batch_job_input_records; `source` as for the concurrent-job limit.',
 )
-QUOTA_UNMATCHED = Family(
+QUOTA_UNMATCHED = _gauge(
     "bedrock_batch_quota_unmatched",
-    "gauge",
     TASK_LABELS,
     "Per-model batch quotas (concurrent jobs, records per job) whose model name matched no foundation model (names on "
     "/; map them with jobs.quotas.model_map).",
@@ -430,17 +420,14 @@ def _usage_samples(
 
 @functools.lru_cache(maxsize=4096)  # one Family (and name string) per metric and statistic, not one per series
 def cloudwatch_family(namespace: str, metric: str, statistic: str) -> Family:
-    return Family(
-        metric_name(namespace, metric, statistic),
-        "gauge",
-        TASK_LABELS,
-        f"CloudWatch {namespace} {metric} {statistic}",
+    return _gauge(
+        metric_name(namespace, metric, statistic), TASK_LABELS, f"CloudWatch {namespace} {metric} {statistic}"
     )
 
 
 @functools.lru_cache(maxsize=1024)
 def insights_family(name: str, expression: str) -> Family:
-    return Family(name, "gauge", TASK_LABELS, f"CloudWatch Metrics Insights: {expression}")
+    return _gauge(name, TASK_LABELS, f"CloudWatch Metrics Insights: {expression}")
 
 
 def config_families(config: Config) -> list[tuple[str, Family, tuple[str, ...]]]:

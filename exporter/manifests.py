@@ -52,7 +52,6 @@ KMS_DENIED = "kms_denied"
 MALFORMED = "malformed"
 TOO_LARGE = "too_large"
 ERROR = "error"
-OUTCOMES = (OK, ACCESS_DENIED, NOT_FOUND, KMS_DENIED, MALFORMED, TOO_LARGE, ERROR)
 FINAL_OUTCOMES = (MALFORMED, TOO_LARGE)  # the object exists and is unusable: reading it again gives the same
 
 
@@ -64,7 +63,7 @@ class ManifestCounters(Protocol):
     """Where the reader counts what happened (the exporter's self-metrics implement it)."""
 
     def manifest_read(self, outcome: str) -> None:
-        """One GetObject of a manifest finished with `outcome` (one of OUTCOMES)."""
+        """One GetObject of a manifest finished with `outcome` (one of the outcomes above)."""
 
     def manifest_missing(self) -> None:
         """A finished job was given up: no manifest will be exported for it (counted once per job)."""
@@ -163,7 +162,6 @@ class _Entry:
 
     base: float  # when the job ended (or was first seen ended): the give-up clock starts here
     attempts: int = 0
-    last_attempt: float | None = None
     due: float = 0.0
     in_flight: bool = False
     usage: JobUsage | None = None
@@ -231,7 +229,6 @@ class ManifestReader:
                     continue  # next update; jobs that ended first go first
                 entry.in_flight = True
                 entry.attempts += 1
-                entry.last_attempt = now
                 to_read.append((job, entry))
             usages = tuple(e.usage for _, e in sorted(self._entries.items()) if e.usage is not None)
         for job, entry in to_read:

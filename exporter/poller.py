@@ -157,14 +157,8 @@ class NamespaceTask:
         futures = [self._call_pool.submit(self._run_batch, client, account_id, b) for b in batches]
         settle(futures)
         answered = [(b, f.result()) for b, f in zip(batches, futures, strict=True)]  # re-raises a failed batch
-        outcome = cloudwatch_records(
-            answered,
-            previous.values if previous else (),
-            previous.insights if previous else (),
-            self.insights,
-            now,
-            self.interval,
-        )
+        values, insights = (previous.values, previous.insights) if previous else ((), ())
+        outcome = cloudwatch_records(answered, values, insights, self.insights, now, self.interval)
         self._report(account_id, outcome)
         return self._success(account_id, outcome, now, previous, polling_active=True)
 

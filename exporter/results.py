@@ -95,30 +95,22 @@ def merge_page(
                     answer.messages = (*answer.messages, text)
         if not timestamps:
             continue
+        groups = None
         if qid in insight_ids:
             label = result.get("Label")
             key = label if isinstance(label, str) else ""
-            groups = answer.groups
-            if groups is None:
-                groups = answer.groups = {}
-            for when, value in zip(timestamps, values, strict=True):
-                point = _datapoint(qid, when, value)
-                if not low <= point.timestamp <= high:
-                    dropped += 1
-                    continue
-                current = groups.get(key)
-                if current is None or point.timestamp > current.timestamp:
-                    groups[key] = point
-            continue
-        newest = answer.newest
+            groups = answer.groups = answer.groups if answer.groups is not None else {}
+        newest = answer.newest if groups is None else groups.get(key)
         for when, value in zip(timestamps, values, strict=True):
             point = _datapoint(qid, when, value)
             if not low <= point.timestamp <= high:
                 dropped += 1
-                continue
-            if newest is None or point.timestamp > newest.timestamp:
+            elif newest is None or point.timestamp > newest.timestamp:
                 newest = point
-        answer.newest = newest
+        if groups is None:
+            answer.newest = newest
+        elif newest is not None:
+            groups[key] = newest
     return dropped
 
 

@@ -46,10 +46,8 @@ def list_jobs(client: Any, submitted_after: float, page_size: int) -> list[Job]:
     return list_jobs_checked(client, submitted_after, page_size).jobs
 
 
-def list_jobs_checked(
-    client: Any, submitted_after: float, page_size: int, now: float | None = None, max_pages: int = MAX_PAGES
-) -> Listing:
-    """Every job submitted after `submitted_after`, following nextToken for at most `max_pages` pages.
+def list_jobs_checked(client: Any, submitted_after: float, page_size: int, now: float | None = None) -> Listing:
+    """Every job submitted after `submitted_after`, following nextToken for at most MAX_PAGES pages.
 
     A malformed summary costs that job only (counted in `rejected`); a token loop or the page cap ends the listing
     with the jobs read so far and `truncated` saying why. Our own loop, not botocore's paginator: the paginator has
@@ -66,7 +64,7 @@ def list_jobs_checked(
     jobs: dict[str, Job] = {}
     listing = Listing([])
     tokens: set[str] = set()
-    for _ in range(max_pages):
+    for _ in range(MAX_PAGES):
         page = client.list_model_invocation_jobs(**kwargs)
         summaries = page.get("invocationJobSummaries", []) if isinstance(page, dict) else None
         if not isinstance(summaries, list):
@@ -87,7 +85,7 @@ def list_jobs_checked(
         tokens.add(token)
         kwargs["nextToken"] = token
     else:
-        listing.truncated = f"ListModelInvocationJobs pagination did not end after {max_pages} pages"
+        listing.truncated = f"ListModelInvocationJobs pagination did not end after {MAX_PAGES} pages"
     listing.jobs = list(jobs.values())
     return listing
 

@@ -65,24 +65,23 @@ def _check_statistics(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
+Statistics = Annotated[tuple[str, ...], Field(min_length=1), AfterValidator(_check_statistics)]
+# A CloudWatch-compatible or OTLP endpoint: checked by check_url (no user info, a port in range).
+Endpoint = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$"), AfterValidator(check_url)]
+
+
 class MetricConfig(StrictModel):
     """One CloudWatch metric and how to ask for it; unset fields inherit the namespace's values."""
 
     name: str = Field(min_length=1, max_length=255, description="CloudWatch MetricName")
-    statistics: tuple[str, ...] | None = Field(
+    statistics: Statistics | None = Field(
         default=None,
-        min_length=1,
         description="Sum, Average, Minimum, Maximum, SampleCount or a percentile like p99",
     )
     period: WindowPart | None = None
     length: WindowPart | None = None
     delay: WindowPart | None = None
     missing_data: MissingData | None = None
-
-    @field_validator("statistics")
-    @classmethod
-    def _known_statistics(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return None if value is None else _check_statistics(value)
 
 
 class DiscoveryConfig(StrictModel):
@@ -181,7 +180,7 @@ class NamespaceConfig(StrictModel):
         default=300.0, description="lookback window; the newest datapoint in it is kept (length + delay <= 455d)"
     )
     delay: WindowPart = Field(default=60.0, description="shift the window back to skip still-filling periods")
-    statistics: tuple[str, ...] = Field(default=("Average",), min_length=1)
+    statistics: Statistics = ("Average",)
     missing_data: MissingData | None = Field(
         default=None,
         description="default for the metrics: zero for AWS/Bedrock/Batch, nan elsewhere (as YACE)",
@@ -198,11 +197,6 @@ class NamespaceConfig(StrictModel):
     insights: tuple[InsightsQueryConfig, ...] = Field(
         default=(), description="named Metrics Insights queries of this namespace (docs/insights.md)"
     )
-
-    @field_validator("statistics")
-    @classmethod
-    def _known_statistics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_statistics(value)
 
     @model_validator(mode="after")
     def _check(self) -> NamespaceConfig:
@@ -349,9 +343,8 @@ class TargetConfig(StrictModel):
     )
     role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
     external_id: str | None = Field(default=None, min_length=2, max_length=1224)
-    endpoint_url: str | None = Field(
+    endpoint_url: Endpoint | None = Field(
         default=None,
-        pattern=r"^https?://[^\s/]+(/\S*)?$",
         description="a CloudWatch-compatible endpoint; port 1-65535, no user:password@",
     )
     namespaces: tuple[str, ...] | None = Field(
@@ -368,11 +361,6 @@ class TargetConfig(StrictModel):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _valid_endpoint(cls, value: str | None) -> str | None:
-        return check_url(value)
 
     @field_validator("regions")
     @classmethod
@@ -640,9 +628,8 @@ class ServerConfig(StrictModel):
 class OtlpConfig(StrictModel):
     """Where and how metrics are pushed over OTLP; unset fields follow the standard OTEL_* environment variables."""
 
-    endpoint: str | None = Field(
+    endpoint: Endpoint | None = Field(
         default=None,
-        pattern=r"^https?://[^\s/]+(/\S*)?$",
         description="receiver base URL (port 1-65535, no user:password@: put credentials in headers), e.g. "
         "http://collector:4318 (/v1/metrics is appended for http/protobuf); unset: "
         "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318",
@@ -682,11 +669,6 @@ class OtlpConfig(StrictModel):
             or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
             or "http/protobuf"
         ).strip()
-
-    @field_validator("endpoint")
-    @classmethod
-    def _valid_endpoint(cls, value: str | None) -> str | None:
-        return check_url(value)
 
     @field_validator("headers")
     @classmethod

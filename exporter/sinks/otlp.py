@@ -203,7 +203,7 @@ def redacted(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def build_resource(config: OtlpConfig, env_detector: Callable[[], Resource] | None = None) -> Resource:
+def build_resource(config: OtlpConfig) -> Resource:
     """SDK attributes < our defaults < OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME < `otlp.resource_attributes`."""
     defaults = {
         "service.name": "bedrock-batch-exporter",
@@ -211,7 +211,7 @@ def build_resource(config: OtlpConfig, env_detector: Callable[[], Resource] | No
         "service.instance.id": socket.gethostname(),
         "cloud.provider": "aws",
     }
-    detected = (env_detector or OTELResourceDetector().detect)()
+    detected = OTELResourceDetector().detect()
     return Resource.create(defaults).merge(detected).merge(Resource(dict(config.resource_attributes)))
 
 
