@@ -106,7 +106,7 @@ def _forward(jobs: list[Job], job_rates: dict[str, float], rate: float) -> list[
         (j for j in order if j.status in WAITING and j.total_records is not None),
         key=lambda j: (WAITING.index(j.status), j.submit_time, j.arn),
     )
-    limit = len(running) if waiting and any(j.status == "Scheduled" for j in waiting) else len(running) + len(waiting)
+    limit = len(running) if any(j.status == "Scheduled" for j in waiting) else len(running) + len(waiting)
     fifo = len(running) > 1 and job_rates.get(running[0].arn, 0.0) / rate >= FIFO_SHARE
     left = {j.arn: _left(j) for j in (*running, *waiting)}
     active = [j.arn for j in running]

@@ -26,7 +26,6 @@ MAX_SERIES_PER_QUERY = 500  # CloudWatch returns at most 500 series per Metrics 
 # botocore cloudwatch model: MetricDataQuery.Expression is a MetricExpression, a string of 1 to 2,048 characters.
 MAX_EXPRESSION_LENGTH = 2048
 MAX_QUERY_TEXT = 16 * MAX_EXPRESSION_LENGTH  # refused before tokenising: no config needs more, whatever its spacing
-OTHER = "Other"  # CloudWatch's group value for a metric without a GROUP BY key
 SUBSET = (
     "SELECT FUNC(metric) FROM ns|SCHEMA(ns, keys) [WHERE key = 'v' | key != 'v' [AND ...]] [GROUP BY keys] "
     "[ORDER BY FUNC() ASC|DESC] [LIMIT n]"
@@ -163,16 +162,14 @@ class _Parser:
     def peek(self) -> _Token | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
 
-    def describe(self, token: _Token | None) -> str:
-        return "the end of the query" if token is None else f"{token.text!r} at position {token.at + 1}"
-
     def fail(self, expected: str) -> InsightsSyntaxError:
         token = self.peek()
         if token is not None and token.kind == "word" and token.text.upper() in _UNSUPPORTED_KEYWORDS:
             return InsightsSyntaxError(
                 f"unsupported {token.text.upper()} at position {token.at + 1}: the supported subset is {SUBSET}"
             )
-        return InsightsSyntaxError(f"unsupported query: expected {expected}, found {self.describe(token)}")
+        found = "the end of the query" if token is None else f"{token.text!r} at position {token.at + 1}"
+        return InsightsSyntaxError(f"unsupported query: expected {expected}, found {found}")
 
     def keyword(self, word: str) -> bool:
         token = self.peek()
@@ -248,9 +245,7 @@ class _Parser:
         if self.keyword("SCHEMA"):
             self.expect_punct("(")
             namespace = self.identifier("a namespace")
-            dims: list[str] = []
-            while self.punct(","):
-                dims.append(self.identifier("a dimension key"))
+            dims = self.keys("a dimension key") if self.punct(",") else []
             self.expect_punct(")")
             if len(set(dims)) != len(dims):
                 raise InsightsSyntaxError("SCHEMA lists a dimension key more than once")

@@ -203,11 +203,10 @@ def plan(
     for start, end in sorted(groups.keys() | expressions.keys()):
         items = groups.get((start, end), [])
         exprs = expressions.get((start, end), [])
-        per_call = MAX_INSIGHTS_PER_CALL
-        calls = max(-(-len(exprs) // per_call), -(-(len(items) + len(exprs)) // max_queries_per_call))
+        calls = max(-(-len(exprs) // MAX_INSIGHTS_PER_CALL), -(-(len(items) + len(exprs)) // max_queries_per_call))
         offset = 0
         for call in range(calls):
-            expr = exprs[call * per_call : (call + 1) * per_call]
+            expr = exprs[call * MAX_INSIGHTS_PER_CALL : (call + 1) * MAX_INSIGHTS_PER_CALL]
             chunk = items[offset : offset + max_queries_per_call - len(expr)]
             offset += len(chunk)
             queries = tuple(

@@ -39,7 +39,8 @@ class RunbooksPage:
         if page is None:
             page = _packaged_page()
         if page is None:
-            self._answers: dict[str, Response] = {}
+            missing = Response(404, b"the runbooks page is not packaged with this build; see docs/runbooks.md\n", _TEXT)
+            self._answers = {PAGE_PATH: missing, CSS_PATH: missing}
             return
         body, css = split_styles(page)
         headers = {"Cache-Control": "no-cache"}
@@ -49,13 +50,7 @@ class RunbooksPage:
         }
 
     def respond(self, target: str) -> Response | None:
-        path = target.split("?", 1)[0]
-        if path not in (PAGE_PATH, CSS_PATH):
-            return None
-        answer = self._answers.get(path)
-        if answer is None:
-            return Response(404, b"the runbooks page is not packaged with this build; see docs/runbooks.md\n", _TEXT)
-        return answer
+        return self._answers.get(target.split("?", 1)[0])
 
 
 def _packaged_page() -> str | None:

@@ -75,8 +75,7 @@ class Store:
         """
         with self._lock:
             self._generation += 1
-            for key in [k for k in self._tasks if k not in keys]:
-                del self._tasks[key]
+            self._tasks = {k: v for k, v in self._tasks.items() if k in keys}
             self._prices = prices
             generation = self._generation
         self._swap()

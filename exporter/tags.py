@@ -115,17 +115,16 @@ class TagReader:
     def _clean(self, key: str, raw: str) -> str:
         """The value to export, or "" (counted) when it is refused; read once per job, so counted once per job."""
         value = raw.strip()
-        reason = None
         if len(value) > MAX_VALUE:
             reason = TOO_LONG
         elif not _TAG_VALUE.fullmatch(value):
             reason = INVALID  # AWS refuses such values on write; an answer that has one is not trusted as a label
         elif value and value not in self._values[key] and len(self._values[key]) >= MAX_VALUES:
             reason = CARDINALITY
-        if reason is not None:
-            self._on_dropped(reason)
-            return ""
-        return value
+        else:
+            return value
+        self._on_dropped(reason)
+        return ""
 
     def _exported(self, tags: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
         given = dict(tags)

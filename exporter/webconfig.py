@@ -68,7 +68,7 @@ class WebConfig(StrictModel):
         return self
 
 
-def bcrypt_hash_problem(hashed: str, max_cost: int = BCRYPT_DEFAULT_MAX_COST) -> str | None:
+def bcrypt_hash_problem(hashed: str, max_cost: int) -> str | None:
     """Why `hashed` cannot be used as a password hash, or None; never echoes the value."""
     match = _BCRYPT.fullmatch(hashed)
     if match is None:
@@ -102,7 +102,7 @@ def load_web_config(path: str | Path) -> WebConfig:
     return web
 
 
-def tls_context(tls: TlsServerConfig, source: str | Path = "web config") -> ssl.SSLContext:
+def tls_context(tls: TlsServerConfig, source: str | Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3 if tls.min_version == "TLS13" else ssl.TLSVersion.TLSv1_2
     try:
@@ -112,19 +112,16 @@ def tls_context(tls: TlsServerConfig, source: str | Path = "web config") -> ssl.
     return context
 
 
-Checker = Callable[[bytes, bytes], bool]
-
-
 class BasicAuth:
     """Checks `Authorization: Basic ...` against bcrypt hashes; a verified credential is remembered by its digest.
 
     bcrypt is slow on purpose (tens of milliseconds); Prometheus sends the same credentials on every scrape, so the
     exporter remembers which (user, password) pairs it has verified, keyed by a keyed hash, never the password.
-    Every check that reaches bcrypt costs what one check at the highest configured cost does (`padding_costs`), so
+    Every check that reaches bcrypt costs what one check at the highest configured cost does (`_padding`), so
     neither an unknown user nor a user with a cheaper hash can be told apart by timing.
     """
 
-    def __init__(self, users: dict[str, str], *, checker: Checker = bcrypt.checkpw) -> None:
+    def __init__(self, users: dict[str, str], *, checker: Callable[[bytes, bytes], bool] = bcrypt.checkpw) -> None:
         self._users = {user: hashed.encode() for user, hashed in users.items()}
         self._key = secrets.token_bytes(32)
         self._verified: set[bytes] = set()
@@ -150,16 +147,16 @@ class BasicAuth:
             return False
         secret = password.encode()
         hashed = self._users.get(user)
-        if hashed is not None and len(secret) <= BCRYPT_MAX_PASSWORD:
-            digest = hmac.new(self._key, f"{user}:{password}".encode(), hashlib.sha256).digest()
-            with self._lock:
-                if digest in self._verified:
-                    return True
-        else:  # an unknown user, or a password bcrypt would refuse: spend the same check, then refuse
+        # an unknown user, or a password bcrypt would refuse: spend the same check, then refuse
+        if hashed is None or len(secret) > BCRYPT_MAX_PASSWORD:
             self._checked(secret[:BCRYPT_MAX_PASSWORD], self.dummy_hash)
             return False
+        digest = hmac.new(self._key, f"{user}:{password}".encode(), hashlib.sha256).digest()
+        with self._lock:
+            if digest in self._verified:
+                return True
         verified = self._checked(secret, hashed)
-        for cost in self.padding_costs(user):
+        for cost in range(self._costs[user], self.highest_cost):  # none for the highest cost
             self._checked(secret, self._padding[cost])
         if not verified:
             return False
@@ -167,10 +164,6 @@ class BasicAuth:
             if len(self._verified) < 1000:  # bounded: a handful of scrapers in practice
                 self._verified.add(digest)
         return True
-
-    def padding_costs(self, user: str) -> range:
-        """Costs of the dummy checks added after checking `user`'s own hash (none for the highest cost)."""
-        return range(self._costs.get(user, self.highest_cost), self.highest_cost)
 
     def _checked(self, secret: bytes, hashed: bytes) -> bool:
         try:

@@ -31,7 +31,7 @@ _EVENT_SUFFIX = "cloudwatch.GetMetricData"  # botocore's event names: <event>.<h
 class CallGate:
     """`width` slots; a call thread holds one while it runs Python, and gives it back while it waits."""
 
-    def __init__(self, width: int = 1) -> None:
+    def __init__(self, width: int) -> None:
         if width < 1:
             raise ValueError("a call gate needs at least one slot")
         # one slot (the poller's CALL_GATE_WIDTH): a plain lock, taken and given back in C; a semaphore is Python code

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import botocore.session
@@ -37,15 +36,14 @@ class FoundRegion:
     source: str
 
 
-def find_region(environ: Mapping[str, str] | None = None) -> FoundRegion | None:
+def find_region() -> FoundRegion | None:
     """AWS_REGION, then AWS_DEFAULT_REGION, the profile's region, then instance metadata; None if none has one.
 
     botocore alone reads only AWS_DEFAULT_REGION and the config file; the AWS CLI and the newer SDKs read AWS_REGION
     first, so users expect it to work.
     """
-    env = os.environ if environ is None else environ
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        if value := env.get(name, "").strip():
+        if value := os.environ.get(name, "").strip():
             return FoundRegion(value, name)
     session = botocore.session.get_session()
     try:
@@ -54,7 +52,7 @@ def find_region(environ: Mapping[str, str] | None = None) -> FoundRegion | None:
             return FoundRegion(str(profile).strip(), f"the AWS config file (profile {session.profile or 'default'})")
         session.set_config_variable("metadata_service_timeout", IMDS_TIMEOUT)
         session.set_config_variable("metadata_service_num_attempts", 1)
-        imds = IMDSRegionProvider(session, environ=dict(env)).provide()
+        imds = IMDSRegionProvider(session).provide()
     except ProfileNotFound:
         return None  # AWS_PROFILE names a profile the config file lacks: the SDK refuses to go on, and so do we
     if imds:
